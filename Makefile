@@ -1,0 +1,107 @@
+# tide — build, test, run, bench, install.
+#
+#   make            build/tide, build/libtide.a, build/libtide.so, build/tide.so, build/tide.pc
+#   make run        install missing Debian packages, build, run examples/hello.lua
+#   make test       install missing Debian packages, build, run every suite
+#   make check      every suite built with -fsanitize=address,undefined
+#   make bench      benchmarks beside their peers (see bench/README.md)
+#   make install PREFIX=/usr/local   /   make uninstall
+#
+# BUILD=dir puts every artefact in another folder (parallel builds, sanitizers).
+
+VERSION    := 0.1.0
+SOVERSION  := 0
+BUILD      ?= build
+PREFIX     ?= /usr/local
+CC         ?= cc
+OPT        ?= -O2 -g
+SANITIZE   ?=
+
+PKGS       := lua5.4 libuv
+DEPS_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null || echo -I/usr/include/lua5.4)
+UV_LIBS    := $(shell pkg-config --libs libuv 2>/dev/null || echo -luv)
+LUA_LIBS   := $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
+
+CFLAGS     := $(OPT) -std=c11 -D_GNU_SOURCE -fPIC -Wall -Wextra -Wno-unused-parameter \
+              -Icore -Ibindings $(DEPS_CFLAGS) $(SANITIZE) $(EXTRA_CFLAGS)
+LDFLAGS    := $(SANITIZE) $(EXTRA_LDFLAGS)
+LIBS       := $(UV_LIBS) -lm -lpthread -ldl
+
+CORE_SRC   := $(sort $(wildcard core/*.c))
+BIND_SRC   := $(sort $(filter-out bindings/main.c,$(wildcard bindings/*.c)))
+CORE_OBJ   := $(CORE_SRC:%.c=$(BUILD)/%.o)
+BIND_OBJ   := $(BIND_SRC:%.c=$(BUILD)/%.o)
+LIB_OBJ    := $(CORE_OBJ) $(BIND_OBJ)
+CTEST_SRC  := $(sort $(wildcard spec/core/*.c))
+HEADERS    := $(wildcard core/*.h bindings/*.h)
+
+all: $(BUILD)/tide $(BUILD)/libtide.a $(BUILD)/libtide.so $(BUILD)/tide.so $(BUILD)/tide.pc
+
+$(BUILD)/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libtide.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libtide.so.$(VERSION): $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,libtide.so.$(SOVERSION) $(LDFLAGS) -o $@ $^ $(LUA_LIBS) $(LIBS)
+
+$(BUILD)/libtide.so: $(BUILD)/libtide.so.$(VERSION)
+	ln -sf libtide.so.$(VERSION) $(BUILD)/libtide.so.$(SOVERSION)
+	ln -sf libtide.so.$(VERSION) $@
+
+# The Lua C module for a stock lua5.4: takes the Lua API from the interpreter.
+$(BUILD)/tide.so: $(LIB_OBJ)
+	$(CC) -shared $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# -Wl,-E: C modules loaded by tide find the Lua API in the binary.
+$(BUILD)/tide: $(BUILD)/bindings/main.o $(BUILD)/libtide.a
+	$(CC) $(LDFLAGS) -Wl,-E -o $@ $^ $(LUA_LIBS) $(LIBS)
+
+$(BUILD)/tide.pc: tide.pc.in Makefile
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' tide.pc.in > $@
+
+$(BUILD)/core_tests: $(CTEST_SRC) $(BUILD)/libtide.a
+	$(CC) $(CFLAGS) -Ispec/core $(LDFLAGS) -o $@ $(CTEST_SRC) $(BUILD)/libtide.a $(LUA_LIBS) $(LIBS)
+
+deps:
+	@sh spec/deps.sh
+
+run: deps all
+	$(BUILD)/tide examples/hello.lua
+
+test: deps all $(BUILD)/core_tests
+	@BUILD=$(BUILD) bash spec/run.sh
+
+check:
+	$(MAKE) BUILD=build-check OPT="-O1 -g -fno-omit-frame-pointer" \
+	  SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=undefined" test
+
+bench: deps all
+	@BUILD=$(BUILD) bash bench/run.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig \
+	  $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/lua/5.4 $(DESTDIR)$(PREFIX)/share/lua/5.4
+	install -m 755 $(BUILD)/tide $(DESTDIR)$(PREFIX)/bin/tide
+	install -m 644 $(BUILD)/libtide.a $(DESTDIR)$(PREFIX)/lib/libtide.a
+	install -m 755 $(BUILD)/libtide.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libtide.so.$(VERSION)
+	ln -sf libtide.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libtide.so.$(SOVERSION)
+	ln -sf libtide.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libtide.so
+	install -m 644 core/tide.h $(DESTDIR)$(PREFIX)/include/tide.h
+	install -m 644 $(BUILD)/tide.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/tide.pc
+	install -m 755 $(BUILD)/tide.so $(DESTDIR)$(PREFIX)/lib/lua/5.4/tide.so
+	cd lua && find tide -name '*.lua' -exec install -D -m 644 {} $(DESTDIR)$(PREFIX)/share/lua/5.4/{} \;
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/tide $(DESTDIR)$(PREFIX)/lib/libtide.a \
+	  $(DESTDIR)$(PREFIX)/lib/libtide.so* $(DESTDIR)$(PREFIX)/include/tide.h \
+	  $(DESTDIR)$(PREFIX)/lib/pkgconfig/tide.pc $(DESTDIR)$(PREFIX)/lib/lua/5.4/tide.so
+	rm -rf $(DESTDIR)$(PREFIX)/share/lua/5.4/tide
+
+clean:
+	rm -rf build build-check build-*
+
+.PHONY: all deps run test check bench install uninstall clean

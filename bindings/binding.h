@@ -1,0 +1,131 @@
+/* binding.h — the private header of tide's Lua bindings: the runtime's Lua
+ * side (tide_lua), the promise userdata every binding returns, and helpers
+ * shared by the files of bindings/.
+ *
+ * Reference ownership, for every file of bindings/:
+ *  - A promise userdata (lpromise) is kept alive from C by ONE registry
+ *    reference (lp->ref) shared by a count of holds (lp->holds). The core
+ *    takes holds through the promise ops (a listener registered on it, a
+ *    queued callback, a running timer, the unhandled list); bindings take
+ *    holds with tide_lp_hold() while the promise is on the stack, and drop
+ *    them with tide_lp_drop(). The reference is dropped when the count
+ *    reaches 0, so a promise nobody holds is collected like any Lua value.
+ *  - A pending promise with listeners is therefore kept alive until it
+ *    settles; a listener (derived promise, task) holds itself while it is
+ *    registered.
+ *  - Lua values of a promise live in its user values (see UV_* below),
+ *    never in the registry.
+ */
+#ifndef TIDE_BINDING_H
+#define TIDE_BINDING_H
+
+#include <lua.h>
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "tide.h"
+
+#ifdef NDEBUG
+#define tide_stack_check(L, top, delta) ((void)0)
+#else
+#include <assert.h>
+#define tide_stack_check(L, top, delta) assert(lua_gettop(L) == (top) + (delta))
+#endif
+
+#define TIDE_PROMISE_MT "tide.promise"
+#define TIDE_ERROR_MT "tide.Error"
+
+/* The Lua side of one runtime: one per lua_State (main thread). */
+typedef struct tide_lua {
+  tide_rt *rt;
+  lua_State *L;             /* the main thread: callbacks run on it */
+  int owns_rt;              /* the module created rt and frees it */
+  int running;              /* inside tide.run / the binary's loop */
+  int tasks_ref;            /* registry: table thread -> task userdata */
+  int tracebacks_ref;       /* registry: weak table promise -> traceback */
+  int cancelled_ref;        /* registry: the tide.Cancelled value */
+  unsigned reported;        /* unhandled rejections reported */
+  int debug;                /* TIDE_DEBUG set: report misuse such as a second resolve */
+  struct ltask *current;    /* the task running now, if any */
+} tide_lua;
+
+/* User values of a promise userdata. */
+enum {
+  UV_VALUES = 1,            /* one value, or a table of nv values */
+  UV_EVENTS = 2,            /* table: event name -> function or list */
+  UV_A = 3,                 /* next: on_ok; task: the coroutine */
+  UV_B = 4                  /* next: on_err; combinators: their state */
+};
+
+/* What kind of object an lpromise is (what its listener does). */
+enum {
+  LP_PLAIN = 0,             /* made by tide.promise() or a binding */
+  LP_NEXT,                  /* p:next / catch / finally: runs a handler */
+  LP_TASK,                  /* a task: a coroutine */
+  LP_COMBINE                /* all / race / any / settled / timeout */
+};
+
+enum {
+  LP_PACKED = 1u << 0,      /* UV_VALUES holds a table of nv values */
+  LP_FINALLY = 1u << 1,     /* LP_NEXT: the handler is a finally handler */
+  LP_CVALUES = 1u << 2      /* values are the core promise's C values */
+};
+
+typedef struct lpromise {
+  tide_promise p;           /* the core state machine: must be first */
+  tide_listener l;          /* when this promise waits on another */
+  int ref;                  /* registry reference while held */
+  unsigned holds;
+  unsigned char kind, flags;
+  int nv;                   /* number of settled values */
+} lpromise;
+
+#define tide__lp_of_listener(lst) \
+  ((lpromise *)((char *)(lst) - offsetof(lpromise, l)))
+
+/* util.c */
+tide_lua *tide_lua_get(lua_State *L);
+tide_lua *tide_lua_of(tide_rt *rt);
+int tide_lua_open_rt(lua_State *L, tide_rt *rt);
+int tide_lua_traceback_handler(lua_State *L);
+int tide_lua_pcall(lua_State *L, int nargs, int nresults, int *has_tb);
+void tide_lua_push_error(lua_State *L, const char *code, const char *message);
+void tide_lua_push_uverror(lua_State *L, int status);
+void tide_lua_report(lua_State *L, const char *what, int tb_idx);
+int tide_open_util(lua_State *L);
+double tide_lua_checkseconds(lua_State *L, int idx);
+uint64_t tide_lua_ms(double seconds);
+
+/* promise.c */
+lpromise *tide_lp_new(lua_State *L, size_t size, int kind, int nuv);
+lpromise *tide_lp_check(lua_State *L, int idx);
+lpromise *tide_lp_test(lua_State *L, int idx);
+void tide_lp_hold(lua_State *L, int idx);
+void tide_lp_drop(lpromise *lp);
+int tide_lp_push(lua_State *L, lpromise *lp);
+int tide_lp_push_values(lua_State *L, int idx);
+int tide_lp_settle(lua_State *L, int idx, tide_state state, int first, int n);
+void tide_lp_set_traceback(lua_State *L, int idx, int tb_idx);
+int tide_lp_get_traceback(lua_State *L, int idx);
+void tide_lp_listen(lua_State *L, int src_idx, tide_listener *l, tide_listener_cb cb);
+void tide_lp_push_cancelled(lua_State *L);
+int tide_lp_is_cancelled_value(lua_State *L, int idx);
+void tide_lua_report_unhandled(tide_rt *rt, tide_promise *p);
+int tide_open_promise(lua_State *L);
+
+/* task.c */
+typedef struct ltask ltask;
+int tide_task_spawn(lua_State *L, int fn_idx, int nargs);
+int tide_open_task(lua_State *L);
+int tide_task_cancel(lua_State *L, lpromise *lp);
+
+/* timer.c */
+int tide_open_timer(lua_State *L);
+
+/* combine.c */
+int tide_open_combine(lua_State *L);
+
+/* Opens the `tide` module table onto the stack. */
+int luaopen_tide(lua_State *L);
+
+#endif

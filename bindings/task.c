@@ -1,0 +1,393 @@
+/* task.c — tasks: coroutines that await promises. tide.spawn, tide.await
+ * (and p:await), cancellation with tide.Cancelled, tide.current and
+ * tide.run, the entry point that drives the loop until a task is done.
+ *
+ * A task is a promise userdata (kind LP_TASK) whose user value UV_A is its
+ * coroutine. It is held (see binding.h) from spawn until it finishes, and
+ * sits in the tasks table (coroutine pointer -> task) meanwhile, which is
+ * how await finds the task it runs in. Awaiting registers the task's
+ * listener on the promise and yields with lua_yieldk; the listener
+ * callback moves the values onto the coroutine's stack and resumes it, and
+ * the continuation returns them or raises the rejection.
+ */
+#include "binding.h"
+
+#include <string.h>
+
+enum {
+  T_QUEUED,       /* spawned, its start is queued */
+  T_DELAYED,      /* tide.timer: waits on a sleep before its start */
+  T_RUNNING,      /* on the CPU */
+  T_AWAITING,     /* suspended in await, listening to a promise */
+  T_WAKING,       /* a resumption is queued (cancel, cooperative yield) */
+  T_DONE
+};
+
+struct ltask {
+  lpromise base;          /* kind LP_TASK; base.l listens while awaiting */
+  lua_State *co;
+  tide_job job;           /* start, or a queued resumption */
+  int status;
+  int cancel;             /* cancellation requested */
+  int nargs;              /* arguments of the first resumption */
+  tide_state resume_state;
+  int nresume;
+};
+
+#define task_of_listener(lst) ((ltask *)tide__lp_of_listener(lst))
+
+/* [-0, +1, -] Pushes the task running on `co`, or nil. */
+static ltask *push_task_of(lua_State *L, lua_State *co, tide_lua *tl) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, tl->tasks_ref);
+  lua_rawgetp(L, -1, co);
+  lua_remove(L, -2);  /* remove the tasks table */
+  return lua_touserdata(L, -1);
+}
+
+/* Finishes task `t` with the outcome of its coroutine: `status` of
+ * lua_resume and `nres` results (or the error) on the coroutine. */
+static void task_finish(tide_lua *tl, ltask *t, int status, int nres) {
+  lua_State *L = tl->L, *co = t->co;
+  int top = lua_gettop(L);
+  tide_lp_push(L, &t->base);                           /* top+1: the task */
+  if (status == LUA_OK) {
+    luaL_checkstack(L, nres + 1, "too many results");
+    lua_xmove(co, L, nres);
+    t->status = T_DONE;
+    tide_lp_settle(L, top + 1, TIDE_FULFILLED, top + 2, nres);
+  } else {
+    lua_xmove(co, L, 1);                               /* top+2: the error */
+    luaL_traceback(L, co, NULL, 0);                    /* top+3 */
+    if (lua_type(L, top + 2) == LUA_TTABLE && luaL_testudata(L, top + 2, TIDE_ERROR_MT) == NULL) {
+      /* error objects carry their traceback (tide.Error instances) */
+      if (lua_getmetatable(L, top + 2)) {
+        luaL_getmetatable(L, TIDE_ERROR_MT);
+        if (lua_rawequal(L, -1, -2) && lua_getfield(L, top + 2, "traceback") == LUA_TNIL) {
+          lua_pushvalue(L, top + 3);
+          lua_setfield(L, top + 2, "traceback");
+        }
+        lua_settop(L, top + 3);
+      }
+    }
+    if (tide_lp_is_cancelled_value(L, top + 2)) tide_promise_mark_handled(&t->base.p);
+    tide_lp_set_traceback(L, top + 1, top + 3);
+    t->status = T_DONE;
+    tide_lp_settle(L, top + 1, TIDE_REJECTED, top + 2, 1);
+#if LUA_VERSION_RELEASE_NUM >= 50406
+    lua_closethread(co, L);  /* close pending to-be-closed variables */
+#else
+    lua_resetthread(co);
+#endif
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, tl->tasks_ref);
+  lua_pushnil(L);
+  lua_rawsetp(L, -2, co);  /* tasks[co] = nil */
+  lua_settop(L, top);
+  tide_lp_drop(&t->base);  /* the hold taken by spawn */
+}
+
+static void task_job_cb(tide_rt *rt, tide_job *job);
+
+/* Resumes task `t` with the `nargs` values on top of its coroutine. */
+static void task_resume(tide_lua *tl, ltask *t, int nargs) {
+  ltask *prev = tl->current;
+  int status, nres = 0;
+  t->status = T_RUNNING;
+  tl->current = t;
+  status = lua_resume(t->co, tl->L, nargs, &nres);
+  tl->current = prev;
+  if (status == LUA_YIELD) {
+    lua_pop(t->co, nres);
+    if (t->status == T_RUNNING) {
+      /* A bare coroutine.yield in a task: give others a turn. */
+      t->status = T_WAKING;
+      t->resume_state = TIDE_FULFILLED;
+      t->nresume = 0;
+      tide_job_queue(tl->rt, &t->job, task_job_cb);
+    }
+    return;
+  }
+  task_finish(tl, t, status, nres);
+}
+
+/* [-0, +0, -] Queues the resumption of `t` with tide.Cancelled raised. */
+static void wake_cancelled(tide_lua *tl, ltask *t) {
+  t->status = T_WAKING;
+  t->resume_state = TIDE_REJECTED;
+  tide_job_queue(tl->rt, &t->job, task_job_cb);
+}
+
+/* The queued start or resumption of a task. */
+static void task_job_cb(tide_rt *rt, tide_job *job) {
+  ltask *t = (ltask *)((char *)job - offsetof(ltask, job));
+  tide_lua *tl = tide_lua_of(rt);
+  if (t->status == T_QUEUED) {
+    if (t->cancel) {
+      lua_settop(t->co, 0);
+      tide_lp_push_cancelled(t->co);
+      task_finish(tl, t, LUA_ERRRUN, 1);
+    } else {
+      task_resume(tl, t, t->nargs);
+    }
+    return;
+  }
+  /* T_WAKING: cancelled, or after a cooperative yield */
+  if (t->cancel) {
+    t->cancel = 0;
+    t->resume_state = TIDE_REJECTED;
+  }
+  if (t->resume_state == TIDE_REJECTED) {
+    tide_lp_push_cancelled(t->co);
+    t->nresume = 1;
+    task_resume(tl, t, 1);
+  } else {
+    task_resume(tl, t, 0);
+  }
+}
+
+/* The promise a task awaits has settled: resume it with the outcome. */
+static void task_await_cb(tide_listener *l, tide_promise *src) {
+  ltask *t = task_of_listener(l);
+  tide_lua *tl = tide_lua_of(src->rt);
+  lua_State *L = tl->L;
+  int top = lua_gettop(L), n;
+  if (t->cancel) {   /* cancelled while this callback was queued */
+    t->cancel = 0;
+    tide_lp_push_cancelled(t->co);
+    t->resume_state = TIDE_REJECTED;
+    t->nresume = 1;
+    task_resume(tl, t, 1);
+    return;
+  }
+  tide_lp_push(L, (lpromise *)src);
+  n = tide_lp_push_values(L, top + 1);
+  if (!lua_checkstack(t->co, n + LUA_MINSTACK)) {
+    lua_settop(L, top);
+    lua_pushliteral(t->co, "tide.await: too many values");
+    t->resume_state = TIDE_REJECTED;
+    t->nresume = 1;
+    task_resume(tl, t, 1);
+    return;
+  }
+  lua_xmove(L, t->co, n);
+  lua_settop(L, top);
+  t->resume_state = src->state;
+  t->nresume = n;
+  task_resume(tl, t, n);
+}
+
+/* Continuation of await: returns the values or raises the rejection. */
+static int await_k(lua_State *co, int status, lua_KContext ctx) {
+  ltask *t = (ltask *)ctx;
+  (void)status;
+  if (t->resume_state == TIDE_REJECTED) return lua_error(co);
+  return t->nresume;
+}
+
+/* tide.await(p) / p:await() -> the values of p, or raises its error. */
+static int l_await(lua_State *L) {
+  lpromise *p = tide_lp_check(L, 1);
+  tide_lua *tl;
+  ltask *t;
+  if (p->p.state != TIDE_PENDING && !p->l.source) {
+    int n;
+    tide_promise_mark_handled(&p->p);
+    n = tide_lp_push_values(L, 1);
+    if (p->p.state == TIDE_REJECTED) return lua_error(L);
+    return n;
+  }
+  tl = tide_lua_get(L);
+  t = push_task_of(L, L, tl);
+  if (t == NULL)
+    return luaL_error(L, "tide.await: not inside a task (run the code with tide.spawn or tide.run)");
+  lua_pop(L, 1);  /* remove the task */
+  if (!lua_isyieldable(L))
+    return luaL_error(L, "tide.await: cannot wait inside a C function such as table.sort or string.gsub");
+  if (t->cancel) {
+    t->cancel = 0;
+    tide_lp_push_cancelled(L);
+    return lua_error(L);
+  }
+  if (&t->base == p)
+    return luaL_error(L, "tide.await: a task cannot await itself");
+  lua_settop(L, 1);
+  tide_lp_listen(L, 1, &t->base.l, task_await_cb);
+  t->status = T_AWAITING;
+  return lua_yieldk(L, 0, (lua_KContext)t, await_k);
+}
+
+/* [-(nargs+1), +1, m] Spawns a task running the function at `fn_idx` with
+ * the `nargs` values above it, which are moved to the task; pushes it. */
+static ltask *task_new(lua_State *L, int fn_idx, int nargs, int status) {
+  tide_lua *tl = tide_lua_get(L);
+  ltask *t;
+  lua_State *co;
+  fn_idx = lua_absindex(L, fn_idx);
+  t = (ltask *)tide_lp_new(L, sizeof(ltask), LP_TASK, 3);
+  co = lua_newthread(L);
+  t->co = co;
+  lua_setiuservalue(L, -2, UV_A);                   /* the task owns co */
+  lua_rotate(L, fn_idx, 1);                         /* task below fn */
+  lua_xmove(L, co, nargs + 1);                      /* fn and args to co */
+  t->nargs = nargs;
+  t->status = status;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, tl->tasks_ref);
+  lua_pushvalue(L, -2);
+  lua_rawsetp(L, -2, co);                           /* tasks[co] = task */
+  lua_pop(L, 1);  /* remove the tasks table */
+  tide_lp_hold(L, -1);                              /* held until done */
+  return t;
+}
+
+int tide_task_spawn(lua_State *L, int fn_idx, int nargs) {
+  tide_lua *tl = tide_lua_get(L);
+  ltask *t = task_new(L, fn_idx, nargs, T_QUEUED);
+  tide_job_queue(tl->rt, &t->job, task_job_cb);
+  return 1;
+}
+
+/* tide.spawn(fn, ...) -> task */
+static int l_spawn(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  return tide_task_spawn(L, 1, lua_gettop(L) - 1);
+}
+
+/* The sleep of tide.timer ended: start the task, or finish it cancelled. */
+static void delayed_start_cb(tide_listener *l, tide_promise *src) {
+  ltask *t = task_of_listener(l);
+  tide_lua *tl = tide_lua_of(src->rt);
+  if (src->state == TIDE_REJECTED) t->cancel = 1;
+  t->status = T_QUEUED;
+  task_job_cb(tl->rt, &t->job);
+}
+
+/* tide.timer(seconds, fn, ...) -> task: runs fn(...) as a task after
+ * `seconds`; cancelling the task before then stops the timer. */
+static int l_timer(lua_State *L) {
+  tide_lua *tl = tide_lua_get(L);
+  uint64_t ms = tide_lua_ms(tide_lua_checkseconds(L, 1));
+  ltask *t;
+  lpromise *sleep;
+  int err;
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  t = task_new(L, 2, lua_gettop(L) - 2, T_DELAYED);  /* the task, at 2 */
+  sleep = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);  /* at 3 */
+  tide_lp_hold(L, 3);
+  err = tide_sleep(tl->rt, &sleep->p, ms);
+  tide_lp_drop(sleep);
+  if (err != 0) {
+    tide_lua_push_uverror(L, err);
+    return lua_error(L);
+  }
+  tide_lp_listen(L, 3, &t->base.l, delayed_start_cb);
+  lua_settop(L, 2);
+  return 1;
+}
+
+/* Requests the cancellation of the promise or task at `lp` (see
+ * docs/lua-api.md); returns whether it had any effect. */
+int tide_task_cancel(lua_State *L, lpromise *lp) {
+  tide_lua *tl = tide_lua_get(L);
+  ltask *t = (ltask *)lp;
+  tide_promise *src;
+  if (lp->kind != LP_TASK) return tide_promise_cancel(&lp->p) == 0;
+  switch (t->status) {
+    case T_DONE:
+      return 0;
+    case T_QUEUED:
+    case T_RUNNING:
+    case T_WAKING:
+      t->cancel = 1;
+      return 1;
+    case T_DELAYED:
+    case T_AWAITING:
+      src = t->base.l.source;
+      if (src == NULL) {  /* its wake-up is already queued */
+        t->cancel = 1;
+        return 1;
+      }
+      tide_listener_remove(&t->base.l);
+      /* Release what it waited on when nobody else waits for it. */
+      if (tide_promise_listeners(src) == 0) {
+        if (((lpromise *)src)->kind == LP_TASK) {
+          tide_task_cancel(L, (lpromise *)src);
+        } else {
+          tide_promise_cancel(src);
+        }
+      }
+      if (t->status == T_DELAYED) {
+        t->status = T_QUEUED;
+        t->cancel = 1;
+        tide_job_queue(tl->rt, &t->job, task_job_cb);
+      } else {
+        wake_cancelled(tl, t);
+      }
+      return 1;
+  }
+  return 0;
+}
+
+/* tide.current() -> the running task, or nil outside tasks. */
+static int l_current(lua_State *L) {
+  tide_lua *tl = tide_lua_get(L);
+  if (push_task_of(L, L, tl) == NULL) return 1;
+  return 1;
+}
+
+/* tide.run(fn, ...) -> fn's results: spawns fn as a task and runs the loop
+ * until that task is done; raises its error. The entry point for a stock
+ * lua5.4; the `tide` binary runs scripts this way itself. */
+static int l_run(lua_State *L) {
+  tide_lua *tl = tide_lua_get(L);
+  lua_State *saved;
+  ltask *t;
+  int idx, alive = 1;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (tl->running)
+    return luaL_error(L, "tide.run: the loop is already running (inside a task, use tide.await)");
+  tide_task_spawn(L, 1, lua_gettop(L) - 1);
+  idx = lua_gettop(L);
+  t = lua_touserdata(L, idx);
+  tide_promise_mark_handled(&t->base.p);  /* its error is raised here */
+  tl->running = 1;
+  saved = tl->L;
+  tl->L = L;
+  while (t->base.p.state == TIDE_PENDING && alive)
+    alive = tide_rt_run(tl->rt, TIDE_RUN_ONCE);
+  tl->L = saved;
+  tl->running = 0;
+  if (t->base.p.state == TIDE_PENDING) {
+    tide_task_cancel(L, &t->base);
+    return luaL_error(L, "tide.run: the task can never finish: it waits on a promise "
+                         "that nothing left in the loop can settle");
+  }
+  if (t->base.p.state == TIDE_REJECTED) {
+    tide_lp_push_values(L, idx);
+    return lua_error(L);
+  }
+  return tide_lp_push_values(L, idx);
+}
+
+static const luaL_Reg task_funcs[] = {
+  {"spawn", l_spawn},
+  {"await", l_await},
+  {"timer", l_timer},
+  {"current", l_current},
+  {"run", l_run},
+  {NULL, NULL}
+};
+
+/* [-0, +0, m] Adds the task functions to the module table at the top, and
+ * await to the promise methods. */
+int tide_open_task(lua_State *L) {
+  luaL_setfuncs(L, task_funcs, 0);
+  lua_getfield(L, LUA_REGISTRYINDEX, "tide.promise.methods");
+  lua_pushcfunction(L, l_await);
+  lua_setfield(L, -2, "await");
+  lua_pop(L, 1);  /* remove the methods */
+  tide_lua_push_error(L, "ECANCELED", "cancelled");
+  lua_pushvalue(L, -1);
+  lua_setfield(L, LUA_REGISTRYINDEX, "tide.Cancelled");
+  lua_setfield(L, -2, "Cancelled");
+  return 0;
+}

@@ -1,0 +1,31 @@
+/* tide.c — the `tide` Lua module: luaopen_tide gathers the functions of
+ * every binding into one table. Opened in a stock lua5.4 (require "tide")
+ * it creates a runtime with its own loop, freed when the state closes; in
+ * the `tide` binary and in C hosts it uses the runtime they attached with
+ * tide_lua_open_rt().
+ */
+#include "binding.h"
+
+#include <stdlib.h>
+
+int luaopen_tide(lua_State *L) {
+  tide_lua *tl;
+  int err = tide_lua_open_rt(L, NULL);
+  if (err != 0) return luaL_error(L, "tide: cannot create the runtime: %s", uv_strerror(err));
+  tl = tide_lua_get(L);
+  tl->debug = getenv("TIDE_DEBUG") != NULL && *getenv("TIDE_DEBUG") != '\0';
+  lua_getfield(L, LUA_REGISTRYINDEX, "tide.module");
+  if (lua_istable(L, -1)) return 1;  /* opened before in this state */
+  lua_pop(L, 1);  /* remove the nil */
+  lua_newtable(L);
+  tide_open_util(L);
+  tide_open_promise(L);
+  tide_open_task(L);
+  tide_open_timer(L);
+  tide_open_combine(L);
+  lua_pushliteral(L, TIDE_VERSION_STRING);
+  lua_setfield(L, -2, "version");
+  lua_pushvalue(L, -1);
+  lua_setfield(L, LUA_REGISTRYINDEX, "tide.module");
+  return 1;
+}

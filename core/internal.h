@@ -1,0 +1,61 @@
+/* internal.h — private structures of the core, shared by the files of core/ only. */
+#ifndef TIDE_INTERNAL_H
+#define TIDE_INTERNAL_H
+
+#include "tide.h"
+
+#define tide__container_of(ptr, type, member) \
+  ((type *)((char *)(ptr) - offsetof(type, member)))
+
+typedef struct tide__post {
+  struct tide__post *next;
+  tide_post_cb fn;
+  void *data;
+} tide__post;
+
+struct tide_rt {
+  uv_loop_t *loop;
+  uv_loop_t own_loop;
+  int owns_loop;
+  int threads;
+
+  /* The callback queue (intrusive, FIFO). */
+  tide_job *head, *tail;
+  int draining;
+
+  /* Drain before the loop blocks and after it wakes. */
+  uv_prepare_t prepare;
+  uv_check_t check;
+  /* Hold count keeps `keepalive` (an idle-free timer) referenced. */
+  uv_async_t keepalive;
+  unsigned holds;
+
+  /* Cross-thread posts. */
+  uv_async_t async;
+  uv_mutex_t post_lock;
+  tide__post *posts_head, *posts_tail;
+  int closing;
+
+  /* Rejections waiting for the end of the drain to be judged unhandled. */
+  tide_promise *unhandled_head, *unhandled_tail;
+  tide_unhandled_cb unhandled_cb;
+  unsigned unhandled_count;
+
+  int stop;
+  void *data;
+  void *binding;
+};
+
+/* Promise flags. */
+enum {
+  TIDE__P_HANDLED   = 1u << 0,  /* had a consumer: never report */
+  TIDE__P_UNHANDLED = 1u << 1,  /* sits in rt's unhandled list */
+  TIDE__P_OWNVALUES = 1u << 2,  /* values array owned by the promise */
+  TIDE__P_CANCELLED = 1u << 3   /* rejected by cancellation */
+};
+
+void tide__promise_retain(tide_promise *p);
+void tide__promise_release(tide_promise *p);
+void tide__report_unhandled(tide_rt *rt);
+
+#endif

@@ -1,0 +1,258 @@
+/* rt.c — the runtime: owns (or borrows) the libuv loop, the callback queue
+ * and its draining, run modes, cross-thread posts and the report of
+ * unhandled rejections. Nothing here knows about Lua. */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void drain_cb(uv_prepare_t *h) { tide_rt_drain(h->data); }
+static void drain_check_cb(uv_check_t *h) { tide_rt_drain(h->data); }
+static void keepalive_cb(uv_async_t *h) { (void)h; }
+
+/* Runs every post queued by other threads, in the order they were made. */
+static void posts_cb(uv_async_t *h) {
+  tide_rt *rt = h->data;
+  tide__post *p;
+  uv_mutex_lock(&rt->post_lock);
+  p = rt->posts_head;
+  rt->posts_head = rt->posts_tail = NULL;
+  uv_mutex_unlock(&rt->post_lock);
+  while (p) {
+    tide__post *next = p->next;
+    p->fn(rt, p->data);
+    free(p);
+    p = next;
+  }
+  tide_rt_drain(rt);
+}
+
+static int posts_waiting(tide_rt *rt) {
+  int waiting;
+  uv_mutex_lock(&rt->post_lock);
+  waiting = rt->posts_head != NULL;
+  uv_mutex_unlock(&rt->post_lock);
+  return waiting;
+}
+
+static void default_unhandled(tide_rt *rt, tide_promise *p) {
+  (void)rt;
+  fprintf(stderr, "tide: unhandled rejection");
+  if (p->nvalues > 0) {
+    const tide_value *v = &p->values[0];
+    switch (v->type) {
+      case TIDE_BYTES:
+        fprintf(stderr, ": %.*s", (int)v->u.bytes.len, v->u.bytes.data); break;
+      case TIDE_INTEGER: fprintf(stderr, ": %lld", (long long)v->u.integer); break;
+      case TIDE_NUMBER: fprintf(stderr, ": %g", v->u.number); break;
+      case TIDE_BOOLEAN: fprintf(stderr, ": %s", v->u.boolean ? "true" : "false"); break;
+      case TIDE_NIL: fprintf(stderr, ": nil"); break;
+    }
+  }
+  fputc('\n', stderr);
+}
+
+int tide_rt_new(const tide_options *opts, tide_rt **out) {
+  tide_rt *rt;
+  int err;
+  if (out == NULL) return UV_EINVAL;
+  *out = NULL;
+  rt = calloc(1, sizeof(*rt));
+  if (rt == NULL) return UV_ENOMEM;
+  rt->unhandled_cb = default_unhandled;
+  rt->threads = opts ? opts->threads : 0;
+  if (opts && opts->loop) {
+    rt->loop = opts->loop;
+  } else {
+    if ((err = uv_loop_init(&rt->own_loop)) != 0) goto err;
+    rt->loop = &rt->own_loop;
+    rt->owns_loop = 1;
+  }
+  if ((err = uv_mutex_init(&rt->post_lock)) != 0) goto err_loop;
+  uv_prepare_init(rt->loop, &rt->prepare);
+  uv_check_init(rt->loop, &rt->check);
+  rt->prepare.data = rt->check.data = rt;
+  uv_prepare_start(&rt->prepare, drain_cb);
+  uv_check_start(&rt->check, drain_check_cb);
+  uv_unref((uv_handle_t *)&rt->prepare);
+  uv_unref((uv_handle_t *)&rt->check);
+  if ((err = uv_async_init(rt->loop, &rt->async, posts_cb)) != 0) goto err_handles;
+  rt->async.data = rt;
+  uv_unref((uv_handle_t *)&rt->async);
+  if ((err = uv_async_init(rt->loop, &rt->keepalive, keepalive_cb)) != 0) goto err_async;
+  uv_unref((uv_handle_t *)&rt->keepalive);
+  *out = rt;
+  return 0;
+
+err_async:
+  uv_close((uv_handle_t *)&rt->async, NULL);
+err_handles:
+  uv_close((uv_handle_t *)&rt->prepare, NULL);
+  uv_close((uv_handle_t *)&rt->check, NULL);
+  uv_run(rt->loop, UV_RUN_NOWAIT);
+  uv_mutex_destroy(&rt->post_lock);
+err_loop:
+  if (rt->owns_loop) uv_loop_close(&rt->own_loop);
+err:
+  free(rt);
+  return err;
+}
+
+static void close_walk_cb(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+void tide_rt_free(tide_rt *rt) {
+  tide__post *p;
+  if (rt == NULL) return;
+  uv_mutex_lock(&rt->post_lock);
+  rt->closing = 1;
+  p = rt->posts_head;
+  rt->posts_head = rt->posts_tail = NULL;
+  uv_mutex_unlock(&rt->post_lock);
+  while (p) { tide__post *next = p->next; free(p); p = next; }
+
+  /* Queued callbacks are dropped: their owners are being freed too. */
+  rt->head = rt->tail = NULL;
+  uv_close((uv_handle_t *)&rt->prepare, NULL);
+  uv_close((uv_handle_t *)&rt->check, NULL);
+  uv_close((uv_handle_t *)&rt->async, NULL);
+  uv_close((uv_handle_t *)&rt->keepalive, NULL);
+  if (rt->owns_loop) {
+    /* Whatever the bindings left open goes too: their close callbacks run
+     * here, while the runtime is still valid. */
+    uv_walk(rt->loop, close_walk_cb, NULL);
+    while (uv_run(rt->loop, UV_RUN_DEFAULT) != 0) {}
+    uv_loop_close(rt->loop);
+  } else {
+    uv_run(rt->loop, UV_RUN_NOWAIT);
+  }
+  uv_mutex_destroy(&rt->post_lock);
+  free(rt);
+}
+
+/* Runs the loop in `mode`, draining the queue before and after each reactor
+ * turn (callbacks drain themselves too; this covers jobs queued by a host
+ * between runs). In the default mode it returns only when no handle, job
+ * or post is left, or after tide_rt_stop(). */
+int tide_rt_run(tide_rt *rt, tide_run_mode mode) {
+  uv_run_mode uvmode = mode == TIDE_RUN_ONCE ? UV_RUN_ONCE
+                     : mode == TIDE_RUN_NOWAIT ? UV_RUN_NOWAIT : UV_RUN_DEFAULT;
+  int alive;
+  if (rt == NULL) return UV_EINVAL;
+  rt->stop = 0;
+  for (;;) {
+    tide_rt_drain(rt);
+    alive = uv_run(rt->loop, uvmode);
+    tide_rt_drain(rt);
+    alive = alive || uv_loop_alive(rt->loop) || rt->head != NULL;
+    if (mode != TIDE_RUN_DEFAULT || rt->stop) return alive;
+    if (!alive) {
+      if (!posts_waiting(rt)) return 0;
+      posts_cb(&rt->async);
+    }
+  }
+}
+
+void tide_rt_stop(tide_rt *rt) {
+  rt->stop = 1;
+  uv_stop(rt->loop);
+}
+
+uv_loop_t *tide_rt_loop(tide_rt *rt) { return rt->loop; }
+
+int tide_rt_backend_fd(tide_rt *rt) { return uv_backend_fd(rt->loop); }
+
+int tide_rt_backend_timeout(tide_rt *rt) {
+  if (rt->head != NULL) return 0;
+  return uv_backend_timeout(rt->loop);
+}
+
+void tide_rt_hold(tide_rt *rt) {
+  if (rt->holds++ == 0) uv_ref((uv_handle_t *)&rt->keepalive);
+}
+
+void tide_rt_release(tide_rt *rt) {
+  if (rt->holds > 0 && --rt->holds == 0) uv_unref((uv_handle_t *)&rt->keepalive);
+}
+
+void tide_rt_on_unhandled(tide_rt *rt, tide_unhandled_cb cb) {
+  rt->unhandled_cb = cb ? cb : default_unhandled;
+}
+
+unsigned tide_rt_unhandled_count(tide_rt *rt) { return rt->unhandled_count; }
+void *tide_rt_get_data(tide_rt *rt) { return rt->data; }
+void *tide_rt_binding(tide_rt *rt) { return rt->binding; }
+void tide_rt_set_binding(tide_rt *rt, void *binding) { rt->binding = binding; }
+void tide_rt_set_data(tide_rt *rt, void *data) { rt->data = data; }
+uint64_t tide_rt_now(tide_rt *rt) { return uv_now(rt->loop); }
+
+int tide_post(tide_rt *rt, tide_post_cb fn, void *data) {
+  tide__post *p;
+  if (rt == NULL || fn == NULL) return UV_EINVAL;
+  p = malloc(sizeof(*p));
+  if (p == NULL) return UV_ENOMEM;
+  p->next = NULL;
+  p->fn = fn;
+  p->data = data;
+  uv_mutex_lock(&rt->post_lock);
+  if (rt->closing) {
+    uv_mutex_unlock(&rt->post_lock);
+    free(p);
+    return UV_ECANCELED;
+  }
+  if (rt->posts_tail) rt->posts_tail->next = p; else rt->posts_head = p;
+  rt->posts_tail = p;
+  /* uv_async_send under the lock: the runtime cannot close the handle
+   * between our check of `closing` and the send. */
+  uv_async_send(&rt->async);
+  uv_mutex_unlock(&rt->post_lock);
+  return 0;
+}
+
+void tide_job_queue(tide_rt *rt, tide_job *job, tide_job_cb cb) {
+  job->cb = cb;
+  job->next = NULL;
+  if (rt->tail) rt->tail->next = job; else rt->head = job;
+  rt->tail = job;
+}
+
+void tide_rt_drain(tide_rt *rt) {
+  if (rt->draining) return;
+  rt->draining = 1;
+  for (;;) {
+    while (rt->head) {
+      tide_job *job = rt->head;
+      rt->head = job->next;
+      if (rt->head == NULL) rt->tail = NULL;
+      job->next = NULL;
+      job->cb(rt, job);
+    }
+    if (rt->unhandled_head == NULL) break;
+    tide__report_unhandled(rt);
+    /* A reporter may queue work (it runs Lua); drain that too. */
+    if (rt->head == NULL) break;
+  }
+  rt->draining = 0;
+}
+
+/* Judges the rejections collected during this drain: those that still
+ * have no consumer are reported. */
+void tide__report_unhandled(tide_rt *rt) {
+  tide_promise *p = rt->unhandled_head;
+  rt->unhandled_head = rt->unhandled_tail = NULL;
+  while (p) {
+    tide_promise *next = p->unhandled_next;
+    p->unhandled_next = NULL;
+    p->flags &= ~TIDE__P_UNHANDLED;
+    if (!(p->flags & TIDE__P_HANDLED)) {
+      p->flags |= TIDE__P_HANDLED;
+      rt->unhandled_count++;
+      rt->unhandled_cb(rt, p);
+    }
+    tide__promise_release(p);
+    p = next;
+  }
+}

@@ -1,0 +1,284 @@
+/* tide.h — the public C API of tide: an async runtime for Lua 5.4 on libuv.
+ *
+ * This header is the embedding API. It is organised like uv.h: one section
+ * per type, holding its struct, callback typedefs and functions. Fields are
+ * marked public (read and write), read-only, or private (do not touch).
+ *
+ * Conventions:
+ *  - Functions return 0 on success or a negative libuv error code
+ *    (UV_EINVAL, UV_ENOMEM, ...). A function that takes a callback and fails
+ *    never calls that callback.
+ *  - Every object belongs to one runtime and is used from the runtime's loop
+ *    thread only. The single exception is tide_post(), callable from any
+ *    thread.
+ *  - There is no global mutable state: many runtimes may live in one process.
+ */
+#ifndef TIDE_H
+#define TIDE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TIDE_VERSION_MAJOR 0
+#define TIDE_VERSION_MINOR 1
+#define TIDE_VERSION_PATCH 0
+#define TIDE_VERSION_STRING "0.1.0"
+
+typedef struct tide_rt tide_rt;
+typedef struct tide_job tide_job;
+typedef struct tide_promise tide_promise;
+typedef struct tide_listener tide_listener;
+typedef struct tide_value tide_value;
+
+/* ---------------------------------------------------------------- values */
+
+/* C values a promise can be settled with from C. Strings are bytes with a
+ * length (embedded NULs allowed); the runtime copies them. */
+typedef enum {
+  TIDE_NIL = 0,
+  TIDE_BOOLEAN,
+  TIDE_INTEGER,
+  TIDE_NUMBER,
+  TIDE_BYTES
+} tide_type;
+
+struct tide_value {
+  tide_type type;
+  union {
+    int boolean;
+    int64_t integer;
+    double number;
+    struct { const char *data; size_t len; } bytes;
+  } u;
+};
+
+static inline tide_value tide_nil(void) { tide_value v; v.type = TIDE_NIL; v.u.integer = 0; return v; }
+static inline tide_value tide_boolean(int b) { tide_value v; v.type = TIDE_BOOLEAN; v.u.boolean = !!b; return v; }
+static inline tide_value tide_integer(int64_t i) { tide_value v; v.type = TIDE_INTEGER; v.u.integer = i; return v; }
+static inline tide_value tide_number(double n) { tide_value v; v.type = TIDE_NUMBER; v.u.number = n; return v; }
+static inline tide_value tide_bytes(const char *data, size_t len) {
+  tide_value v; v.type = TIDE_BYTES; v.u.bytes.data = data; v.u.bytes.len = len; return v;
+}
+static inline tide_value tide_string(const char *s) {
+  size_t n = 0; while (s[n]) n++; return tide_bytes(s, n);
+}
+
+/* --------------------------------------------------------------- runtime */
+
+typedef enum {
+  TIDE_RUN_DEFAULT = 0,  /* until no handle, job or task keeps the loop alive */
+  TIDE_RUN_ONCE,         /* one reactor turn, waiting for an event if needed */
+  TIDE_RUN_NOWAIT        /* one reactor turn, never waiting */
+} tide_run_mode;
+
+typedef struct tide_options {
+  uv_loop_t *loop;       /* a host's loop to run on; NULL: the runtime owns one */
+  int threads;           /* worker threads of the pool; 0: TIDE_THREADS or cores */
+} tide_options;
+
+/* Called when a rejected promise had no listener by the time the callback
+ * queue drained. The default prints the rejection on stderr. */
+typedef void (*tide_unhandled_cb)(tide_rt *rt, tide_promise *p);
+/* A function run on the loop thread by tide_post(). */
+typedef void (*tide_post_cb)(tide_rt *rt, void *data);
+
+/* Creates a runtime. `opts` may be NULL for the defaults. Returns 0 and sets
+ * *out, or a negative libuv error code. */
+int tide_rt_new(const tide_options *opts, tide_rt **out);
+
+/* Drops queued callbacks, closes every handle the runtime opened, runs
+ * their close callbacks, and frees the runtime. A loop handed in by the host is left open
+ * (and empty of tide's handles); the runtime's own loop is closed. */
+void tide_rt_free(tide_rt *rt);
+
+/* Runs the reactor, draining the callback queue after every reactor
+ * callback. Returns non-zero when something is still alive (a handle, a
+ * queued callback), 0 when the runtime is idle: the same contract as
+ * uv_run(). Must not be called from inside a callback of the same runtime. */
+int tide_rt_run(tide_rt *rt, tide_run_mode mode);
+
+/* Makes a running tide_rt_run() return after the current reactor turn. */
+void tide_rt_stop(tide_rt *rt);
+
+/* The runtime's libuv loop: hosts may add their own handles to it. */
+uv_loop_t *tide_rt_loop(tide_rt *rt);
+
+/* For hosts that drive tide from their own event loop: the fd to poll for
+ * readability, and the timeout (ms, -1 = none) before tide needs to run.
+ * When the fd is readable or the timeout expires, call
+ * tide_rt_run(rt, TIDE_RUN_NOWAIT). */
+int tide_rt_backend_fd(tide_rt *rt);
+int tide_rt_backend_timeout(tide_rt *rt);
+
+/* Keeps tide_rt_run(rt, TIDE_RUN_DEFAULT) running (hold) or lets it end
+ * when idle (release), e.g. while a host thread will settle a promise later.
+ * Holds count; loop thread only. */
+void tide_rt_hold(tide_rt *rt);
+void tide_rt_release(tide_rt *rt);
+
+/* Sets the unhandled-rejection reporter; NULL restores the default. */
+void tide_rt_on_unhandled(tide_rt *rt, tide_unhandled_cb cb);
+
+/* Number of unhandled rejections reported so far. */
+unsigned tide_rt_unhandled_count(tide_rt *rt);
+
+/* Host data slot: free for the embedder. */
+void *tide_rt_get_data(tide_rt *rt);
+void tide_rt_set_data(tide_rt *rt, void *data);
+
+/* The slot of tide's Lua bindings (the runtime's Lua side); not for hosts. */
+void *tide_rt_binding(tide_rt *rt);
+void tide_rt_set_binding(tide_rt *rt, void *binding);
+
+/* The ONE thread-safe entry point: queues `fn(rt, data)` to run on the
+ * runtime's loop thread, at its next reactor turn. Callable from any
+ * thread. Returns UV_ENOMEM, or UV_ECANCELED once the runtime is being
+ * freed (fn is then not called). tide_rt_run() in the default mode does not
+ * return while posts are waiting. Use tide_rt_hold() to keep the loop
+ * running while a foreign thread will post later. */
+int tide_post(tide_rt *rt, tide_post_cb fn, void *data);
+
+/* ------------------------------------------------------ callback queue */
+
+/* A unit of deferred work. The queue is drained completely after each
+ * reactor callback, first queued first run. Jobs are intrusive: embed one in
+ * your own struct and recover it with container_of-style arithmetic. */
+typedef void (*tide_job_cb)(tide_rt *rt, tide_job *job);
+
+struct tide_job {
+  tide_job_cb cb;        /* private */
+  tide_job *next;        /* private */
+};
+
+/* Queues `job` to run `cb` from the callback queue. A job must not be queued
+ * twice at once. */
+void tide_job_queue(tide_rt *rt, tide_job *job, tide_job_cb cb);
+
+/* Runs queued jobs until the queue is empty, then reports unhandled
+ * rejections. Reactor callbacks of tide do this themselves; a host calls it
+ * after settling promises outside a tide callback. Re-entrant calls return
+ * at once. */
+void tide_rt_drain(tide_rt *rt);
+
+/* --------------------------------------------------------------- promise */
+
+typedef enum {
+  TIDE_PENDING = 0,
+  TIDE_FULFILLED,
+  TIDE_REJECTED
+} tide_state;
+
+/* Owner hooks: how the runtime keeps a promise alive while it needs it.
+ * The runtime retains a promise for each registered listener, each queued
+ * callback, a running timer and a place in the unhandled list, and releases
+ * it when that ends. Both hooks may be NULL (the owner keeps the memory
+ * alive some other way). */
+typedef struct tide_promise_ops {
+  void (*retain)(tide_promise *p);
+  void (*release)(tide_promise *p);
+} tide_promise_ops;
+
+/* A producer's way to stop the operation behind a promise (see
+ * tide_promise_cancel). It stops the work and releases what it holds; it
+ * does not settle `p` (the runtime rejects it as cancelled right after). */
+typedef void (*tide_cancel_cb)(tide_promise *p, void *data);
+
+/* Called when the promise it listens to settles. `source` is the settled
+ * promise; `l->source` is NULL by then. */
+typedef void (*tide_listener_cb)(tide_listener *l, tide_promise *source);
+
+struct tide_listener {
+  tide_listener_cb cb;        /* read-only: set by tide_promise_listen */
+  void *data;                 /* public */
+  tide_promise *source;       /* read-only: the promise listened to, while pending */
+  /* private */
+  tide_listener *prev, *next;
+  tide_promise *queued;       /* the settled source, while the call is queued */
+  tide_job job;
+};
+
+struct tide_promise {
+  void *data;                     /* public */
+  tide_rt *rt;                    /* read-only */
+  const tide_promise_ops *ops;    /* read-only */
+  tide_state state;               /* read-only */
+  int nvalues;                    /* read-only: C values it was settled with */
+  tide_value *values;             /* read-only: owned copies (bytes included) */
+  /* private */
+  unsigned flags;
+  tide_listener *head, *tail;
+  tide_cancel_cb cancel_cb;
+  void *cancel_data;
+  tide_promise *unhandled_next;
+};
+
+/* Initialises a pending promise in memory the caller owns. `ops` may be
+ * NULL. Memory must stay valid until tide_promise_dispose(). */
+void tide_promise_init(tide_rt *rt, tide_promise *p, const tide_promise_ops *ops);
+
+/* Releases what the promise owns (copied values) and detaches listeners
+ * still waiting on it; after this the caller may free its memory. */
+void tide_promise_dispose(tide_promise *p);
+
+/* Settles with C values (copied). Returns UV_EALREADY when already settled:
+ * a promise settles once. Callbacks run later from the queue, never inside. */
+int tide_promise_resolve(tide_promise *p, const tide_value *values, int n);
+int tide_promise_reject(tide_promise *p, const tide_value *error);
+
+/* Settles without C values: the owner keeps the values itself (the Lua
+ * bindings keep Lua values beside the promise). Same rules as above. */
+int tide_promise_settle(tide_promise *p, tide_state state);
+
+/* Registers `l` to run `cb` when `p` settles, after every listener registered
+ * before it. On a settled promise the callback is queued at once. A listener
+ * listens to one promise at a time (UV_EBUSY otherwise). */
+int tide_promise_listen(tide_promise *p, tide_listener *l, tide_listener_cb cb);
+
+/* Removes a listener that has not been called. Returns UV_ENOENT when it is
+ * not registered (already called, or never registered). */
+int tide_listener_remove(tide_listener *l);
+
+/* Installs (or with NULL removes) the producer's cancel hook. */
+void tide_promise_on_cancel(tide_promise *p, tide_cancel_cb cb, void *data);
+
+/* Asks the producer of a pending promise to stop (its cancel hook), then
+ * rejects the promise with the string "cancelled" and marks it cancelled
+ * (and handled: a cancellation is never reported as unhandled). Returns
+ * UV_ENOTSUP when the promise has no cancel hook, UV_EALREADY when settled. */
+int tide_promise_cancel(tide_promise *p);
+
+/* Rejects a pending promise as cancelled, as above, without a hook. */
+int tide_promise_reject_cancelled(tide_promise *p);
+
+/* Non-zero when `p` was rejected as cancelled. */
+int tide_promise_is_cancelled(const tide_promise *p);
+
+/* Marks a rejection as handled so it is not reported (for consumers that do
+ * not register a listener, such as a synchronous await). */
+void tide_promise_mark_handled(tide_promise *p);
+
+/* Number of registered listeners not yet called. */
+int tide_promise_listeners(const tide_promise *p);
+
+/* ------------------------------------------------------------------ timer */
+
+/* Settles `p` (fulfilled, no values) after `ms` milliseconds, unless
+ * cancelled first: tide_promise_cancel(p) then stops the timer. `p` must be
+ * pending and have no cancel hook (the timer installs its own). The timer
+ * keeps `p` retained while it runs. */
+int tide_sleep(tide_rt *rt, tide_promise *p, uint64_t ms);
+
+/* ------------------------------------------------------------ statistics */
+
+/* The loop's cached monotonic time in milliseconds. */
+uint64_t tide_rt_now(tide_rt *rt);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TIDE_H */

@@ -1,0 +1,55 @@
+/* timer.c — tide_sleep: a promise settled by a one-shot libuv timer, whose
+ * cancellation stops the timer. The timer memory is freed in its close
+ * callback, as libuv requires. */
+#include "internal.h"
+
+#include <stdlib.h>
+
+typedef struct {
+  uv_timer_t timer;
+  tide_promise *p;
+} tide__sleep;
+
+static void sleep_close_cb(uv_handle_t *h) {
+  free(tide__container_of(h, tide__sleep, timer));
+}
+
+/* Detaches the timer from its promise and closes it. */
+static void sleep_end(tide__sleep *s) {
+  tide_promise *p = s->p;
+  s->p = NULL;
+  uv_close((uv_handle_t *)&s->timer, sleep_close_cb);
+  tide__promise_release(p);
+}
+
+static void sleep_fire_cb(uv_timer_t *t) {
+  tide__sleep *s = tide__container_of(t, tide__sleep, timer);
+  tide_rt *rt = s->p->rt;
+  tide_promise_settle(s->p, TIDE_FULFILLED);
+  sleep_end(s);
+  tide_rt_drain(rt);
+}
+
+static void sleep_cancel_cb(tide_promise *p, void *data) {
+  (void)p;
+  uv_timer_stop(&((tide__sleep *)data)->timer);
+  sleep_end(data);
+}
+
+int tide_sleep(tide_rt *rt, tide_promise *p, uint64_t ms) {
+  tide__sleep *s;
+  int err;
+  if (rt == NULL || p == NULL || p->state != TIDE_PENDING || p->cancel_cb) return UV_EINVAL;
+  s = malloc(sizeof(*s));
+  if (s == NULL) return UV_ENOMEM;
+  if ((err = uv_timer_init(rt->loop, &s->timer)) != 0) { free(s); return err; }
+  s->p = p;
+  if ((err = uv_timer_start(&s->timer, sleep_fire_cb, ms, 0)) != 0) {
+    s->p = NULL;
+    uv_close((uv_handle_t *)&s->timer, sleep_close_cb);
+    return err;
+  }
+  tide__promise_retain(p);
+  tide_promise_on_cancel(p, sleep_cancel_cb, s);
+  return 0;
+}
