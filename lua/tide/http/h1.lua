@@ -110,12 +110,12 @@ local function diagnose_field(s, pos, first, max_line)
   return 400, "invalid character in header value"
 end
 
--- Parses the field lines of `s` from `pos` to its end into a new headers
--- object. Returns the headers, or nil, status, reason.
 -- Lowercased names of the fields seen recently, so the common names are not
 -- lowercased again for every message. Bounded: emptied when full.
 local lower_cache, lower_cache_n = {}, 0
 
+-- Parses the field lines of `s` from `pos` to its end (each ending in CRLF)
+-- into a new headers object. Returns the headers, or nil, status, reason.
 local function parse_fields(s, pos, max_headers, max_line)
   -- A headers object built by hand with room for ten fields in its array
   -- part, so that typical heads never make the table grow (the slots past
@@ -184,10 +184,10 @@ local function content_length(h)
   return tonumber(v)
 end
 
--- Inspects Transfer-Encoding. Returns "chunked" when chunked is the only
--- and final coding, or nil, kind, reason with kind one of "syntax",
--- "unknown" (a coding this layer does not implement), "not-final" or
--- "repeated".
+-- Inspects Transfer-Encoding (every field, as one list). Returns "chunked"
+-- when chunked is the one and only coding, or nil, kind, reason with kind
+-- "syntax" (not a list of tokens), "unknown" (a coding this layer does not
+-- implement, wherever it is in the list) or "repeated" (chunked twice).
 local function transfer_coding(h)
   local v = lower(h:get_joined("transfer-encoding"))
   local chunked, last, unknown = 0, nil, nil
