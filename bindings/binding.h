@@ -118,6 +118,7 @@ typedef struct ltask ltask;
 int tide_task_spawn(lua_State *L, int fn_idx, int nargs);
 int tide_open_task(lua_State *L);
 int tide_task_cancel(lua_State *L, lpromise *lp);
+int tide_lua_run_task(lua_State *L, int nargs);
 
 /* timer.c */
 int tide_open_timer(lua_State *L);

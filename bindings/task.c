@@ -334,21 +334,21 @@ static int l_current(lua_State *L) {
   return 1;
 }
 
-/* tide.run(fn, ...) -> fn's results: spawns fn as a task and runs the loop
- * until that task is done; raises its error. The entry point for a stock
- * lua5.4; the `tide` binary runs scripts this way itself. */
-static int l_run(lua_State *L) {
+/* [-(nargs+1), +(n|2), m] Spawns the function below the `nargs` arguments
+ * as a task and runs the loop until that task is done. Returns LUA_OK with
+ * the task's results pushed, or LUA_ERRRUN with its error and traceback
+ * (a string, or nil) pushed. Used by tide.run and the `tide` binary. */
+int tide_lua_run_task(lua_State *L, int nargs) {
   tide_lua *tl = tide_lua_get(L);
   lua_State *saved;
   ltask *t;
   int idx, alive = 1;
-  luaL_checktype(L, 1, LUA_TFUNCTION);
   if (tl->running)
     return luaL_error(L, "tide.run: the loop is already running (inside a task, use tide.await)");
-  tide_task_spawn(L, 1, lua_gettop(L) - 1);
+  tide_task_spawn(L, lua_gettop(L) - nargs, nargs);
   idx = lua_gettop(L);
   t = lua_touserdata(L, idx);
-  tide_promise_mark_handled(&t->base.p);  /* its error is raised here */
+  tide_promise_mark_handled(&t->base.p);  /* its error goes to the caller */
   tl->running = 1;
   saved = tl->L;
   tl->L = L;
@@ -358,14 +358,32 @@ static int l_run(lua_State *L) {
   tl->running = 0;
   if (t->base.p.state == TIDE_PENDING) {
     tide_task_cancel(L, &t->base);
-    return luaL_error(L, "tide.run: the task can never finish: it waits on a promise "
-                         "that nothing left in the loop can settle");
+    lua_pushliteral(L, "tide.run: the task can never finish: it waits on a promise "
+                       "that nothing left in the loop can settle");
+    lua_pushnil(L);
+    return LUA_ERRRUN;
   }
   if (t->base.p.state == TIDE_REJECTED) {
     tide_lp_push_values(L, idx);
+    tide_lp_get_traceback(L, idx);
+    lua_remove(L, idx);  /* remove the task */
+    return LUA_ERRRUN;
+  }
+  tide_lp_push_values(L, idx);
+  lua_remove(L, idx);  /* remove the task */
+  return LUA_OK;
+}
+
+/* tide.run(fn, ...) -> fn's results: spawns fn as a task and runs the loop
+ * until that task is done; raises its error. The entry point for a stock
+ * lua5.4; the `tide` binary runs scripts the same way. */
+static int l_run(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (tide_lua_run_task(L, lua_gettop(L) - 1) != LUA_OK) {
+    lua_pop(L, 1);  /* remove the traceback */
     return lua_error(L);
   }
-  return tide_lp_push_values(L, idx);
+  return lua_gettop(L);  /* fn and its arguments moved to the task */
 }
 
 static const luaL_Reg task_funcs[] = {
