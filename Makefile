@@ -63,8 +63,13 @@ $(BUILD)/tide: $(BUILD)/bindings/main.o $(BUILD)/libtide.a
 $(BUILD)/tide.pc: tide.pc.in Makefile
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' tide.pc.in > $@
 
-$(BUILD)/core_tests: $(CTEST_SRC) $(BUILD)/libtide.a
-	$(CC) $(CFLAGS) -Ispec/core $(LDFLAGS) -o $@ $(CTEST_SRC) $(BUILD)/libtide.a $(LUA_LIBS) $(LIBS)
+# Every TEST_IMPL(name) of spec/core/*.c is listed for spec/core/main.c.
+$(BUILD)/test_list.h: $(CTEST_SRC)
+	@mkdir -p $(BUILD)
+	grep -ho 'TEST_IMPL([a-z0-9_]*)' $(filter-out spec/core/main.c,$(CTEST_SRC)) | sed 's/TEST_IMPL(\(.*\))/X(\1)/' > $@
+
+$(BUILD)/core_tests: $(CTEST_SRC) $(BUILD)/test_list.h $(BUILD)/libtide.a spec/core/test.h
+	$(CC) $(CFLAGS) -Ispec/core -I$(BUILD) $(LDFLAGS) -o $@ $(CTEST_SRC) $(BUILD)/libtide.a $(LUA_LIBS) $(LIBS)
 
 deps:
 	@sh spec/deps.sh

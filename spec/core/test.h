@@ -9,3 +9,8 @@ struct tide_test { const char *name; tide_test_fn fn; };
 #define ASSERT_EQ(a, b) ASSERT((a) == (b))
 #define ASSERT_OK(a) ASSERT((a) == 0)
 #define ASSERT_STR_EQ(a, b) ASSERT(strcmp((a), (b)) == 0)
+
+/* The runner (spec/core/main.c) runs every TEST_IMPL found in spec/core/
+ * (the Makefile generates the list) and prints TAP. Each test runs in a
+ * child process with an alarm, so a crash or hang fails only that test. */
+#define TEST_TIMEOUT_SECONDS 60
