@@ -81,7 +81,7 @@ test: deps all $(BUILD)/core_tests
 	@BUILD=$(BUILD) bash spec/run.sh
 
 check:
-	$(MAKE) BUILD=build-check OPT="-O1 -g -fno-omit-frame-pointer" \
+	$(MAKE) BUILD=$(BUILD)-check OPT="-O1 -g -fno-omit-frame-pointer" \
 	  SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=undefined" test
 
 bench: deps all
