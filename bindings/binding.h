@@ -78,6 +78,7 @@ typedef struct lpromise {
   unsigned holds;
   unsigned char kind, flags;
   int nv;                   /* number of settled values */
+  unsigned events_queued;   /* emitted events not delivered yet */
 } lpromise;
 
 #define tide__lp_of_listener(lst) \

@@ -348,6 +348,7 @@ static void event_cb(tide_rt *rt, tide_job *job) {
     }
   }
   lua_settop(L, top);
+  ev->lp->events_queued--;
   tide_lp_drop(ev->lp);
   free(ev);
 }
@@ -374,6 +375,7 @@ static int p_emit(lua_State *L) {
   lua_setfield(L, -2, "n");
   ev->args_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   ev->lp = lp;
+  lp->events_queued++;
   tide_lp_hold(L, 1);
   tide_job_queue(lp->p.rt, &ev->job, event_cb);
   lua_pushboolean(L, 1);

@@ -189,7 +189,9 @@ static int l_await(lua_State *L) {
   lpromise *p = tide_lp_check(L, 1);
   tide_lua *tl;
   ltask *t;
-  if (p->p.state != TIDE_PENDING && !p->l.source) {
+  /* A settled promise answers at once, unless events it emitted are still
+   * queued: those are delivered first. */
+  if (p->p.state != TIDE_PENDING && !p->l.source && p->events_queued == 0) {
     int n;
     tide_promise_mark_handled(&p->p);
     n = tide_lp_push_values(L, 1);
