@@ -70,7 +70,7 @@ static int load_report(lua_State *L, int status) {
 /* Adds the folder of tide's Lua modules to package.path: lua/ of the
  * source tree when running from build/, or share/lua/5.4 of the prefix. */
 static void set_module_path(lua_State *L, const char *exe) {
-  char dir[4096], path[4200];
+  char dir[4096], path[2 * 4096 + 64];
   size_t len = sizeof(dir);
   char *slash;
   if (uv_exepath(dir, &len) != 0) {
