@@ -14,7 +14,9 @@
  *    settles; a listener (derived promise, task) holds itself while it is
  *    registered.
  *  - Lua values of a promise live in its user values (see UV_* below),
- *    never in the registry.
+ *    never in the registry; values settled from C are converted at once
+ *    (the core's store hook), so promises own no C memory and have no
+ *    finalizer (finalizers make the collector several times slower).
  */
 #ifndef TIDE_BINDING_H
 #define TIDE_BINDING_H
@@ -41,7 +43,6 @@ typedef struct tide_lua {
   lua_State *L;             /* the main thread: callbacks run on it */
   int owns_rt;              /* the module created rt and frees it */
   int running;              /* inside tide.run / the binary's loop */
-  int tasks_ref;            /* registry: table thread -> task userdata */
   int tracebacks_ref;       /* registry: weak table promise -> traceback */
   int cancelled_ref;        /* registry: the tide.Cancelled value */
   unsigned reported;        /* unhandled rejections reported */
@@ -67,8 +68,7 @@ enum {
 
 enum {
   LP_PACKED = 1u << 0,      /* UV_VALUES holds a table of nv values */
-  LP_FINALLY = 1u << 1,     /* LP_NEXT: the handler is a finally handler */
-  LP_CVALUES = 1u << 2      /* values are the core promise's C values */
+  LP_FINALLY = 1u << 1      /* LP_NEXT: the handler is a finally handler */
 };
 
 typedef struct lpromise {

@@ -31,7 +31,42 @@ static void lp_release(tide_promise *p) {
   }
 }
 
-static const tide_promise_ops lp_ops = {lp_retain, lp_release};
+static void store_values(lua_State *L, int idx, int first, int n);
+
+/* [-0, +1, -] Pushes C value `v`. */
+static void push_cvalue(lua_State *L, const tide_value *v) {
+  switch (v->type) {
+    case TIDE_BOOLEAN: lua_pushboolean(L, v->u.boolean); break;
+    case TIDE_INTEGER: lua_pushinteger(L, (lua_Integer)v->u.integer); break;
+    case TIDE_NUMBER: lua_pushnumber(L, v->u.number); break;
+    case TIDE_BYTES: lua_pushlstring(L, v->u.bytes.data, v->u.bytes.len); break;
+    default: lua_pushnil(L); break;
+  }
+}
+
+
+/* [-0, +0, m] The core's store hook: C values settled by C code (a host,
+ * the pool) become Lua values at once, so a promise never owns C memory
+ * and needs no finalizer. The promise must be held. */
+static int lp_store(tide_promise *p, const tide_value *values, int n) {
+  lpromise *lp = (lpromise *)p;
+  tide_lua *tl = tide_lua_of(p->rt);
+  lua_State *L = tl->L;
+  int top = lua_gettop(L), i;
+  if (lp->ref == LUA_NOREF || !lua_checkstack(L, n + 2)) return UV_ENOMEM;
+  tide_lp_push(L, lp);
+  if (tide_promise_is_cancelled(p)) {  /* flagged before the reject */
+    tide_lp_push_cancelled(L);
+    n = 1;
+  } else {
+    for (i = 0; i < n; i++) push_cvalue(L, &values[i]);
+  }
+  store_values(L, top + 1, top + 2, n);
+  lua_settop(L, top);
+  return 0;
+}
+
+static const tide_promise_ops lp_ops = {lp_retain, lp_release, lp_store};
 
 /* [-0, +1, m] Pushes a new pending promise userdata of `size` bytes (at
  * least sizeof(lpromise)) with `nuv` user values. */
@@ -75,33 +110,11 @@ void tide_lp_push_cancelled(lua_State *L) {
   lua_getfield(L, LUA_REGISTRYINDEX, "tide.Cancelled");
 }
 
-/* [-0, +1, -] Pushes C value `v`. */
-static void push_cvalue(lua_State *L, const tide_value *v) {
-  switch (v->type) {
-    case TIDE_BOOLEAN: lua_pushboolean(L, v->u.boolean); break;
-    case TIDE_INTEGER: lua_pushinteger(L, (lua_Integer)v->u.integer); break;
-    case TIDE_NUMBER: lua_pushnumber(L, v->u.number); break;
-    case TIDE_BYTES: lua_pushlstring(L, v->u.bytes.data, v->u.bytes.len); break;
-    default: lua_pushnil(L); break;
-  }
-}
-
 /* [-0, +n, m] Pushes the settled values of the promise at `idx` (the
  * error, for a rejected one) and returns their count. */
 int tide_lp_push_values(lua_State *L, int idx) {
   lpromise *lp = lua_touserdata(L, idx);
-  int i, n;
-  if (lp->p.ops != &lp_ops || (lp->flags & LP_CVALUES) || lp->p.nvalues > 0) {
-    if (tide_promise_is_cancelled(&lp->p)) {
-      tide_lp_push_cancelled(L);
-      return 1;
-    }
-    n = lp->p.nvalues;
-    luaL_checkstack(L, n, "too many results");
-    for (i = 0; i < n; i++) push_cvalue(L, &lp->p.values[i]);
-    return n;
-  }
-  n = lp->nv;
+  int i, n = lp->nv;
   if (n == 0) return 0;
   lua_getiuservalue(L, idx, UV_VALUES);
   if (!(lp->flags & LP_PACKED)) return 1;
@@ -439,13 +452,6 @@ static int p_tostring(lua_State *L) {
   return 1;
 }
 
-static int p_gc(lua_State *L) {
-  lpromise *lp = lua_touserdata(L, 1);
-  tide_listener_remove(&lp->l);   /* only while the state closes */
-  tide_promise_dispose(&lp->p);
-  return 0;
-}
-
 /* The unhandled-rejection reporter of a runtime with a Lua side. */
 void tide_lua_report_unhandled(tide_rt *rt, tide_promise *p) {
   tide_lua *tl = tide_lua_of(rt);
@@ -531,8 +537,6 @@ static const luaL_Reg promise_funcs[] = {
  * registry["tide.promise.methods"] for other files to extend (await). */
 int tide_open_promise(lua_State *L) {
   luaL_newmetatable(L, TIDE_PROMISE_MT);
-  lua_pushcfunction(L, p_gc);
-  lua_setfield(L, -2, "__gc");
   lua_pushcfunction(L, p_tostring);
   lua_setfield(L, -2, "__tostring");
   luaL_newlib(L, promise_methods);

@@ -3,9 +3,8 @@
  * tide.run, the entry point that drives the loop until a task is done.
  *
  * A task is a promise userdata (kind LP_TASK) whose user value UV_A is its
- * coroutine. It is held (see binding.h) from spawn until it finishes, and
- * sits in the tasks table (coroutine pointer -> task) meanwhile, which is
- * how await finds the task it runs in. Awaiting registers the task's
+ * coroutine. It is held (see binding.h) from spawn until it finishes.
+ * tl->current is the task on the CPU, which is how await finds its task. Awaiting registers the task's
  * listener on the promise and yields with lua_yieldk; the listener
  * callback moves the values onto the coroutine's stack and resumes it, and
  * the continuation returns them or raises the rejection.
@@ -36,12 +35,10 @@ struct ltask {
 
 #define task_of_listener(lst) ((ltask *)tide__lp_of_listener(lst))
 
-/* [-0, +1, -] Pushes the task running on `co`, or nil. */
-static ltask *push_task_of(lua_State *L, lua_State *co, tide_lua *tl) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, tl->tasks_ref);
-  lua_rawgetp(L, -1, co);
-  lua_remove(L, -2);  /* remove the tasks table */
-  return lua_touserdata(L, -1);
+/* The task whose coroutine is `co` when it is the one running, else NULL
+ * (the main thread, or a coroutine the task itself resumed). */
+static ltask *running_task(tide_lua *tl, lua_State *co) {
+  return tl->current && tl->current->co == co ? tl->current : NULL;
 }
 
 /* Finishes task `t` with the outcome of its coroutine: `status` of
@@ -79,9 +76,6 @@ static void task_finish(tide_lua *tl, ltask *t, int status, int nres) {
     lua_resetthread(co);
 #endif
   }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, tl->tasks_ref);
-  lua_pushnil(L);
-  lua_rawsetp(L, -2, co);  /* tasks[co] = nil */
   lua_settop(L, top);
   tide_lp_drop(&t->base);  /* the hold taken by spawn */
 }
@@ -199,10 +193,9 @@ static int l_await(lua_State *L) {
     return n;
   }
   tl = tide_lua_get(L);
-  t = push_task_of(L, L, tl);
+  t = running_task(tl, L);
   if (t == NULL)
     return luaL_error(L, "tide.await: not inside a task (run the code with tide.spawn or tide.run)");
-  lua_pop(L, 1);  /* remove the task */
   if (!lua_isyieldable(L))
     return luaL_error(L, "tide.await: cannot wait inside a C function such as table.sort or string.gsub");
   if (t->cancel) {
@@ -221,7 +214,6 @@ static int l_await(lua_State *L) {
 /* [-(nargs+1), +1, m] Spawns a task running the function at `fn_idx` with
  * the `nargs` values above it, which are moved to the task; pushes it. */
 static ltask *task_new(lua_State *L, int fn_idx, int nargs, int status) {
-  tide_lua *tl = tide_lua_get(L);
   ltask *t;
   lua_State *co;
   fn_idx = lua_absindex(L, fn_idx);
@@ -233,10 +225,6 @@ static ltask *task_new(lua_State *L, int fn_idx, int nargs, int status) {
   lua_xmove(L, co, nargs + 1);                      /* fn and args to co */
   t->nargs = nargs;
   t->status = status;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, tl->tasks_ref);
-  lua_pushvalue(L, -2);
-  lua_rawsetp(L, -2, co);                           /* tasks[co] = task */
-  lua_pop(L, 1);  /* remove the tasks table */
   tide_lp_hold(L, -1);                              /* held until done */
   return t;
 }
@@ -331,8 +319,9 @@ int tide_task_cancel(lua_State *L, lpromise *lp) {
 
 /* tide.current() -> the running task, or nil outside tasks. */
 static int l_current(lua_State *L) {
-  tide_lua *tl = tide_lua_get(L);
-  if (push_task_of(L, L, tl) == NULL) return 1;
+  ltask *t = running_task(tide_lua_get(L), L);
+  if (t == NULL) return 0;
+  tide_lp_push(L, &t->base);  /* a running task is held */
   return 1;
 }
 

@@ -4,7 +4,7 @@
  *
  * Stack discipline: each helper states its effect in the manual's notation,
  * [-o, +p, x]. Registry entries owned here: the tide_lua userdata (key
- * &lua_key), the tasks table, the weak tracebacks table and tide.Cancelled.
+ * &lua_key), the weak tracebacks table and tide.Cancelled.
  */
 #include "binding.h"
 
@@ -58,8 +58,6 @@ int tide_lua_open_rt(lua_State *L, tide_rt *rt) {
   lua_setmetatable(L, -2);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &lua_key);  /* registry[&lua_key] = tl */
 
-  lua_newtable(L);  /* tasks: coroutine -> task */
-  tl->tasks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_newtable(L);  /* tracebacks: promise -> traceback, weak keys */
   lua_createtable(L, 0, 1);
   lua_pushliteral(L, "k");

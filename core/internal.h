@@ -44,6 +44,9 @@ struct tide_rt {
   int stop;
   void *data;
   void *binding;
+
+  /* The thread pool (pool.c), created on the first submit. */
+  struct tide__pool *pool;
 };
 
 /* Promise flags. */
@@ -57,5 +60,7 @@ enum {
 void tide__promise_retain(tide_promise *p);
 void tide__promise_release(tide_promise *p);
 void tide__report_unhandled(tide_rt *rt);
+/* Shuts the pool down (pool.c): called first by tide_rt_free. */
+void tide__pool_free(tide_rt *rt);
 
 #endif

@@ -62,6 +62,13 @@ static int copy_values(tide_promise *p, const tide_value *values, int n) {
   return 0;
 }
 
+/* Hands the values to the owner's store hook, or keeps copies. */
+static int store_values(tide_promise *p, const tide_value *values, int n) {
+  if (n > 0 && values == NULL) return UV_EINVAL;
+  if (p->ops && p->ops->store) return p->ops->store(p, values, n);
+  return copy_values(p, values, n);
+}
+
 /* A queued listener callback: the source stays retained until it ran. */
 static void listener_job(tide_rt *rt, tide_job *job) {
   tide_listener *l = tide__container_of(job, tide_listener, job);
@@ -110,7 +117,7 @@ int tide_promise_resolve(tide_promise *p, const tide_value *values, int n) {
   int err;
   if (p == NULL || n < 0) return UV_EINVAL;
   if (p->state != TIDE_PENDING) return UV_EALREADY;
-  if ((err = copy_values(p, values, n)) != 0) return err;
+  if ((err = store_values(p, values, n)) != 0) return err;
   return tide_promise_settle(p, TIDE_FULFILLED);
 }
 
@@ -119,7 +126,7 @@ int tide_promise_reject(tide_promise *p, const tide_value *error) {
   int err;
   if (p == NULL) return UV_EINVAL;
   if (p->state != TIDE_PENDING) return UV_EALREADY;
-  if ((err = copy_values(p, error ? error : &nil, 1)) != 0) return err;
+  if ((err = store_values(p, error ? error : &nil, 1)) != 0) return err;
   return tide_promise_settle(p, TIDE_REJECTED);
 }
 

@@ -107,6 +107,7 @@ static void close_walk_cb(uv_handle_t *h, void *arg) {
 void tide_rt_free(tide_rt *rt) {
   tide__post *p;
   if (rt == NULL) return;
+  tide__pool_free(rt);
   uv_mutex_lock(&rt->post_lock);
   rt->closing = 1;
   p = rt->posts_head;

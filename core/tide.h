@@ -181,6 +181,10 @@ typedef enum {
 typedef struct tide_promise_ops {
   void (*retain)(tide_promise *p);
   void (*release)(tide_promise *p);
+  /* When set, the owner keeps the values itself: tide_promise_resolve and
+   * tide_promise_reject hand them to `store` (before the state changes)
+   * instead of copying them into p->values. Returns 0 or an error. */
+  int (*store)(tide_promise *p, const tide_value *values, int n);
 } tide_promise_ops;
 
 /* A producer's way to stop the operation behind a promise (see
@@ -272,6 +276,115 @@ int tide_promise_listeners(const tide_promise *p);
  * pending and have no cancel hook (the timer installs its own). The timer
  * keeps `p` retained while it runs. */
 int tide_sleep(tide_rt *rt, tide_promise *p, uint64_t ms);
+
+/* ----------------------------------------------------------- thread pool */
+
+/* Each runtime has its own pool of worker threads, separate from libuv's
+ * threadpool (fs, DNS), started on the first submit. Its size is
+ * tide_options.threads, else the environment variable TIDE_THREADS, else the
+ * number of CPUs the process may use. A job (tide_work) runs its work
+ * function on a worker, then its after function on the loop thread. A job
+ * may be tied to a promise, which its after function settles.
+ *
+ * Nothing is shared between the loop thread and the workers but the pool's
+ * queue and completion list, both under one mutex: a job's memory belongs to
+ * the worker while its work function runs and to the loop thread otherwise.
+ *
+ * tide_rt_free() shuts the pool down: jobs still queued never run, running
+ * jobs are waited for (a work function cannot be interrupted), the workers
+ * are joined, and every job not yet ended gets after(req, UV_ECANCELED) —
+ * at that point the runtime is half torn down: the after function must only
+ * release memory, never settle a promise or call into the runtime. */
+
+typedef struct tide_work tide_work;
+typedef struct tide_work_msg tide_work_msg;
+typedef struct tide_worker tide_worker;
+typedef struct tide_worker_key tide_worker_key;
+
+/* Runs on worker `w`. Must not touch the runtime (its promises, its loop)
+ * except through tide_work_send() and tide_post(). */
+typedef void (*tide_work_cb)(tide_work *req, tide_worker *w);
+/* Runs on the loop thread when the job has ended: `status` is 0 after the
+ * work function ran, UV_ECANCELED when the job was cancelled before it
+ * started (the work function did not run) or when the runtime is being
+ * freed. The request may be freed or submitted again from here. */
+typedef void (*tide_after_work_cb)(tide_work *req, int status);
+/* Runs on the loop thread for a message a job sent with tide_work_send(),
+ * in the order of sending and before the job's after function. `status`
+ * is 0, or UV_ECANCELED when the runtime is being freed (release `msg`
+ * only). */
+typedef void (*tide_work_msg_cb)(tide_work *req, tide_work_msg *msg, int status);
+
+/* A message from a running job to the loop thread (tide_work_send). */
+struct tide_work_msg {
+  tide_work *req;             /* read-only */
+  /* private */
+  tide_work_msg_cb cb;
+  tide_work_msg *next;
+};
+
+struct tide_work {
+  void *data;                 /* public */
+  tide_rt *rt;                /* read-only */
+  tide_promise *promise;      /* read-only: the job's promise, or NULL */
+  /* private */
+  tide_work_cb work_cb;
+  tide_after_work_cb after_cb;
+  tide_work *prev, *next;     /* the pool's queue */
+  int state;
+  int status;
+  tide_work_msg done;         /* the job's end, on the completion list */
+};
+
+/* Per-worker data, one slot per key. A key is the address of a
+ * tide_worker_key the caller owns (a static const one is fine: it holds
+ * only the destructor). `fini` runs on the worker thread when it exits at
+ * shutdown, for each slot set, the last set first. */
+struct tide_worker_key {
+  void (*fini)(void *value);
+};
+
+/* Queues a job: `work` will run on a worker, then `after` on the loop
+ * thread. Both callbacks are required. `p` may be NULL; otherwise it must
+ * be a pending promise of `rt` with no cancel hook, and the job:
+ *  - retains `p` until `after` has returned;
+ *  - installs a cancel hook on it: tide_promise_cancel(p) cancels the job if
+ *    it has not started (after then runs with UV_ECANCELED); a running job
+ *    runs to completion and its after function finds `p` already settled
+ *    (settling it again is harmless: UV_EALREADY);
+ *  - rejects `p` as cancelled if `after` left it pending with UV_ECANCELED.
+ * `after` is expected to settle `p`. Starts the pool's workers on first use.
+ * Returns 0, UV_EINVAL (bad arguments, request already in flight), UV_EBUSY
+ * (the runtime is being freed) or the error of creating the first worker
+ * thread. Loop thread only. */
+int tide_work_submit(tide_rt *rt, tide_work *req, tide_promise *p,
+                     tide_work_cb work, tide_after_work_cb after);
+
+/* Cancels a job that has not started: it will never run, and its after
+ * function runs with UV_ECANCELED from the loop (never inside this call).
+ * Returns 0, UV_EBUSY when the job is running or has run (its after
+ * function is still to come), UV_EINVAL when the request is not in flight.
+ * Loop thread only. */
+int tide_work_cancel(tide_work *req);
+
+/* From inside the work function of `req` (on its worker): queues `msg` for
+ * `cb` on the loop thread, where it runs in order, before the job's after
+ * function. `msg` is caller memory (embed it in a struct that carries the
+ * payload) and must stay valid until `cb` has run; `cb` owns it then.
+ * Returns 0, or UV_EINVAL when `req` is not running. */
+int tide_work_send(tide_work *req, tide_work_msg *msg, tide_work_msg_cb cb);
+
+/* The data of worker `w` under `key`, or NULL. Worker thread only. */
+void *tide_worker_get(tide_worker *w, const tide_worker_key *key);
+/* Sets the data of worker `w` under `key` (NULL clears the slot without
+ * calling fini). Returns 0 or UV_ENOMEM. Worker thread only. */
+int tide_worker_set(tide_worker *w, const tide_worker_key *key, void *value);
+/* Index of worker `w` in its pool: 0 .. size-1. */
+int tide_worker_index(const tide_worker *w);
+
+/* The pool's number of worker threads: the running ones once started,
+ * the number it will start otherwise. */
+int tide_pool_size(tide_rt *rt);
 
 /* ------------------------------------------------------------ statistics */
 

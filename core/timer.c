@@ -44,6 +44,9 @@ int tide_sleep(tide_rt *rt, tide_promise *p, uint64_t ms) {
   if (s == NULL) return UV_ENOMEM;
   if ((err = uv_timer_init(rt->loop, &s->timer)) != 0) { free(s); return err; }
   s->p = p;
+  /* Count from now, not from the loop's cached time: a sleep lasts at
+   * least `ms` even when the current callback ran long. */
+  uv_update_time(rt->loop);
   if ((err = uv_timer_start(&s->timer, sleep_fire_cb, ms, 0)) != 0) {
     s->p = NULL;
     uv_close((uv_handle_t *)&s->timer, sleep_close_cb);
