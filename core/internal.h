@@ -13,11 +13,15 @@ typedef struct tide__post {
   void *data;
 } tide__post;
 
+struct tide__sleep;
+
 struct tide_rt {
   uv_loop_t *loop;
   uv_loop_t own_loop;
   int owns_loop;
   int threads;
+  uv_thread_t thread;       /* the loop thread: the one that created rt */
+  tide_options opts;        /* as given, with copies of the strings */
 
   /* The callback queue (intrusive, FIFO). */
   tide_job *head, *tail;
@@ -44,6 +48,10 @@ struct tide_rt {
   int stop;
   void *data;
   void *binding;
+  tide_binding_close_cb binding_close;  /* closes the binding first at free */
+
+  /* Running tide_sleep timers, closed by tide_rt_free. */
+  struct tide__sleep *sleeps;
 
   /* The thread pool (pool.c), created on the first submit. */
   struct tide__pool *pool;
@@ -60,7 +68,22 @@ enum {
 void tide__promise_retain(tide_promise *p);
 void tide__promise_release(tide_promise *p);
 void tide__report_unhandled(tide_rt *rt);
-/* Shuts the pool down (pool.c): called first by tide_rt_free. */
+/* Shuts the pool down (pool.c): called by tide_rt_free once `closing` is
+ * set, before the handles close. */
 void tide__pool_free(tide_rt *rt);
+/* Closes the timers of sleeps still running (timer.c), without touching
+ * their promises, whose owners may be gone already: tide_rt_free. */
+void tide__sleep_close_all(tide_rt *rt);
+
+/* Debug builds check that functions other than tide_post run on the loop
+ * thread: a call from another thread prints a message and returns `ret`
+ * (UV_EPERM, or nothing for functions without a result) without acting. */
+#ifdef NDEBUG
+#define TIDE__LOOP_THREAD(rt, ret) ((void)0)
+#else
+int tide__wrong_thread(const tide_rt *rt, const char *fn);
+#define TIDE__LOOP_THREAD(rt, ret) \
+  do { if ((rt) != NULL && tide__wrong_thread((rt), __func__)) return ret; } while (0)
+#endif
 
 #endif

@@ -16,6 +16,8 @@ void tide__promise_release(tide_promise *p) {
 }
 
 void tide_promise_init(tide_rt *rt, tide_promise *p, const tide_promise_ops *ops) {
+  if (rt == NULL || p == NULL) return;
+  TIDE__LOOP_THREAD(rt, );
   memset(p, 0, sizeof(*p));
   p->rt = rt;
   p->ops = ops;
@@ -29,6 +31,8 @@ static void free_values(tide_promise *p) {
 }
 
 void tide_promise_dispose(tide_promise *p) {
+  if (p == NULL) return;
+  TIDE__LOOP_THREAD(p->rt, );
   while (p->head) tide_listener_remove(p->head);
   free_values(p);
 }
@@ -62,9 +66,17 @@ static int copy_values(tide_promise *p, const tide_value *values, int n) {
   return 0;
 }
 
-/* Hands the values to the owner's store hook, or keeps copies. */
+/* Hands the values to the owner's store hook, or keeps copies. Values of
+ * an unknown type, and bytes with a NULL pointer, are refused before
+ * anything changes. */
 static int store_values(tide_promise *p, const tide_value *values, int n) {
+  int i;
   if (n > 0 && values == NULL) return UV_EINVAL;
+  for (i = 0; i < n; i++) {
+    if ((unsigned)values[i].type > TIDE_BYTES) return UV_EINVAL;
+    if (values[i].type == TIDE_BYTES && values[i].u.bytes.data == NULL &&
+        values[i].u.bytes.len > 0) return UV_EINVAL;
+  }
   if (p->ops && p->ops->store) return p->ops->store(p, values, n);
   return copy_values(p, values, n);
 }
@@ -90,7 +102,8 @@ static void queue_listener(tide_promise *p, tide_listener *l) {
 
 int tide_promise_settle(tide_promise *p, tide_state state) {
   tide_listener *l;
-  if (state != TIDE_FULFILLED && state != TIDE_REJECTED) return UV_EINVAL;
+  if (p == NULL || (state != TIDE_FULFILLED && state != TIDE_REJECTED)) return UV_EINVAL;
+  TIDE__LOOP_THREAD(p->rt, UV_EPERM);
   if (p->state != TIDE_PENDING) return UV_EALREADY;
   p->state = state;
   p->cancel_cb = NULL;
@@ -116,6 +129,7 @@ int tide_promise_settle(tide_promise *p, tide_state state) {
 int tide_promise_resolve(tide_promise *p, const tide_value *values, int n) {
   int err;
   if (p == NULL || n < 0) return UV_EINVAL;
+  TIDE__LOOP_THREAD(p->rt, UV_EPERM);
   if (p->state != TIDE_PENDING) return UV_EALREADY;
   if ((err = store_values(p, values, n)) != 0) return err;
   return tide_promise_settle(p, TIDE_FULFILLED);
@@ -125,6 +139,7 @@ int tide_promise_reject(tide_promise *p, const tide_value *error) {
   tide_value nil = tide_nil();
   int err;
   if (p == NULL) return UV_EINVAL;
+  TIDE__LOOP_THREAD(p->rt, UV_EPERM);
   if (p->state != TIDE_PENDING) return UV_EALREADY;
   if ((err = store_values(p, error ? error : &nil, 1)) != 0) return err;
   return tide_promise_settle(p, TIDE_REJECTED);
@@ -132,6 +147,7 @@ int tide_promise_reject(tide_promise *p, const tide_value *error) {
 
 int tide_promise_listen(tide_promise *p, tide_listener *l, tide_listener_cb cb) {
   if (p == NULL || l == NULL || cb == NULL) return UV_EINVAL;
+  TIDE__LOOP_THREAD(p->rt, UV_EPERM);
   if (l->source != NULL || l->queued != NULL) return UV_EBUSY;
   l->cb = cb;
   p->flags |= TIDE__P_HANDLED;
@@ -149,8 +165,10 @@ int tide_promise_listen(tide_promise *p, tide_listener *l, tide_listener_cb cb) 
 }
 
 int tide_listener_remove(tide_listener *l) {
-  tide_promise *p = l->source;
-  if (p == NULL) return UV_ENOENT;
+  tide_promise *p;
+  if (l == NULL) return UV_EINVAL;
+  if ((p = l->source) == NULL) return UV_ENOENT;
+  TIDE__LOOP_THREAD(p->rt, UV_EPERM);
   if (l->prev) l->prev->next = l->next; else p->head = l->next;
   if (l->next) l->next->prev = l->prev; else p->tail = l->prev;
   l->prev = l->next = NULL;
@@ -162,25 +180,36 @@ int tide_listener_remove(tide_listener *l) {
 int tide_promise_listeners(const tide_promise *p) {
   int n = 0;
   const tide_listener *l;
+  if (p == NULL) return 0;
   for (l = p->head; l; l = l->next) n++;
   return n;
 }
 
 void tide_promise_on_cancel(tide_promise *p, tide_cancel_cb cb, void *data) {
+  if (p == NULL) return;
+  TIDE__LOOP_THREAD(p->rt, );
   p->cancel_cb = cb;
   p->cancel_data = cb ? data : NULL;
 }
 
 int tide_promise_reject_cancelled(tide_promise *p) {
   tide_value err = tide_string("cancelled");
+  unsigned flags;
+  int status;
+  if (p == NULL) return UV_EINVAL;
+  TIDE__LOOP_THREAD(p->rt, UV_EPERM);
   if (p->state != TIDE_PENDING) return UV_EALREADY;
-  p->flags |= TIDE__P_HANDLED | TIDE__P_CANCELLED;
-  return tide_promise_reject(p, &err);
+  flags = p->flags;
+  p->flags |= TIDE__P_HANDLED | TIDE__P_CANCELLED;  /* seen by store hooks */
+  if ((status = tide_promise_reject(p, &err)) != 0) p->flags = flags;  /* still pending */
+  return status;
 }
 
 int tide_promise_cancel(tide_promise *p) {
   tide_cancel_cb cb;
   int err;
+  if (p == NULL) return UV_EINVAL;
+  TIDE__LOOP_THREAD(p->rt, UV_EPERM);
   if (p->state != TIDE_PENDING) return UV_EALREADY;
   if ((cb = p->cancel_cb) == NULL) return UV_ENOTSUP;
   p->cancel_cb = NULL;
@@ -192,9 +221,11 @@ int tide_promise_cancel(tide_promise *p) {
 }
 
 int tide_promise_is_cancelled(const tide_promise *p) {
-  return (p->flags & TIDE__P_CANCELLED) != 0;
+  return p != NULL && (p->flags & TIDE__P_CANCELLED) != 0;
 }
 
 void tide_promise_mark_handled(tide_promise *p) {
+  if (p == NULL) return;
+  TIDE__LOOP_THREAD(p->rt, );
   p->flags |= TIDE__P_HANDLED;
 }

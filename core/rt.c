@@ -11,10 +11,13 @@ static void drain_cb(uv_prepare_t *h) { tide_rt_drain(h->data); }
 static void drain_check_cb(uv_check_t *h) { tide_rt_drain(h->data); }
 static void keepalive_cb(uv_async_t *h) { (void)h; }
 
-/* Runs every post queued by other threads, in the order they were made. */
+/* Runs every post queued by other threads, in the order they were made.
+ * The handle is referenced only while tide_rt_run() needs libuv to poll
+ * for a wake-up (see there): it stops keeping the loop alive now. */
 static void posts_cb(uv_async_t *h) {
   tide_rt *rt = h->data;
   tide__post *p;
+  uv_unref((uv_handle_t *)h);
   uv_mutex_lock(&rt->post_lock);
   p = rt->posts_head;
   rt->posts_head = rt->posts_tail = NULL;
@@ -53,6 +56,36 @@ static void default_unhandled(tide_rt *rt, tide_promise *p) {
   fputc('\n', stderr);
 }
 
+#ifndef NDEBUG
+int tide__wrong_thread(const tide_rt *rt, const char *fn) {
+  uv_thread_t self = uv_thread_self();
+  if (uv_thread_equal(&self, &rt->thread)) return 0;
+  fprintf(stderr, "tide: %s called off the runtime's loop thread (use tide_post)\n", fn);
+  return 1;
+}
+#endif
+
+int tide_rt_on_loop_thread(tide_rt *rt) {
+  uv_thread_t self = uv_thread_self();
+  return rt != NULL && uv_thread_equal(&self, &rt->thread);
+}
+
+/* Copies `s` (NULL stays NULL); returns 0, or UV_ENOMEM. */
+static int copy_string(const char *s, const char **out) {
+  char *c;
+  *out = NULL;
+  if (s == NULL) return 0;
+  if ((c = malloc(strlen(s) + 1)) == NULL) return UV_ENOMEM;
+  strcpy(c, s);
+  *out = c;
+  return 0;
+}
+
+static void free_options(tide_rt *rt) {
+  free((char *)rt->opts.lua_path);
+  free((char *)rt->opts.lua_cpath);
+}
+
 int tide_rt_new(const tide_options *opts, tide_rt **out) {
   tide_rt *rt;
   int err;
@@ -62,6 +95,11 @@ int tide_rt_new(const tide_options *opts, tide_rt **out) {
   if (rt == NULL) return UV_ENOMEM;
   rt->unhandled_cb = default_unhandled;
   rt->threads = opts ? opts->threads : 0;
+  rt->thread = uv_thread_self();
+  if (opts) rt->opts = *opts;
+  if ((err = copy_string(opts ? opts->lua_path : NULL, &rt->opts.lua_path)) != 0 ||
+      (err = copy_string(opts ? opts->lua_cpath : NULL, &rt->opts.lua_cpath)) != 0)
+    goto err;
   if (opts && opts->loop) {
     rt->loop = opts->loop;
   } else {
@@ -69,6 +107,7 @@ int tide_rt_new(const tide_options *opts, tide_rt **out) {
     rt->loop = &rt->own_loop;
     rt->owns_loop = 1;
   }
+  rt->opts.loop = rt->loop;
   if ((err = uv_mutex_init(&rt->post_lock)) != 0) goto err_loop;
   uv_prepare_init(rt->loop, &rt->prepare);
   uv_check_init(rt->loop, &rt->check);
@@ -95,6 +134,7 @@ err_handles:
 err_loop:
   if (rt->owns_loop) uv_loop_close(&rt->own_loop);
 err:
+  free_options(rt);
   free(rt);
   return err;
 }
@@ -107,16 +147,24 @@ static void close_walk_cb(uv_handle_t *h, void *arg) {
 void tide_rt_free(tide_rt *rt) {
   tide__post *p;
   if (rt == NULL) return;
-  tide__pool_free(rt);
+  TIDE__LOOP_THREAD(rt, );
+  /* The Lua state goes first, while everything it may touch is whole. */
+  if (rt->binding_close) {
+    tide_binding_close_cb close = rt->binding_close;
+    rt->binding_close = NULL;
+    close(rt, rt->binding);
+  }
   uv_mutex_lock(&rt->post_lock);
   rt->closing = 1;
   p = rt->posts_head;
   rt->posts_head = rt->posts_tail = NULL;
   uv_mutex_unlock(&rt->post_lock);
   while (p) { tide__post *next = p->next; free(p); p = next; }
+  tide__pool_free(rt);  /* no new job from here: rt->closing is set */
 
   /* Queued callbacks are dropped: their owners are being freed too. */
   rt->head = rt->tail = NULL;
+  tide__sleep_close_all(rt);
   uv_close((uv_handle_t *)&rt->prepare, NULL);
   uv_close((uv_handle_t *)&rt->check, NULL);
   uv_close((uv_handle_t *)&rt->async, NULL);
@@ -131,6 +179,7 @@ void tide_rt_free(tide_rt *rt) {
     uv_run(rt->loop, UV_RUN_NOWAIT);
   }
   uv_mutex_destroy(&rt->post_lock);
+  free_options(rt);
   free(rt);
 }
 
@@ -143,52 +192,82 @@ int tide_rt_run(tide_rt *rt, tide_run_mode mode) {
                      : mode == TIDE_RUN_NOWAIT ? UV_RUN_NOWAIT : UV_RUN_DEFAULT;
   int alive;
   if (rt == NULL) return UV_EINVAL;
+  TIDE__LOOP_THREAD(rt, UV_EPERM);
   rt->stop = 0;
   for (;;) {
     tide_rt_drain(rt);
-    alive = uv_run(rt->loop, uvmode);
+    /* The post handle is unreferenced, and libuv does not poll a loop that
+     * nothing keeps alive: the wake-up of a post would stay unread (and a
+     * host polling the backend fd would spin on it). Reference it for this
+     * turn when posts wait, and always in NOWAIT mode (a zero-timeout poll
+     * that clears a wake-up whose posts already ran); posts_cb drops the
+     * reference, so the default mode does not wait for posts forever. */
+    if (mode == TIDE_RUN_NOWAIT || posts_waiting(rt)) uv_ref((uv_handle_t *)&rt->async);
+    uv_run(rt->loop, uvmode);
+    uv_unref((uv_handle_t *)&rt->async);
     tide_rt_drain(rt);
-    alive = alive || uv_loop_alive(rt->loop) || rt->head != NULL;
-    if (mode != TIDE_RUN_DEFAULT || rt->stop) return alive;
-    if (!alive) {
-      if (!posts_waiting(rt)) return 0;
-      posts_cb(&rt->async);
-    }
+    alive = uv_loop_alive(rt->loop) || rt->head != NULL || posts_waiting(rt);
+    if (mode != TIDE_RUN_DEFAULT || rt->stop || !alive) return alive;
   }
 }
 
 void tide_rt_stop(tide_rt *rt) {
+  if (rt == NULL) return;
+  TIDE__LOOP_THREAD(rt, );
   rt->stop = 1;
   uv_stop(rt->loop);
 }
 
-uv_loop_t *tide_rt_loop(tide_rt *rt) { return rt->loop; }
+uv_loop_t *tide_rt_loop(tide_rt *rt) { return rt ? rt->loop : NULL; }
+const tide_options *tide_rt_options(tide_rt *rt) { return rt ? &rt->opts : NULL; }
 
-int tide_rt_backend_fd(tide_rt *rt) { return uv_backend_fd(rt->loop); }
+int tide_rt_backend_fd(tide_rt *rt) {
+  return rt ? uv_backend_fd(rt->loop) : UV_EINVAL;
+}
 
 int tide_rt_backend_timeout(tide_rt *rt) {
-  if (rt->head != NULL) return 0;
-  return uv_backend_timeout(rt->loop);
+  int timeout;
+  if (rt == NULL) return UV_EINVAL;
+  TIDE__LOOP_THREAD(rt, UV_EPERM);
+  if (rt->head != NULL || posts_waiting(rt)) return 0;
+  /* uv_backend_timeout() answers 0 for a loop with nothing referenced (it
+   * expects uv_run() to return at once), but an idle runtime still waits
+   * on the fd for posts. Ask with the keepalive handle referenced: the
+   * answer is then the next timer, -1, or 0 when libuv has pending or
+   * closing handles, idle handles, or watchers to register first. */
+  if (rt->holds == 0) uv_ref((uv_handle_t *)&rt->keepalive);
+  timeout = uv_backend_timeout(rt->loop);
+  if (rt->holds == 0) uv_unref((uv_handle_t *)&rt->keepalive);
+  return timeout;
 }
 
 void tide_rt_hold(tide_rt *rt) {
+  if (rt == NULL) return;
+  TIDE__LOOP_THREAD(rt, );
   if (rt->holds++ == 0) uv_ref((uv_handle_t *)&rt->keepalive);
 }
 
 void tide_rt_release(tide_rt *rt) {
+  if (rt == NULL) return;
+  TIDE__LOOP_THREAD(rt, );
   if (rt->holds > 0 && --rt->holds == 0) uv_unref((uv_handle_t *)&rt->keepalive);
 }
 
 void tide_rt_on_unhandled(tide_rt *rt, tide_unhandled_cb cb) {
+  if (rt == NULL) return;
+  TIDE__LOOP_THREAD(rt, );
   rt->unhandled_cb = cb ? cb : default_unhandled;
 }
 
-unsigned tide_rt_unhandled_count(tide_rt *rt) { return rt->unhandled_count; }
-void *tide_rt_get_data(tide_rt *rt) { return rt->data; }
-void *tide_rt_binding(tide_rt *rt) { return rt->binding; }
-void tide_rt_set_binding(tide_rt *rt, void *binding) { rt->binding = binding; }
-void tide_rt_set_data(tide_rt *rt, void *data) { rt->data = data; }
-uint64_t tide_rt_now(tide_rt *rt) { return uv_now(rt->loop); }
+unsigned tide_rt_unhandled_count(tide_rt *rt) { return rt ? rt->unhandled_count : 0; }
+void *tide_rt_get_data(tide_rt *rt) { return rt ? rt->data : NULL; }
+void *tide_rt_binding(tide_rt *rt) { return rt ? rt->binding : NULL; }
+void tide_rt_set_binding(tide_rt *rt, void *binding) { if (rt) rt->binding = binding; }
+void tide_rt_set_binding_close(tide_rt *rt, tide_binding_close_cb close) {
+  if (rt) rt->binding_close = close;
+}
+void tide_rt_set_data(tide_rt *rt, void *data) { if (rt) rt->data = data; }
+uint64_t tide_rt_now(tide_rt *rt) { return rt ? uv_now(rt->loop) : 0; }
 
 int tide_post(tide_rt *rt, tide_post_cb fn, void *data) {
   tide__post *p;
@@ -214,6 +293,8 @@ int tide_post(tide_rt *rt, tide_post_cb fn, void *data) {
 }
 
 void tide_job_queue(tide_rt *rt, tide_job *job, tide_job_cb cb) {
+  if (rt == NULL || job == NULL || cb == NULL) return;
+  TIDE__LOOP_THREAD(rt, );
   job->cb = cb;
   job->next = NULL;
   if (rt->tail) rt->tail->next = job; else rt->head = job;
@@ -221,6 +302,8 @@ void tide_job_queue(tide_rt *rt, tide_job *job, tide_job_cb cb) {
 }
 
 void tide_rt_drain(tide_rt *rt) {
+  if (rt == NULL) return;
+  TIDE__LOOP_THREAD(rt, );
   if (rt->draining) return;
   rt->draining = 1;
   for (;;) {

@@ -9,8 +9,13 @@
  *    (UV_EINVAL, UV_ENOMEM, ...). A function that takes a callback and fails
  *    never calls that callback.
  *  - Every object belongs to one runtime and is used from the runtime's loop
- *    thread only. The single exception is tide_post(), callable from any
- *    thread.
+ *    thread only: the thread that called tide_rt_new(). The single
+ *    exception is tide_post(), callable from any thread. Debug builds (no
+ *    NDEBUG) check it: a call from another thread prints a message and
+ *    returns UV_EPERM (functions without a result do nothing).
+ *  - NULL where an object is required returns UV_EINVAL (functions without
+ *    a result do nothing). Using an object after it was freed or disposed
+ *    is undefined behaviour.
  *  - There is no global mutable state: many runtimes may live in one process.
  */
 #ifndef TIDE_H
@@ -79,6 +84,9 @@ typedef enum {
 typedef struct tide_options {
   uv_loop_t *loop;       /* a host's loop to run on; NULL: the runtime owns one */
   int threads;           /* worker threads of the pool; 0: TIDE_THREADS or cores */
+  const char *lua_path;  /* prepended to package.path of the runtime's Lua
+                            state (";"-separated templates); NULL: none */
+  const char *lua_cpath; /* prepended to package.cpath likewise */
 } tide_options;
 
 /* Called when a rejected promise had no listener by the time the callback
@@ -87,60 +95,111 @@ typedef void (*tide_unhandled_cb)(tide_rt *rt, tide_promise *p);
 /* A function run on the loop thread by tide_post(). */
 typedef void (*tide_post_cb)(tide_rt *rt, void *data);
 
-/* Creates a runtime. `opts` may be NULL for the defaults. Returns 0 and sets
- * *out, or a negative libuv error code. */
+/* Creates a runtime. `opts` may be NULL for the defaults; the runtime keeps
+ * copies of its strings. The calling thread becomes the runtime's loop
+ * thread: every function but tide_post() must be called from it. With
+ * opts->loop the runtime adds its handles (unreferenced: they never keep
+ * the host's loop alive) to the host's loop, which must then be run on the
+ * same thread. Returns 0 and sets *out, UV_EINVAL when `out` is NULL,
+ * UV_ENOMEM, or the error of initialising the loop. */
 int tide_rt_new(const tide_options *opts, tide_rt **out);
 
-/* Drops queued callbacks, closes every handle the runtime opened, runs
- * their close callbacks, and frees the runtime. A loop handed in by the host is left open
- * (and empty of tide's handles); the runtime's own loop is closed. */
+/* Frees the runtime, in this order: closes its Lua state (if it has one,
+ * see tide_lua_state), drops posts and queued callbacks that have not run
+ * (their functions are not called), shuts the pool down, stops sleeps,
+ * closes the runtime's handles and runs their close callbacks. The
+ * runtime's own loop is closed; a loop handed in by the host is left open,
+ * empty of tide's handles, after one turn in UV_RUN_NOWAIT mode (host
+ * callbacks that are due may run in it). NULL is ignored. Must not be
+ * called from inside a callback of the runtime. Using the runtime, its
+ * promises or its Lua state afterwards is undefined behaviour, and so is a
+ * tide_post() that starts after tide_rt_free() returned: stop (join) the
+ * threads that post first. */
 void tide_rt_free(tide_rt *rt);
 
 /* Runs the reactor, draining the callback queue after every reactor
- * callback. Returns non-zero when something is still alive (a handle, a
- * queued callback), 0 when the runtime is idle: the same contract as
- * uv_run(). Must not be called from inside a callback of the same runtime. */
+ * callback, and before and after each turn (jobs a host queued between
+ * runs). TIDE_RUN_DEFAULT returns when nothing keeps the runtime alive (no
+ * active referenced handle or request, no queued callback, no waiting post,
+ * no hold) or after tide_rt_stop(); TIDE_RUN_ONCE runs one turn, waiting
+ * for an event when something is alive; TIDE_RUN_NOWAIT runs one turn
+ * without waiting, and also reads a wake-up left by tide_post() when
+ * nothing else is alive (so a host that saw the backend fd readable always
+ * clears it). Returns non-zero when the runtime is still alive, 0 when it
+ * is idle (the contract of uv_run()), UV_EINVAL for NULL, UV_EPERM off the
+ * loop thread (debug builds). Must not be called from inside a callback of
+ * the same runtime. */
 int tide_rt_run(tide_rt *rt, tide_run_mode mode);
 
-/* Makes a running tide_rt_run() return after the current reactor turn. */
+/* Makes a running tide_rt_run() return after the current reactor turn
+ * (loop thread only: another thread posts a function that calls it). */
 void tide_rt_stop(tide_rt *rt);
 
-/* The runtime's libuv loop: hosts may add their own handles to it. */
+/* The runtime's libuv loop: hosts may add their own handles to it. NULL for
+ * NULL. */
 uv_loop_t *tide_rt_loop(tide_rt *rt);
 
-/* For hosts that drive tide from their own event loop: the fd to poll for
- * readability, and the timeout (ms, -1 = none) before tide needs to run.
- * When the fd is readable or the timeout expires, call
- * tide_rt_run(rt, TIDE_RUN_NOWAIT). */
+/* The options the runtime was created with: `loop` is the loop it runs on
+ * (its own or the host's), strings are the runtime's copies (valid until
+ * tide_rt_free). NULL for NULL. */
+const tide_options *tide_rt_options(tide_rt *rt);
+
+/* Returns 1 when called on the runtime's loop thread (the thread that
+ * created it), 0 otherwise or for NULL. */
+int tide_rt_on_loop_thread(tide_rt *rt);
+
+/* For hosts that drive tide from their own event loop (poll, select, GLib,
+ * Qt). tide_rt_backend_fd() returns the fd to poll for readability (libuv's
+ * epoll fd: it becomes readable for every event of the loop, tide_post()
+ * included), or UV_EINVAL for NULL.
+ *
+ * tide_rt_backend_timeout() returns how long the host may wait on the fd
+ * before calling tide_rt_run(rt, TIDE_RUN_NOWAIT) anyway: 0 when tide has
+ * work now (queued callbacks, waiting posts, pending or closing handles,
+ * idle handles, a stop request, watchers libuv has yet to register with the
+ * fd), the ms until the next timer, or -1 when only an event on the fd can
+ * give tide work (an idle runtime waits there for posts). UV_EINVAL for
+ * NULL, UV_EPERM off the loop thread (debug builds). Ask again after every
+ * tide_rt_run(): the answer changes with what ran. */
 int tide_rt_backend_fd(tide_rt *rt);
 int tide_rt_backend_timeout(tide_rt *rt);
 
 /* Keeps tide_rt_run(rt, TIDE_RUN_DEFAULT) running (hold) or lets it end
- * when idle (release), e.g. while a host thread will settle a promise later.
- * Holds count; loop thread only. */
+ * when idle (release), e.g. while a host thread will settle a promise
+ * later. Holds count: each hold needs one release; a release without a
+ * hold is ignored. Loop thread only. */
 void tide_rt_hold(tide_rt *rt);
 void tide_rt_release(tide_rt *rt);
 
 /* Sets the unhandled-rejection reporter; NULL restores the default. */
 void tide_rt_on_unhandled(tide_rt *rt, tide_unhandled_cb cb);
 
-/* Number of unhandled rejections reported so far. */
+/* Number of unhandled rejections reported so far (0 for NULL). */
 unsigned tide_rt_unhandled_count(tide_rt *rt);
 
-/* Host data slot: free for the embedder. */
+/* Host data slot: free for the embedder. NULL rt: get returns NULL, set
+ * does nothing. */
 void *tide_rt_get_data(tide_rt *rt);
 void tide_rt_set_data(tide_rt *rt, void *data);
 
-/* The slot of tide's Lua bindings (the runtime's Lua side); not for hosts. */
+/* The slot of tide's Lua bindings (the runtime's Lua side); not for hosts.
+ * A binding that owns a Lua state for the runtime sets `close`, which
+ * tide_rt_free() calls first, while the runtime is still whole. */
+typedef void (*tide_binding_close_cb)(tide_rt *rt, void *binding);
 void *tide_rt_binding(tide_rt *rt);
 void tide_rt_set_binding(tide_rt *rt, void *binding);
+void tide_rt_set_binding_close(tide_rt *rt, tide_binding_close_cb close);
 
 /* The ONE thread-safe entry point: queues `fn(rt, data)` to run on the
- * runtime's loop thread, at its next reactor turn. Callable from any
- * thread. Returns UV_ENOMEM, or UV_ECANCELED once the runtime is being
- * freed (fn is then not called). tide_rt_run() in the default mode does not
- * return while posts are waiting. Use tide_rt_hold() to keep the loop
- * running while a foreign thread will post later. */
+ * runtime's loop thread, at its next reactor turn, after the posts made
+ * before it (from any thread). Callable from any thread, the loop thread
+ * included. Returns 0, UV_EINVAL when `rt` or `fn` is NULL, UV_ENOMEM, or
+ * UV_ECANCELED once tide_rt_free() has begun (fn is then never called and
+ * `data` stays the caller's). A post waiting when the runtime is freed is
+ * dropped without being called. tide_rt_run() in the default mode does not
+ * return while posts are waiting, but a post made later does not keep it
+ * running: tide_rt_hold() before handing work to a thread, and release in
+ * the posted function. */
 int tide_post(tide_rt *rt, tide_post_cb fn, void *data);
 
 /* ------------------------------------------------------ callback queue */
@@ -155,8 +214,9 @@ struct tide_job {
   tide_job *next;        /* private */
 };
 
-/* Queues `job` to run `cb` from the callback queue. A job must not be queued
- * twice at once. */
+/* Queues `job` to run `cb` from the callback queue: it runs at the next
+ * drain, never inside this call. A job must not be queued twice at once.
+ * NULL arguments are ignored. */
 void tide_job_queue(tide_rt *rt, tide_job *job, tide_job_cb cb);
 
 /* Runs queued jobs until the queue is empty, then reports unhandled
@@ -221,52 +281,70 @@ struct tide_promise {
   tide_promise *unhandled_next;
 };
 
-/* Initialises a pending promise in memory the caller owns. `ops` may be
- * NULL. Memory must stay valid until tide_promise_dispose(). */
+/* Initialises a pending promise of `rt` in memory the caller owns. `ops`
+ * may be NULL. Memory must stay valid until tide_promise_dispose() and
+ * while the runtime retains the promise (see tide_promise_ops). NULL
+ * arguments are ignored. */
 void tide_promise_init(tide_rt *rt, tide_promise *p, const tide_promise_ops *ops);
 
 /* Releases what the promise owns (copied values) and detaches listeners
- * still waiting on it; after this the caller may free its memory. */
+ * still waiting on it; after this the caller may free its memory. It does
+ * not stop a producer that still refers to a pending promise (a sleep, a
+ * pool job): tide_promise_cancel() it first. NULL is ignored. */
 void tide_promise_dispose(tide_promise *p);
 
-/* Settles with C values (copied). Returns UV_EALREADY when already settled:
- * a promise settles once. Callbacks run later from the queue, never inside. */
+/* Settles with C values: `n` values for resolve (`values` may be NULL when
+ * n is 0), one error value for reject (NULL: nil). The values are copied
+ * (bytes included) or converted by the owner's store hook, so the caller's
+ * memory may go once the call returns. Listeners run later from the
+ * callback queue, never inside the call. Returns 0, UV_EALREADY when the
+ * promise has settled already (a promise settles once: the values are
+ * ignored), UV_EINVAL for NULL, n < 0, or a value of unknown type or with
+ * NULL bytes, UV_ENOMEM, UV_EPERM off the loop thread (debug builds). */
 int tide_promise_resolve(tide_promise *p, const tide_value *values, int n);
 int tide_promise_reject(tide_promise *p, const tide_value *error);
 
 /* Settles without C values: the owner keeps the values itself (the Lua
- * bindings keep Lua values beside the promise). Same rules as above. */
+ * bindings keep Lua values beside the promise). Same rules as above;
+ * UV_EINVAL also for a state other than fulfilled or rejected. */
 int tide_promise_settle(tide_promise *p, tide_state state);
 
 /* Registers `l` to run `cb` when `p` settles, after every listener registered
- * before it. On a settled promise the callback is queued at once. A listener
- * listens to one promise at a time (UV_EBUSY otherwise). */
+ * before it. On a settled promise the callback is queued at once (it still
+ * runs from the queue, never inside this call). A listener counts as a
+ * consumer: a rejection it receives is never reported as unhandled.
+ * Returns 0, UV_EINVAL for NULL, UV_EBUSY when `l` listens to a promise or
+ * its call is queued (a listener listens to one promise at a time). */
 int tide_promise_listen(tide_promise *p, tide_listener *l, tide_listener_cb cb);
 
-/* Removes a listener that has not been called. Returns UV_ENOENT when it is
- * not registered (already called, or never registered). */
+/* Removes a listener that has not been called. Returns 0, UV_ENOENT when
+ * it is not registered (already called or queued, or never registered),
+ * UV_EINVAL for NULL. */
 int tide_listener_remove(tide_listener *l);
 
-/* Installs (or with NULL removes) the producer's cancel hook. */
+/* Installs (or with NULL removes) the producer's cancel hook. Settling
+ * the promise removes it. NULL `p` is ignored. */
 void tide_promise_on_cancel(tide_promise *p, tide_cancel_cb cb, void *data);
 
 /* Asks the producer of a pending promise to stop (its cancel hook), then
  * rejects the promise with the string "cancelled" and marks it cancelled
- * (and handled: a cancellation is never reported as unhandled). Returns
- * UV_ENOTSUP when the promise has no cancel hook, UV_EALREADY when settled. */
+ * (and handled: a cancellation is never reported as unhandled). Returns 0,
+ * UV_ENOTSUP when the promise has no cancel hook (nothing changes),
+ * UV_EALREADY when settled, UV_EINVAL for NULL. */
 int tide_promise_cancel(tide_promise *p);
 
-/* Rejects a pending promise as cancelled, as above, without a hook. */
+/* Rejects a pending promise as cancelled, as above, without a hook.
+ * Returns 0, UV_EALREADY when settled, UV_EINVAL for NULL. */
 int tide_promise_reject_cancelled(tide_promise *p);
 
-/* Non-zero when `p` was rejected as cancelled. */
+/* Non-zero when `p` was rejected as cancelled (0 for NULL). */
 int tide_promise_is_cancelled(const tide_promise *p);
 
 /* Marks a rejection as handled so it is not reported (for consumers that do
  * not register a listener, such as a synchronous await). */
 void tide_promise_mark_handled(tide_promise *p);
 
-/* Number of registered listeners not yet called. */
+/* Number of registered listeners not yet called (0 for NULL). */
 int tide_promise_listeners(const tide_promise *p);
 
 /* ------------------------------------------------------------------ timer */
@@ -274,7 +352,11 @@ int tide_promise_listeners(const tide_promise *p);
 /* Settles `p` (fulfilled, no values) after `ms` milliseconds, unless
  * cancelled first: tide_promise_cancel(p) then stops the timer. `p` must be
  * pending and have no cancel hook (the timer installs its own). The timer
- * keeps `p` retained while it runs. */
+ * keeps `p` retained while it runs, and keeps tide_rt_run() in the default
+ * mode running (a referenced libuv timer). tide_rt_free() stops sleeps
+ * still running without settling them. Returns 0, UV_EINVAL (NULL, `p` not
+ * pending or with a cancel hook), UV_ENOMEM, UV_EPERM off the loop thread
+ * (debug builds). */
 int tide_sleep(tide_rt *rt, tide_promise *p, uint64_t ms);
 
 /* ----------------------------------------------------------- thread pool */
