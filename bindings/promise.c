@@ -33,8 +33,8 @@ static void lp_release(tide_promise *p) {
 
 static void store_values(lua_State *L, int idx, int first, int n);
 
-/* [-0, +1, -] Pushes C value `v`. */
-static void push_cvalue(lua_State *L, const tide_value *v) {
+/* [-0, +1, m] Pushes C value `v` (host.c converts host results too). */
+void tide_lua_push_cvalue(lua_State *L, const tide_value *v) {
   switch (v->type) {
     case TIDE_BOOLEAN: lua_pushboolean(L, v->u.boolean); break;
     case TIDE_INTEGER: lua_pushinteger(L, (lua_Integer)v->u.integer); break;
@@ -59,7 +59,7 @@ static int lp_store(tide_promise *p, const tide_value *values, int n) {
     tide_lp_push_cancelled(L);
     n = 1;
   } else {
-    for (i = 0; i < n; i++) push_cvalue(L, &values[i]);
+    for (i = 0; i < n; i++) tide_lua_push_cvalue(L, &values[i]);
   }
   store_values(L, top + 1, top + 2, n);
   lua_settop(L, top);
@@ -77,16 +77,26 @@ lpromise *tide_lp_new(lua_State *L, size_t size, int kind, int nuv) {
   tide_promise_init(tl->rt, &lp->p, &lp_ops);
   lp->ref = LUA_NOREF;
   lp->kind = (unsigned char)kind;
-  luaL_setmetatable(L, TIDE_PROMISE_MT);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, tl->promise_mt_ref);
+  lua_setmetatable(L, -2);
   return lp;
 }
 
-lpromise *tide_lp_check(lua_State *L, int idx) {
-  return luaL_checkudata(L, idx, TIDE_PROMISE_MT);
+/* [-0, +0, -] The promise at `idx`, or NULL. Compares metatable addresses:
+ * cheaper than luaL_testudata's lookup by name, on the hottest paths. */
+lpromise *tide_lp_test(lua_State *L, int idx) {
+  void *ud = lua_touserdata(L, idx);
+  const void *mt;
+  if (ud == NULL || !lua_getmetatable(L, idx)) return NULL;
+  mt = lua_topointer(L, -1);
+  lua_pop(L, 1);  /* remove the metatable */
+  return mt == tide_lua_get(L)->promise_mt ? ud : NULL;
 }
 
-lpromise *tide_lp_test(lua_State *L, int idx) {
-  return luaL_testudata(L, idx, TIDE_PROMISE_MT);
+lpromise *tide_lp_check(lua_State *L, int idx) {
+  lpromise *lp = tide_lp_test(L, idx);
+  if (lp == NULL) luaL_typeerror(L, idx, TIDE_PROMISE_MT);
+  return lp;
 }
 
 /* [-0, +0, m] Takes a hold on the promise at `idx`. */
@@ -366,22 +376,22 @@ static void event_cb(tide_rt *rt, tide_job *job) {
   free(ev);
 }
 
-/* p:emit(name, ...) -> boolean: queues the event for the listeners of
- * `name`; false (and nothing) once the promise has settled. */
-static int p_emit(lua_State *L) {
-  lpromise *lp = tide_lp_check(L, 1);
-  int n = lua_gettop(L) - 2, i;
+/* [-0, +0, m] Queues an event for the listeners of the promise at `idx`:
+ * its name is the value at `first`, its `n` values those above it. Returns
+ * 0 (and queues nothing) once the promise has settled, 1 otherwise. The
+ * emit path of p:emit and of C producers (the pool's progress events). */
+int tide_lp_emit(lua_State *L, int idx, int first, int n) {
+  lpromise *lp = lua_touserdata(L, idx);
+  int i;
   event_job *ev;
-  luaL_checkany(L, 2);
-  if (lp->p.state != TIDE_PENDING) {
-    lua_pushboolean(L, 0);
-    return 1;
-  }
+  if (lp->p.state != TIDE_PENDING) return 0;
+  idx = lua_absindex(L, idx);
+  first = lua_absindex(L, first);
   ev = malloc(sizeof(*ev));
   if (ev == NULL) return luaL_error(L, "not enough memory");
   lua_createtable(L, n + 1, 1);
   for (i = 0; i <= n; i++) {
-    lua_pushvalue(L, 2 + i);
+    lua_pushvalue(L, first + i);
     lua_rawseti(L, -2, i + 1);
   }
   lua_pushinteger(L, n);
@@ -389,9 +399,17 @@ static int p_emit(lua_State *L) {
   ev->args_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   ev->lp = lp;
   lp->events_queued++;
-  tide_lp_hold(L, 1);
+  tide_lp_hold(L, idx);
   tide_job_queue(lp->p.rt, &ev->job, event_cb);
-  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* p:emit(name, ...) -> boolean: queues the event for the listeners of
+ * `name`; false (and nothing) once the promise has settled. */
+static int p_emit(lua_State *L) {
+  tide_lp_check(L, 1);
+  luaL_checkany(L, 2);
+  lua_pushboolean(L, tide_lp_emit(L, 1, 2, lua_gettop(L) - 2));
   return 1;
 }
 
@@ -536,7 +554,11 @@ static const luaL_Reg promise_funcs[] = {
  * module table at the top. The metatable's methods table is left in
  * registry["tide.promise.methods"] for other files to extend (await). */
 int tide_open_promise(lua_State *L) {
+  tide_lua *tl = tide_lua_get(L);
   luaL_newmetatable(L, TIDE_PROMISE_MT);
+  lua_pushvalue(L, -1);
+  tl->promise_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  tl->promise_mt = lua_topointer(L, -1);
   lua_pushcfunction(L, p_tostring);
   lua_setfield(L, -2, "__tostring");
   luaL_newlib(L, promise_methods);
