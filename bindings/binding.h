@@ -45,6 +45,8 @@ typedef struct tide_lua {
   int running;              /* inside tide.run / the binary's loop */
   int tracebacks_ref;       /* registry: weak table promise -> traceback */
   int cancelled_ref;        /* registry: the tide.Cancelled value */
+  int promise_mt_ref;       /* registry: the promise metatable */
+  const void *promise_mt;   /* ... and its address, for quick checks */
   unsigned reported;        /* unhandled rejections reported */
   int debug;                /* TIDE_DEBUG set: report misuse such as a second resolve */
   struct ltask *current;    /* the task running now, if any */
