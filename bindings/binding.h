@@ -112,6 +112,7 @@ void tide_lp_set_traceback(lua_State *L, int idx, int tb_idx);
 int tide_lp_get_traceback(lua_State *L, int idx);
 void tide_lp_listen(lua_State *L, int src_idx, tide_listener *l, tide_listener_cb cb);
 void tide_lp_push_cancelled(lua_State *L);
+void tide_lua_push_cvalue(lua_State *L, const tide_value *v);
 int tide_lp_is_cancelled_value(lua_State *L, int idx);
 void tide_lua_report_unhandled(tide_rt *rt, tide_promise *p);
 int tide_open_promise(lua_State *L);

@@ -468,6 +468,111 @@ int tide_worker_index(const tide_worker *w);
  * the number it will start otherwise. */
 int tide_pool_size(tide_rt *rt);
 
+/* -------------------------------------------------------------------- lua */
+
+/* The runtime's Lua side, for hosts. These functions live in the bindings
+ * (bindings/host.c) and need no Lua header here; include <lua.h> to use
+ * the lua_State they give. All of them are loop-thread functions.
+ *
+ * C values crossing to C: results and errors of Lua reach C hosts as
+ * tide_values. nil, booleans, integers, floats and strings convert as they
+ * are (a string's bytes stay valid until the callback returns); any other
+ * value (a table, a function, an error object) arrives as TIDE_BYTES
+ * holding tostring(value): error objects give "CODE: message", a table
+ * without __tostring gives "table: 0x...". Hosts that need structure
+ * convert in Lua (a table to a string, say) before the value reaches C. */
+
+struct lua_State;
+/* A Lua C function: the same type as lua_CFunction. */
+typedef int (*tide_lua_fn)(struct lua_State *L);
+
+/* Called once when a Lua promise or task ends (tide_lua_await,
+ * tide_dofile, tide_dostring), from the callback queue. `state` is
+ * TIDE_FULFILLED with the `n` results, or TIDE_REJECTED with values[0] the
+ * error and, when one was recorded, values[1] the traceback (n is then 2).
+ * `values` is valid during the call only. */
+typedef void (*tide_done_cb)(tide_rt *rt, tide_state state, const tide_value *values,
+                             int n, void *data);
+
+/* Sets *out to the runtime's Lua state, creating it at the first call:
+ * the standard libraries, the tide module (global `tide`, and
+ * package.loaded.tide for require), package.path and package.cpath
+ * prefixed with tide_options.lua_path and lua_cpath. The state belongs to
+ * the runtime: tide_rt_free() closes it (do not lua_close it). Scripts in
+ * it run as tasks started by tide_dofile/tide_dostring, driven by
+ * tide_rt_run or the host's loop; tide.run() inside it raises (the loop is
+ * the host's). When the host attached a state of its own
+ * (tide_lua_attach), *out is that state. Returns 0, UV_EINVAL for NULL,
+ * UV_ENOMEM, UV_EPERM off the loop thread (debug builds). */
+int tide_lua_state(tide_rt *rt, struct lua_State **out);
+
+/* Loads the tide module into `L`, a state the host owns, running on `rt`
+ * (global `tide` and package.loaded.tide; the paths of the options are
+ * prefixed as above). Call it after luaL_openlibs. The host must
+ * lua_close(L) before tide_rt_free(rt). Returns 0, UV_EINVAL for NULL,
+ * UV_EBUSY when `rt` has a Lua state or `L` a runtime already, UV_ENOMEM,
+ * UV_EPERM off the loop thread (debug builds). */
+int tide_lua_attach(tide_rt *rt, struct lua_State *L);
+
+/* The runtime `L` runs on, or NULL when tide is not loaded in it. Any
+ * coroutine of the state will do: host functions use it. */
+tide_rt *tide_lua_rt(struct lua_State *L);
+
+/* Loads the Lua file `path` (or the `chunk` string) in the runtime's state
+ * (created if needed) and starts it as a task: it begins at the next drain
+ * of the callback queue (tide_rt_run, or tide_rt_drain), never inside this
+ * call. The chunk's results, or its error, go to `done` when it ends; a
+ * file that cannot be read or does not compile is a task that failed with
+ * the loader's message. With `done` NULL an error is reported like any
+ * unhandled rejection (on stderr with its traceback, and counted by
+ * tide_rt_unhandled_count). Returns 0 once started, UV_EINVAL for NULL
+ * `rt` or `path`/`chunk`, UV_ENOMEM, UV_EPERM off the loop thread (debug
+ * builds); `done` is called only after 0. */
+int tide_dofile(tide_rt *rt, const char *path, tide_done_cb done, void *data);
+int tide_dostring(tide_rt *rt, const char *chunk, tide_done_cb done, void *data);
+
+/* Calls `done` with the outcome of the promise (or task) at index `idx` of
+ * `L`, converted to C values, once it settles: from the callback queue,
+ * never inside this call, even when the promise has settled already.
+ * Awaiting counts as handling a rejection. Returns 0, UV_EINVAL when `L`
+ * or `done` is NULL or the value is not a promise, UV_ENOMEM, UV_EPERM
+ * off the loop thread (debug builds). The stack is left as it was. */
+int tide_lua_await(struct lua_State *L, int idx, tide_done_cb done, void *data);
+
+/* Makes `fn` callable from Lua as `module.name` (package.loaded[module],
+ * created empty when missing, so require(module) finds it), or as the
+ * global `name` when `module` is NULL. `fn` is a plain Lua C function: it
+ * raises errors with luaL_error, finds its runtime with tide_lua_rt(L),
+ * and must not wait (have it return a promise: tide_lua_register_async).
+ * Creates the runtime's state if needed. Returns 0, UV_EINVAL for NULL
+ * `rt`, `name` or `fn`, UV_ENOMEM, UV_EPERM off the loop thread (debug
+ * builds). */
+int tide_lua_register(tide_rt *rt, const char *module, const char *name, tide_lua_fn fn);
+
+/* An async host function. It is called with the Lua arguments on `L`'s
+ * stack (1 .. lua_gettop(L): check them with luaL_check* and raise at
+ * once on misuse, before keeping `p`) and a pending promise `p` that Lua
+ * receives as the call's result. The host settles `p` later, on the loop
+ * thread, with tide_promise_resolve (nil, boolean, integer, number, bytes)
+ * or tide_promise_reject (Lua sees the error value: a string is best); a
+ * host thread gets there with tide_post(). It may settle `p` before
+ * returning when the result is at hand, and may install a cancel hook
+ * (tide_promise_on_cancel) that stops the work when Lua cancels the call:
+ * then `p` is rejected as cancelled for it. `p` is valid until it is
+ * settled (by the host or by that cancellation); without a hook, a
+ * cancelled call stays valid until the host settles it (the result is
+ * dropped). Return 0, or a negative libuv error to fail the call: the
+ * promise is then rejected with that error (code, message) and the host
+ * must not keep `p`. A pending call keeps tide_rt_run() in the default
+ * mode running, like a libuv request. */
+typedef int (*tide_async_fn)(tide_rt *rt, struct lua_State *L, tide_promise *p, void *data);
+
+/* Makes async function `fn` callable from Lua as `module.name` (as for
+ * tide_lua_register); `data` is passed to every call. Returns as
+ * tide_lua_register. */
+int tide_lua_register_async(tide_rt *rt, const char *module, const char *name,
+                            tide_async_fn fn, void *data);
+
 /* ------------------------------------------------------------ statistics */
 
 /* The loop's cached monotonic time in milliseconds. */
