@@ -130,6 +130,51 @@ int tide_open_timer(lua_State *L);
 /* combine.c */
 int tide_open_combine(lua_State *L);
 
+/* ioutil.c — shared by udp.c, dns.c, signal.c and fs.c: operations that
+ * hold their promise while libuv works, errors naming their subject, time
+ * limits, and feeds (values a handle produces, handed out one per
+ * promise, queued up to a bound). */
+struct feed_wait;
+typedef struct tide_feed {
+  uv_handle_t *handle;        /* private: referenced while a promise waits */
+  struct feed_wait *head, *tail;  /* private: waiting promises, oldest first */
+  int arity;                  /* read-only: values per item */
+  int queue_ref;              /* private: registry table of queued values */
+  lua_Integer first, count;   /* private: the queued items */
+  lua_Integer limit;          /* read-only: items queued at most */
+  lua_Integer dropped;        /* read-only: items dropped on a full queue */
+  lua_Integer errors;         /* read-only: errors nobody waited for */
+  int closed;                 /* read-only */
+} tide_feed;
+lua_State *tide_op_state(tide_rt *rt, lpromise *lp);
+void tide_op_settle(lua_State *L, lpromise *lp, tide_state state, int n);
+void tide_op_fail(lua_State *L, lpromise *lp, int status, const char *subject);
+void tide_lua_push_uverror_at(lua_State *L, int status, const char *subject);
+double tide_lua_optseconds(lua_State *L, int idx);
+void tide_lua_timeout(lua_State *L, double seconds);
+void tide_feed_init(lua_State *L, tide_feed *f, uv_handle_t *handle, int arity, lua_Integer limit);
+void tide_feed_next(lua_State *L, tide_feed *f, int owner, double seconds);
+void tide_feed_push(lua_State *L, tide_feed *f);
+void tide_feed_fail(lua_State *L, tide_feed *f);
+void tide_feed_close(lua_State *L, tide_feed *f, int settle);
+int tide_feed_field(lua_State *L, tide_feed *f, const char *key);
+
+/* dns.c — tide.dns; numeric socket addresses for every binding */
+int tide_addr_parse(const char *host, int port, struct sockaddr_storage *ss);
+int tide_addr_push(lua_State *L, const struct sockaddr *sa);
+int tide_open_dns(lua_State *L);
+
+/* udp.c — tide.udp */
+int tide_open_udp(lua_State *L);
+
+/* signal.c — tide.signal, tide.signals; signal names <-> numbers */
+int tide_signal_number(const char *name);
+const char *tide_signal_name(int signum);
+int tide_open_signal(lua_State *L);
+
+/* fs.c — tide.fs */
+int tide_open_fs(lua_State *L);
+
 /* Opens the `tide` module table onto the stack. */
 int luaopen_tide(lua_State *L);
 

@@ -202,8 +202,16 @@ static int l_any(lua_State *L) { return combine_list(L, C_ANY); }
  * {status = "fulfilled"|"rejected", value = | error =, n = count, ...}. */
 static int l_settled(lua_State *L) { return combine_list(L, C_SETTLED); }
 
+/* Cancelling a tide.timeout result stops its timer and cancels its
+ * input, so a task cancelled while it awaits one releases the operation. */
+static void timeout_cancel(tide_promise *p, void *data) {
+  (void)p;
+  detach_all(data);
+}
+
 /* tide.timeout(p, seconds) -> promise settled as p, or rejected with an
- * ETIMEDOUT error after `seconds`, in which case p is cancelled. */
+ * ETIMEDOUT error after `seconds`, in which case p is cancelled; cancelling
+ * the result cancels p too. */
 static int l_timeout(lua_State *L) {
   tide_lua *tl = tide_lua_get(L);
   uint64_t ms;
@@ -225,6 +233,7 @@ static int l_timeout(lua_State *L) {
   }
   attach(L, c, res, 0, 1);
   attach(L, c, res, 1, res + 1);
+  tide_promise_on_cancel(&c->result->p, timeout_cancel, c);
   lua_settop(L, res);
   return 1;
 }

@@ -23,6 +23,10 @@ int luaopen_tide(lua_State *L) {
   tide_open_task(L);
   tide_open_timer(L);
   tide_open_combine(L);
+  tide_open_udp(L);
+  tide_open_dns(L);
+  tide_open_signal(L);
+  tide_open_fs(L);
   lua_pushliteral(L, TIDE_VERSION_STRING);
   lua_setfield(L, -2, "version");
   lua_pushvalue(L, -1);

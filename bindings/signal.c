@@ -1,0 +1,290 @@
+/* signal.c — signals as promises. tide.signal(name) is a promise settled
+ * (with the signal's name) the next time the signal arrives; its handle is
+ * released once it fired or was cancelled. tide.signals(name) is a watcher
+ * for repeated signals: w:next() is a promise of the next arrival (arrivals
+ * nobody waited for are queued, see ioutil.c's feeds). Also the table of
+ * signal names the other bindings share (tide_signal_number, _name).
+ *
+ * Loop liveness: a pending tide.signal promise keeps the loop alive, so a
+ * script awaiting SIGINT stays up until it comes (cancel the promise to let
+ * go); a watcher keeps the loop alive only while a next() waits.
+ *
+ * Stack discipline: helpers state their effect as [-o, +p, x]; callbacks
+ * run on the main thread and leave its stack as they found it.
+ *
+ * Ownership: each uv_signal_t lives in a malloc'd lsignal, freed in its
+ * close callback. A userdata holds the pointer — the watcher itself, or for
+ * tide.signal a box kept in user value 3 of the promise — and its __gc
+ * closes a handle still open (only when the state closes, as a waiting
+ * promise keeps its userdata reachable). Closing clears the userdata's
+ * pointer. A pending tide.signal promise is held until it fires or is
+ * cancelled.
+ */
+#include "binding.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SIGNALS_MT "tide.signals"
+#define SIGNAL_BOX_MT "tide.signal.box"
+
+/* ----------------------------------------------------------------- names */
+
+static const struct { const char *name; int num; } signal_names[] = {
+  {"SIGHUP", SIGHUP}, {"SIGINT", SIGINT}, {"SIGQUIT", SIGQUIT},
+  {"SIGILL", SIGILL}, {"SIGTRAP", SIGTRAP}, {"SIGABRT", SIGABRT},
+  {"SIGBUS", SIGBUS}, {"SIGFPE", SIGFPE}, {"SIGKILL", SIGKILL},
+  {"SIGUSR1", SIGUSR1}, {"SIGSEGV", SIGSEGV}, {"SIGUSR2", SIGUSR2},
+  {"SIGPIPE", SIGPIPE}, {"SIGALRM", SIGALRM}, {"SIGTERM", SIGTERM},
+  {"SIGCHLD", SIGCHLD}, {"SIGCONT", SIGCONT}, {"SIGSTOP", SIGSTOP},
+  {"SIGTSTP", SIGTSTP}, {"SIGTTIN", SIGTTIN}, {"SIGTTOU", SIGTTOU},
+  {"SIGURG", SIGURG}, {"SIGXCPU", SIGXCPU}, {"SIGXFSZ", SIGXFSZ},
+  {"SIGVTALRM", SIGVTALRM}, {"SIGPROF", SIGPROF}, {"SIGWINCH", SIGWINCH},
+#ifdef SIGIO
+  {"SIGIO", SIGIO},
+#endif
+#ifdef SIGSYS
+  {"SIGSYS", SIGSYS},
+#endif
+  {NULL, 0}
+};
+
+/* The number of signal `name` ("SIGINT", or "INT"), 0 when unknown. */
+int tide_signal_number(const char *name) {
+  int i;
+  if (strncmp(name, "SIG", 3) == 0) name += 3;
+  for (i = 0; signal_names[i].name; i++)
+    if (strcmp(signal_names[i].name + 3, name) == 0) return signal_names[i].num;
+  return 0;
+}
+
+/* The name of signal `signum` ("SIGINT"), NULL when unknown. */
+const char *tide_signal_name(int signum) {
+  int i;
+  for (i = 0; signal_names[i].name; i++)
+    if (signal_names[i].num == signum) return signal_names[i].name;
+  return NULL;
+}
+
+/* [-0, +0, v] The signal at `idx` (a name or a number) that can be
+ * awaited: raises for unknown ones, those that cannot be caught and those
+ * raised by faults. */
+static int check_signal(lua_State *L, int idx) {
+  int signum;
+  if (lua_type(L, idx) == LUA_TNUMBER) {
+    lua_Integer n = luaL_checkinteger(L, idx);
+    signum = n > 0 && n < 128 && tide_signal_name((int)n) ? (int)n : 0;
+    if (signum == 0) return luaL_argerror(L, idx, "unknown signal number");
+  } else {
+    const char *name = luaL_checkstring(L, idx);
+    if ((signum = tide_signal_number(name)) == 0)
+      return luaL_argerror(L, idx, lua_pushfstring(L, "unknown signal '%s'", name));
+  }
+  if (signum == SIGKILL || signum == SIGSTOP)
+    return luaL_argerror(L, idx, lua_pushfstring(L, "%s cannot be caught", tide_signal_name(signum)));
+  if (signum == SIGSEGV || signum == SIGBUS || signum == SIGFPE || signum == SIGILL)
+    return luaL_argerror(L, idx, lua_pushfstring(L, "%s is raised by faults and cannot be awaited",
+                                                 tide_signal_name(signum)));
+  return signum;
+}
+
+/* --------------------------------------------------------------- handles */
+
+typedef struct lsignal {
+  uv_signal_t h;
+  tide_rt *rt;
+  struct lsignal **box;     /* the userdata's pointer, while open */
+  lpromise *lp;             /* tide.signal: the promise, held while pending */
+  tide_feed feed;           /* tide.signals: the arrivals */
+  int signum;
+} lsignal;
+
+static void sig_close_cb(uv_handle_t *h) { free(h->data); }
+
+/* Closes the handle of `s`; its memory goes in the close callback. */
+static void sig_close(lsignal *s) {
+  if (s->box) *s->box = NULL;
+  s->box = NULL;
+  uv_close((uv_handle_t *)&s->h, sig_close_cb);
+}
+
+/* [-0, +1, e] Pushes a userdata of metatable `mt` pointing to a new
+ * handle watching `signum` with `cb`, once or repeatedly. */
+static lsignal *sig_new(lua_State *L, const char *mt, int signum, uv_signal_cb cb, int once) {
+  tide_lua *tl = tide_lua_get(L);
+  lsignal **box = lua_newuserdatauv(L, sizeof(lsignal *), 0);
+  lsignal *s;
+  int err;
+  *box = NULL;
+  luaL_setmetatable(L, mt);
+  if ((s = calloc(1, sizeof(*s))) == NULL) luaL_error(L, "not enough memory");
+  uv_signal_init(tide_rt_loop(tl->rt), &s->h);
+  s->h.data = s;
+  s->rt = tl->rt;
+  s->signum = signum;
+  s->box = box;
+  *box = s;
+  err = once ? uv_signal_start_oneshot(&s->h, cb, signum) : uv_signal_start(&s->h, cb, signum);
+  if (err != 0) {
+    sig_close(s);
+    tide_lua_push_uverror_at(L, err, tide_signal_name(signum));
+    lua_error(L);
+  }
+  return s;
+}
+
+/* ----------------------------------------------------------- tide.signal */
+
+static void once_cb(uv_signal_t *h, int signum) {
+  lsignal *s = h->data;
+  tide_rt *rt = s->rt;
+  lua_State *L = tide_op_state(rt, s->lp);
+  if (L != NULL) {
+    lua_pushstring(L, tide_signal_name(signum));
+    tide_op_settle(L, s->lp, TIDE_FULFILLED, 1);
+  }
+  sig_close(s);
+  tide_rt_drain(rt);
+}
+
+static void once_cancel(tide_promise *p, void *data) {
+  lsignal *s = data;
+  (void)p;
+  sig_close(s);
+  tide_lp_drop(s->lp);
+}
+
+/* The box of a tide.signal handle: closes it when the state closes. */
+static int box_gc(lua_State *L) {
+  lsignal **box = lua_touserdata(L, 1);
+  if (*box) sig_close(*box);
+  return 0;
+}
+
+/* tide.signal(name) -> promise fulfilled with the signal's name the next
+ * time it arrives. */
+static int l_signal(lua_State *L) {
+  int signum = check_signal(L, 1);
+  lpromise *lp;
+  lsignal *s;
+  lua_settop(L, 1);
+  lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 3);       /* 2 */
+  s = sig_new(L, SIGNAL_BOX_MT, signum, once_cb, 1);        /* 3 */
+  lua_setiuservalue(L, 2, 3);  /* the promise keeps the box */
+  s->lp = lp;
+  tide_lp_hold(L, 2);          /* until it fires or is cancelled */
+  tide_promise_on_cancel(&lp->p, once_cancel, s);
+  return 1;
+}
+
+/* ---------------------------------------------------------- tide.signals */
+
+static void watch_cb(uv_signal_t *h, int signum) {
+  lsignal *s = h->data;
+  tide_lua *tl = tide_lua_of(s->rt);
+  if (tl == NULL) return;
+  lua_pushstring(tl->L, tide_signal_name(signum));
+  tide_feed_push(tl->L, &s->feed);
+  tide_rt_drain(s->rt);
+}
+
+/* [-0, +0, v] The open watcher at `idx`. */
+static lsignal *check_watcher(lua_State *L, int idx) {
+  lsignal **box = luaL_checkudata(L, idx, SIGNALS_MT);
+  if (*box == NULL) luaL_error(L, "attempt to use a closed signal watcher");
+  return *box;
+}
+
+/* tide.signals(name [, {queue = n}]) -> watcher of repeated arrivals. */
+static int l_signals(lua_State *L) {
+  int signum = check_signal(L, 1);
+  lua_Integer queue = 64;
+  lsignal *s;
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_getfield(L, 2, "queue");
+    queue = luaL_optinteger(L, -1, queue);
+    luaL_argcheck(L, queue >= 0, 2, "queue must be >= 0");
+    lua_pop(L, 1);  /* remove the queue */
+  }
+  lua_settop(L, 1);
+  s = sig_new(L, SIGNALS_MT, signum, watch_cb, 0);
+  tide_feed_init(L, &s->feed, (uv_handle_t *)&s->h, 1, queue);
+  return 1;
+}
+
+/* w:next([timeout]) -> promise of the name of the next arrival; fulfilled
+ * with nothing when the watcher closes first. */
+static int w_next(lua_State *L) {
+  lsignal *s = check_watcher(L, 1);
+  double timeout = tide_lua_optseconds(L, 2);
+  tide_feed_next(L, &s->feed, 1, timeout);
+  return 1;
+}
+
+/* [-0, +0, m] Closes the watcher at 1, settling its waiting promises when
+ * `settle`; nothing when already closed. */
+static void watcher_close(lua_State *L, int settle) {
+  lsignal **box = luaL_checkudata(L, 1, SIGNALS_MT);
+  lsignal *s = *box;
+  if (s == NULL) return;
+  tide_feed_close(L, &s->feed, settle);
+  sig_close(s);
+}
+
+/* w:close(): stops watching; waiting next() promises get nothing. */
+static int w_close(lua_State *L) { watcher_close(L, 1); return 0; }
+static int w_gc(lua_State *L) { watcher_close(L, 0); return 0; }
+
+static int w_index(lua_State *L) {
+  lsignal **box = luaL_checkudata(L, 1, SIGNALS_MT);
+  const char *key = lua_tostring(L, 2);
+  if (lua_getfield(L, lua_upvalueindex(1), key ? key : "") != LUA_TNIL) return 1;
+  if (key == NULL || *box == NULL) return 1;
+  if (strcmp(key, "signal") == 0) {
+    lua_pushstring(L, tide_signal_name((*box)->signum));
+    return 1;
+  }
+  return tide_feed_field(L, &(*box)->feed, key) ? 1 : 0;
+}
+
+static int w_tostring(lua_State *L) {
+  lsignal **box = luaL_checkudata(L, 1, SIGNALS_MT);
+  if (*box) lua_pushfstring(L, "tide.signals (%s): %p", tide_signal_name((*box)->signum), (void *)box);
+  else lua_pushfstring(L, "tide.signals (closed): %p", (void *)box);
+  return 1;
+}
+
+static const luaL_Reg watcher_methods[] = {
+  {"next", w_next},
+  {"close", w_close},
+  {NULL, NULL}
+};
+
+static const luaL_Reg watcher_meta[] = {
+  {"__gc", w_gc},
+  {"__close", w_close},
+  {"__tostring", w_tostring},
+  {NULL, NULL}
+};
+
+/* [-0, +0, m] Adds tide.signal and tide.signals to the module table at
+ * the top. */
+int tide_open_signal(lua_State *L) {
+  luaL_newmetatable(L, SIGNAL_BOX_MT);
+  lua_pushcfunction(L, box_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);  /* remove the box metatable */
+  luaL_newmetatable(L, SIGNALS_MT);
+  luaL_setfuncs(L, watcher_meta, 0);
+  luaL_newlib(L, watcher_methods);
+  lua_pushcclosure(L, w_index, 1);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);  /* remove the watcher metatable */
+  lua_pushcfunction(L, l_signal);
+  lua_setfield(L, -2, "signal");
+  lua_pushcfunction(L, l_signals);
+  lua_setfield(L, -2, "signals");
+  return 0;
+}
