@@ -1,0 +1,108 @@
+# bench/lib/common.sh — shell helpers shared by the sections of
+# bench/run.sh: logging, the results and notes files, micro benchmark runs,
+# and servers (start pinned to a CPU, wait for the port, CPU time and memory
+# from /proc, stop by PID). Sourced, never run; expects from run.sh:
+# BENCH ROOT BIN OUT RUNS DURATION WARMUP MICRO_TIMEOUT SERVER_CPU CLIENT_CPU.
+
+CLK_TCK=$(getconf CLK_TCK)
+
+log() { printf '%s\n' "$*" >&2; }
+have() { command -v "$1" >/dev/null 2>&1; }
+have_luv() { lua5.4 -e 'require "luv"' >/dev/null 2>&1; }
+
+# note SECTION MESSAGE: a line printed under the section's table (a skipped
+# peer, a failed run).
+note() {
+  printf '%s\t%s\n' "$1" "$2" >>"$OUT/notes.tsv"
+  log "  note: $2"
+}
+
+# record SECTION FIGURE PEER METRIC RUN VALUE
+record() {
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$OUT/results.tsv"
+}
+
+# run_micro SECTION PEER RUN COMMAND...: runs a micro benchmark bounded by
+# MICRO_TIMEOUT seconds and records its "RESULT <figure> <value> <unit>"
+# lines; "SKIP <why>" lines become notes (once, on the first run).
+run_micro() {
+  local section=$1 peer=$2 run=$3; shift 3
+  local out rc
+  MICRO_SEQ=$((${MICRO_SEQ:-0} + 1))
+  out="$OUT/raw/$section-$peer-r$run-$MICRO_SEQ.out"
+  timeout -k 5 "$MICRO_TIMEOUT" "$@" >"$out" 2>&1 </dev/null
+  rc=$?
+  if grep -q '^SKIP ' "$out"; then
+    [ "$run" = 1 ] && note "$section" "$peer: $(sed -n 's/^SKIP //p' "$out" | head -1)"
+    return 0
+  fi
+  if ! grep -q '^RESULT ' "$out"; then
+    note "$section" "$peer run $run: no result (exit $rc$([ $rc = 124 ] && echo ", killed after ${MICRO_TIMEOUT}s")): $(tail -c 300 "$out" | tr '\n' ' ')"
+    return 1
+  fi
+  awk -v s="$section" -v p="$peer" -v r="$run" \
+    '$1 == "RESULT" { printf "%s\t%s\t%s\t%s\t%s\t%s\n", s, $2, p, $4, r, $3 }' "$out" >>"$OUT/results.tsv"
+  sed -n 's/^RESULT /    /p' "$out" >&2
+  [ $rc = 0 ] || note "$section" "$peer run $run exited with status $rc"
+}
+
+# A free TCP port on 127.0.0.1 (the kernel picks it).
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+listening() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
+
+# start_server LOG COMMAND...: starts COMMAND PORT pinned to SERVER_CPU, with
+# a fresh free port; waits (10 s at most) until it listens. Sets SERVER_PID
+# and SERVER_PORT. Returns 1 (server stopped) when it does not come up.
+start_server() {
+  local logf=$1 i; shift
+  SERVER_PORT=$(free_port)
+  taskset -c "$SERVER_CPU" "$@" "$SERVER_PORT" >"$logf" 2>&1 </dev/null &
+  SERVER_PID=$!
+  for ((i = 0; i < 200; i++)); do
+    listening "$SERVER_PORT" && return 0
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  log "  server did not come up: $* $SERVER_PORT ($(tail -c 300 "$logf" | tr '\n' ' '))"
+  stop_server
+  return 1
+}
+
+# Stops the server: SIGTERM, then SIGKILL after 3 s, by PID only.
+stop_server() {
+  local i
+  [ -n "${SERVER_PID:-}" ] || return 0
+  kill -TERM "$SERVER_PID" 2>/dev/null
+  for ((i = 0; i < 60; i++)); do
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  kill -KILL "$SERVER_PID" 2>/dev/null
+  wait "$SERVER_PID" 2>/dev/null
+  SERVER_PID=
+}
+
+# CPU time (user + system, in clock ticks) the server used so far.
+server_ticks() {
+  sed 's/^.*) //' "/proc/$SERVER_PID/stat" 2>/dev/null | awk '{ print $12 + $13 }'
+}
+
+# status_kb FIELD: VmRSS (resident now) or VmHWM (peak) of the server, KiB.
+status_kb() {
+  awk -v f="$1:" '$1 == f { print $2 }' "/proc/$SERVER_PID/status" 2>/dev/null
+}
+
+open_fds() { ls "/proc/$SERVER_PID/fd" 2>/dev/null | wc -l; }
+
+# us_per_op TICKS OPS: server CPU microseconds per operation.
+us_per_op() {
+  awk -v t="$1" -v n="$2" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", (n > 0 ? t / hz * 1e6 / n : 0) }'
+}
+
+# cpu_pct TICKS NANOSECONDS: the server's CPU use over a window (100 = one core).
+cpu_pct() {
+  awk -v t="$1" -v ns="$2" -v hz="$CLK_TCK" 'BEGIN { printf "%.0f", (ns > 0 ? t / hz / (ns / 1e9) * 100 : 0) }'
+}

@@ -1,0 +1,267 @@
+"""report.py — prints the markdown report of one `make bench` run: one table
+per section with the median of every figure for tide and each peer, the
+ratio of each tide figure to the peer its goal names, and whether the goal
+is met; then the details of the server sections and the notes.
+
+Usage: python3 report.py RESULTS_DIR   (the folder bench/run.sh wrote:
+results.tsv, notes.tsv, machine.txt)
+
+The goals live here, in SECTIONS, and nowhere else; bench/README.md
+explains them.
+"""
+import collections
+import os
+import statistics
+import sys
+
+PEERS = {
+    "tide": "tide", "tide_c": "tide (C submit)", "lua": "lua5.4", "node": "Node.js",
+    "c": "libuv C", "luv": "luv", "asyncio": "asyncio",
+}
+
+
+class Goal:
+    """A goal on a tide figure: a ratio to a peer's figure (`peer` set), or
+    a bound on the figure itself. `op` is ">=", "<=" or "<"."""
+
+    def __init__(self, op, bound, peer=None, peer_figure=None, text=None):
+        self.op, self.bound, self.peer = op, bound, peer
+        self.peer_figure, self.text = peer_figure, text
+
+    def describe(self, unit):
+        if self.text:
+            return self.text
+        sign = {">=": "≥", "<=": "≤", "<": "<"}[self.op]
+        if self.peer:
+            return f"{sign} {self.bound:g}x {PEERS[self.peer]}"
+        return f"{sign} {fmt(self.bound, unit)} {unit}"
+
+    def met(self, value):
+        return {">=": value >= self.bound, "<=": value <= self.bound,
+                "<": value < self.bound}[self.op]
+
+
+class Row:
+    """One line of a section's table: `figure`/`metric` as recorded by
+    run.sh, a label, goals, and `ratio_to`: a peer to compare with when no
+    goal names one."""
+
+    def __init__(self, figure, metric, label, goals=(), ratio_to=None, unit=None, also=()):
+        self.figure, self.metric, self.label = figure, metric, label
+        self.goals, self.ratio_to = list(goals), ratio_to
+        self.unit = unit or metric
+        self.also = list(also)   # other tide columns whose ratio is shown too
+
+
+SECTIONS = [
+    ("core", "Foundation: promises, tasks, timers (issue 2)", ["tide", "lua", "node", "c", "luv"], [
+        Row("promise_batch", "ops/s", "promise create + resolve + callback, 1M in flight",
+            [Goal(">=", 0.5, "node")]),
+        Row("promise_seq", "ops/s", "promise create + resolve + callback, one at a time",
+            [Goal(">=", 0.5, "node")]),
+        Row("spawn_await", "ops/s", "spawn + await round trip (lua5.4: coroutine create + resume + yield)",
+            [Goal(">=", 1 / 3, "lua", text="cost ≤ 3x lua5.4 (rate ≥ 0.33x)")]),
+        Row("spawn_await_batch", "ops/s", "100k tasks suspended on one promise, then resumed",
+            ratio_to="lua"),
+        Row("timers", "timers/s", "100k 1 ms timers: tide.sleep(0.001):next(cb)",
+            [Goal(">=", 0.5, "c")]),
+        Row("timers_task", "timers/s", "100k 1 ms timers as tasks: tide.timer(0.001, fn)",
+            [Goal(">=", 0.5, "c", peer_figure="timers")]),
+        Row("mem_task", "B", "memory per task suspended in await, two calls deep",
+            [Goal("<=", 1434, text="≤ 1.4 KiB (1434 B)")], ratio_to="lua"),
+        Row("mem_task_own", "B", "the same, each task awaiting a promise of its own",
+            ratio_to="lua"),
+        Row("startup", "ms", "start-up: `-e ''`", [Goal("<=", 2, "lua")]),
+    ]),
+    ("echo", "TCP echo, 50 connections, closed loop (issue 3)", ["tide", "c", "node", "luv"], [
+        Row("echo_64", "msgs/s", "64 B messages", ratio_to="c"),
+        Row("echo_1024", "msgs/s", "1 KiB messages", [Goal(">=", 0.8, "c")]),
+        Row("echo_16384", "msgs/s", "16 KiB messages", ratio_to="c"),
+        Row("echo_1024", "cpu_us", "server CPU per message at 1 KiB", ratio_to="c", unit="µs"),
+        Row("echo_1024", "p99_us", "p99 round trip at 1 KiB", ratio_to="c", unit="µs"),
+        Row("idle_conn", "B", "memory (RSS) per idle connection, 10,000 open",
+            [Goal("<=", 4096, text="≤ 4 KiB (4096 B)")], ratio_to="c"),
+    ]),
+    ("pool", "Thread pool (issue 4)", ["tide", "tide_c", "c", "luv", "node"], [
+        Row("pool_seq", "ops/s", "trivial job round trip, one at a time", [Goal(">=", 0.5, "c")],
+            also=["tide_c"]),
+        Row("pool_batch", "ops/s", "trivial jobs, 200k queued at once", ratio_to="c", also=["tide_c"]),
+        Row("pool_speedup", "x", "CPU-bound job split over every CPU: speed-up vs one job",
+            [Goal(">=", 1.8, text="≥ 1.8x on 2 cores")], ratio_to="c", also=["tide_c"]),
+    ]),
+    ("http", "HTTP/1.1 hello world under wrk, keep-alive (issue 5)", ["tide", "c", "node", "luv", "asyncio"], [
+        Row("http_50", "req/s", "50 connections", [Goal(">=", 2, "node"), Goal(">=", 0.5, "c")]),
+        Row("http_1000", "req/s", "1,000 connections", [Goal(">=", 2, "node"), Goal(">=", 0.5, "c")]),
+        Row("http_50", "cpu_us", "server CPU per request, 50 connections", ratio_to="c", unit="µs"),
+        Row("http_1000", "cpu_us", "server CPU per request, 1,000 connections", ratio_to="c", unit="µs"),
+        Row("http_50", "p99_ms", "p99 latency, 50 connections", ratio_to="c", unit="ms"),
+        Row("http_1000", "p99_ms", "p99 latency, 1,000 connections", ratio_to="c", unit="ms"),
+        Row("http_1000", "rss_kb", "server peak RSS, 1,000 connections", [Goal("<", 2, "node")], unit="MiB"),
+    ]),
+]
+
+# server sections: (figure prefix, metric that counts, its unit)
+DETAILS = {"echo": ("echo_", "msgs/s"), "http": ("http_", "req/s")}
+
+
+def fmt(v, unit):
+    if v is None:
+        return ""
+    if unit in ("ops/s", "timers/s", "msgs/s", "req/s"):
+        if v >= 1e6:
+            return f"{v / 1e6:.2f}M"
+        if v >= 1e4:
+            return f"{v / 1e3:.1f}k"
+        return f"{v:.0f}"
+    if unit == "B":
+        return f"{v:.0f}"
+    if unit == "MiB":
+        return f"{v:.1f}"
+    if unit == "x":
+        return f"{v:.2f}x"
+    if unit in ("ms", "µs"):
+        return f"{v:.2f}" if v < 100 else f"{v:.0f}"
+    return f"{v:g}"
+
+
+def load(out):
+    data = collections.defaultdict(list)   # (section, figure, peer, metric) -> values
+    path = os.path.join(out, "results.tsv")
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                parts = line.rstrip("\n").split("\t")
+                if len(parts) != 6:
+                    continue
+                section, figure, peer, metric, _run, value = parts
+                try:
+                    data[(section, figure, peer, metric)].append(float(value))
+                except ValueError:
+                    pass
+    notes = collections.defaultdict(list)
+    path = os.path.join(out, "notes.tsv")
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                section, _, text = line.rstrip("\n").partition("\t")
+                if text not in notes[section]:
+                    notes[section].append(text)
+    return data, notes
+
+
+def median(data, key, unit=None):
+    values = data.get(key)
+    if not values:
+        return None
+    m = statistics.median(values)
+    return m / 1024 if unit == "MiB" else m
+
+
+def section_table(section, title, peers, rows, data, tally):
+    present = [p for p in peers if any(k[0] == section and k[2] == p for k in data)]
+    if "tide" not in present:
+        present.insert(0, "tide")
+    lines = [f"### {title}", "",
+             "| figure | unit | " + " | ".join(PEERS[p] for p in present) + " | tide ratio | goal | met |",
+             "|---|---|" + "---:|" * len(present) + "---|---|---|"]
+    for row in rows:
+        cells = [fmt(median(data, (section, row.figure, p, row.metric), row.unit), row.unit) for p in present]
+        tide = median(data, (section, row.figure, "tide", row.metric), row.unit)
+        ratios, goals, mets = [], [], []
+        for g in row.goals:
+            goals.append(g.describe(row.unit))
+            if g.peer:
+                peer_v = median(data, (section, g.peer_figure or row.figure, g.peer, row.metric), row.unit)
+                value = tide / peer_v if tide is not None and peer_v else None
+                if value is not None:
+                    ratios.append(f"{value:.2f}x {PEERS[g.peer]}")
+            else:
+                value = tide
+            if value is None:
+                mets.append("not measured")
+                tally["missing"] += 1
+            elif g.met(value):
+                mets.append("yes")
+                tally["met"] += 1
+            else:
+                mets.append("**no**")
+                tally["missed"] += 1
+                tally["missed_list"].append(f"{section}: {row.label}: {goals[-1]}")
+        if row.ratio_to and not any(g.peer == row.ratio_to for g in row.goals):
+            peer_v = median(data, (section, row.figure, row.ratio_to, row.metric), row.unit)
+            if tide is not None and peer_v:
+                ratios.append(f"{tide / peer_v:.2f}x {PEERS[row.ratio_to]}")
+        base = next((g.peer for g in row.goals if g.peer), row.ratio_to)
+        for other in row.also:
+            v = median(data, (section, row.figure, other, row.metric), row.unit)
+            peer_v = median(data, (section, row.figure, base, row.metric), row.unit)
+            if v is not None and peer_v:
+                ratios.append(f"{PEERS[other]}: {v / peer_v:.2f}x {PEERS[base]}")
+        lines.append(f"| {row.label} | {row.unit} | " + " | ".join(cells) +
+                     f" | {'; '.join(ratios)} | {'; '.join(goals)} | {'; '.join(mets)} |")
+    return lines
+
+
+def detail_table(section, data):
+    prefix, main = DETAILS[section]
+    figures = sorted({k[1] for k in data if k[0] == section and k[1].startswith(prefix)},
+                     key=lambda f: int(f[len(prefix):]))
+    peers = [p for p in PEERS if any(k[0] == section and k[2] == p for k in data)]
+    lat = "p99_us" if section == "echo" else "p99_ms"
+    lines = ["", f"Details (medians; ± is (max-min)/median over the runs):", "",
+             f"| target | load | {main} | ± | p99 {'µs' if section == 'echo' else 'ms'} | "
+             "server CPU % | CPU µs/op | peak RSS MiB | errors (all runs) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for fig in figures:
+        for p in peers:
+            vals = data.get((section, fig, p, main))
+            if not vals:
+                continue
+            m = statistics.median(vals)
+            spread = (max(vals) - min(vals)) / m * 100 if m else 0
+            load = fig[len(prefix):] + (" B" if section == "echo" else " conns")
+            cpu_pct = median(data, (section, fig, p, "cpu_pct"))
+            errs = sum(data.get((section, fig, p, "errors"), []))
+            lines.append(f"| {PEERS[p]} | {load} | {fmt(m, main)} | ±{spread:.0f}% | "
+                         f"{fmt(median(data, (section, fig, p, lat)), 'ms')} | "
+                         f"{'' if cpu_pct is None else f'{cpu_pct:.0f}'} | "
+                         f"{fmt(median(data, (section, fig, p, 'cpu_us')), 'µs')} | "
+                         f"{fmt(median(data, (section, fig, p, 'rss_kb'), 'MiB'), 'MiB')} | {errs:.0f} |")
+    return lines
+
+
+def main():
+    if len(sys.argv) != 2:
+        raise SystemExit(__doc__)
+    out = sys.argv[1]
+    data, notes = load(out)
+    tally = {"met": 0, "missed": 0, "missing": 0, "missed_list": []}
+    print("## tide benchmarks\n")
+    machine = os.path.join(out, "machine.txt")
+    if os.path.exists(machine):
+        print("```")
+        print(open(machine).read().rstrip())
+        print("```\n")
+    print("Medians of the runs. `tide ratio` is tide's figure divided by the peer's "
+          "(higher is better for rates, lower for µs, ms, B and MiB).\n")
+    for n in notes.get("all", []):
+        print(f"- {n}")
+    sections_run = {k[0] for k in data} | set(notes)
+    for section, title, peers, rows in SECTIONS:
+        if section not in sections_run:
+            continue
+        print("\n".join(section_table(section, title, peers, rows, data, tally)))
+        if section in DETAILS and any(k[0] == section for k in data):
+            print("\n".join(detail_table(section, data)))
+        if notes.get(section):
+            print()
+            for n in notes[section]:
+                print(f"- {n}")
+        print()
+    print(f"Goals: {tally['met']} met, {tally['missed']} missed, {tally['missing']} not measured.")
+    for m in tally["missed_list"]:
+        print(f"- missed: {m}")
+
+
+if __name__ == "__main__":
+    main()
