@@ -111,6 +111,7 @@ int tide_lp_settle(lua_State *L, int idx, tide_state state, int first, int n);
 void tide_lp_set_traceback(lua_State *L, int idx, int tb_idx);
 int tide_lp_get_traceback(lua_State *L, int idx);
 void tide_lp_listen(lua_State *L, int src_idx, tide_listener *l, tide_listener_cb cb);
+int tide_lp_emit(lua_State *L, int idx, int first, int n);
 void tide_lp_push_cancelled(lua_State *L);
 void tide_lua_push_cvalue(lua_State *L, const tide_value *v);
 int tide_lp_is_cancelled_value(lua_State *L, int idx);
@@ -177,6 +178,9 @@ int tide_open_signal(lua_State *L);
 
 /* fs.c — tide.fs */
 int tide_open_fs(lua_State *L);
+
+/* work.c — tide.work, tide.work_module, tide.pool_size */
+int tide_open_work(lua_State *L);
 
 /* Opens the `tide` module table onto the stack. */
 int luaopen_tide(lua_State *L);

@@ -148,6 +148,8 @@ typedef struct encoder {
   char *err;
   size_t errlen;
   int refused;        /* err holds a refusal (the error object is a dummy) */
+  const char *label;  /* what the values are called in refusals */
+  int number;         /* the number of the first value in refusals */
   int arg;            /* which value (1-based) is being encoded */
   int seen;           /* stack index of the table -> id map */
   lua_Integer nseen;  /* ids given so far */
@@ -221,14 +223,14 @@ static void err_append_step(lua_State *L, encoder *e, size_t *pos,
 }
 
 /* [-0, +1, v] Refuses the value being encoded: writes
- *   argument N: WHAT at PATH cannot be sent to another thread
+ *   LABEL N: WHAT at PATH cannot be sent to another thread
  * into e->err and raises (the error object is a placeholder; the caller
  * reads e->err). Does not return. */
 static int refuse(lua_State *L, encoder *e, const char *what) {
   size_t pos = 0;
   int i;
 
-  err_append(e, &pos, "argument %d: %s", e->arg, what);
+  err_append(e, &pos, "%s %d: %s", e->label, e->number + e->arg - 1, what);
   if (e->depth > 0) {
     err_append(e, &pos, " at ");
     for (i = 0; i < e->depth; i++) {
@@ -424,6 +426,13 @@ static int encode_all(lua_State *L) {
 /* [-0, +0, -] */
 int tide_marshal_encode(lua_State *L, int first, int n, tide_mbuf *out,
                         char *err, size_t errlen) {
+  return tide_marshal_encode_as(L, first, n, "argument", 1, out, err, errlen);
+}
+
+/* [-0, +0, -] */
+int tide_marshal_encode_as(lua_State *L, int first, int n, const char *label,
+                           int number, tide_mbuf *out, char *err,
+                           size_t errlen) {
   encoder e;
   size_t oldlen = out->len;
   const char *msg;
@@ -439,6 +448,8 @@ int tide_marshal_encode(lua_State *L, int first, int n, tide_mbuf *out,
   first = lua_absindex(L, first);
   memset(&e, 0, sizeof e);
   e.out = out;
+  e.label = label;
+  e.number = number;
   e.err = err;
   e.errlen = err != NULL ? errlen : 0;
   lua_pushcfunction(L, encode_all);

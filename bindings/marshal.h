@@ -38,6 +38,13 @@ int tide_mbuf_append(tide_mbuf *b, const void *p, size_t n);
 int tide_marshal_encode(lua_State *L, int first, int n, tide_mbuf *out,
                         char *err, size_t errlen);
 
+/* Like tide_marshal_encode, but a refusal calls the values "LABEL N" with
+ * N counted from `number` (tide_marshal_encode uses "argument", 1), e.g.
+ *   result 1: function cannot be sent to another thread */
+int tide_marshal_encode_as(lua_State *L, int first, int n, const char *label,
+                           int number, tide_mbuf *out, char *err,
+                           size_t errlen);
+
 /* Decodes bytes made by tide_marshal_encode and pushes the values. Returns
  * their count, or -1 after pushing one error message on malformed input or
  * when memory runs out. Safe on any bytes: nothing is read outside

@@ -28,6 +28,7 @@ int luaopen_tide(lua_State *L) {
   tide_open_dns(L);
   tide_open_signal(L);
   tide_open_fs(L);
+  tide_open_work(L);
   lua_pushliteral(L, TIDE_VERSION_STRING);
   lua_setfield(L, -2, "version");
   lua_pushvalue(L, -1);

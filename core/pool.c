@@ -272,6 +272,7 @@ int tide_work_submit(tide_rt *rt, tide_work *req, tide_promise *p,
   tide__pool *pool;
   int err;
   if (rt == NULL || req == NULL || work == NULL || after == NULL) return UV_EINVAL;
+  TIDE__LOOP_THREAD(rt, UV_EPERM);
   if (p && (p->rt != rt || p->state != TIDE_PENDING || p->cancel_cb)) return UV_EINVAL;
   if (rt->closing) return UV_EBUSY;
   if (rt->pool == NULL && (err = pool_start(rt)) != 0) return err;
@@ -303,7 +304,9 @@ int tide_work_submit(tide_rt *rt, tide_work *req, tide_promise *p,
 int tide_work_cancel(tide_work *req) {
   tide__pool *pool;
   int err = 0, wake = 0;
-  if (req == NULL || req->rt == NULL || (pool = req->rt->pool) == NULL) return UV_EINVAL;
+  if (req == NULL || req->rt == NULL) return UV_EINVAL;
+  TIDE__LOOP_THREAD(req->rt, UV_EPERM);
+  if ((pool = req->rt->pool) == NULL) return UV_EINVAL;
   uv_mutex_lock(&pool->lock);
   switch (req->state) {
     case W_QUEUED:

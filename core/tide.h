@@ -436,17 +436,19 @@ struct tide_worker_key {
  *    (settling it again is harmless: UV_EALREADY);
  *  - rejects `p` as cancelled if `after` left it pending with UV_ECANCELED.
  * `after` is expected to settle `p`. Starts the pool's workers on first use.
- * Returns 0, UV_EINVAL (bad arguments, request already in flight), UV_EBUSY
- * (the runtime is being freed) or the error of creating the first worker
- * thread. Loop thread only. */
+ * Returns 0, UV_EINVAL (bad arguments), UV_EBUSY (the runtime is being
+ * freed), UV_EPERM off the loop thread (debug builds) or the error of
+ * creating the first worker thread. A request must not be submitted again
+ * before its after function has been called. Loop thread only. */
 int tide_work_submit(tide_rt *rt, tide_work *req, tide_promise *p,
                      tide_work_cb work, tide_after_work_cb after);
 
 /* Cancels a job that has not started: it will never run, and its after
  * function runs with UV_ECANCELED from the loop (never inside this call).
  * Returns 0, UV_EBUSY when the job is running or has run (its after
- * function is still to come), UV_EINVAL when the request is not in flight.
- * Loop thread only. */
+ * function is still to come), UV_EINVAL when the request is not in flight
+ * (ended; a request never submitted must be zeroed for this answer),
+ * UV_EPERM off the loop thread (debug builds). Loop thread only. */
 int tide_work_cancel(tide_work *req);
 
 /* From inside the work function of `req` (on its worker): queues `msg` for
