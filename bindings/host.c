@@ -29,27 +29,31 @@
 #include <string.h>
 
 #ifdef NDEBUG
-#define HOST_LOOP_THREAD(rt) ((void)0)
+#define HOST_LOOP_THREAD(rt, name) ((void)0)
 #else
-#define HOST_LOOP_THREAD(rt)                                                        \
-  do {                                                                              \
-    if (!tide_rt_on_loop_thread(rt)) {                                              \
+#define HOST_LOOP_THREAD(rt, name)                                                \
+  do {                                                                            \
+    if (!tide_rt_on_loop_thread(rt)) {                                            \
       fprintf(stderr, "tide: %s called off the runtime's loop thread (use tide_post)\n", \
-              __func__);                                                            \
-      return UV_EPERM;                                                              \
-    }                                                                               \
+              name);                                                              \
+      return UV_EPERM;                                                            \
+    }                                                                             \
   } while (0)
 #endif
 
-/* [-0, +0, -] Calls fn(ud) in protected mode. Returns 0, UV_ENOMEM after a
- * memory error, or UV_EINVAL after another error, which is reported on
- * stderr (a strict-mode _G refusing a global, say). */
-static int protect(lua_State *L, lua_CFunction fn, void *ud) {
+/* [-0, +0, -] Calls fn(ud [, value at `idx`]) in protected mode (`idx` 0:
+ * no value; the callee sees its own stack, so a value it needs goes as an
+ * argument). Returns 0, UV_ENOMEM after a memory error, or UV_EINVAL after
+ * another error, which is reported on stderr (a strict-mode _G refusing a
+ * global, say). */
+static int protect(lua_State *L, lua_CFunction fn, void *ud, int idx) {
   int status;
-  if (!lua_checkstack(L, 3)) return UV_ENOMEM;
+  if (!lua_checkstack(L, 4)) return UV_ENOMEM;
+  if (idx != 0) idx = lua_absindex(L, idx);
   lua_pushcfunction(L, fn);
   lua_pushlightuserdata(L, ud);
-  status = lua_pcall(L, 1, 0, 0);
+  if (idx != 0) lua_pushvalue(L, idx);
+  status = lua_pcall(L, idx != 0 ? 2 : 1, 0, 0);
   if (status == LUA_OK) return 0;
   if (status != LUA_ERRMEM) tide_lua_report(L, "", 0);
   lua_pop(L, 1);  /* remove the error */
@@ -119,7 +123,7 @@ int tide_lua_state(tide_rt *rt, lua_State **out) {
   int err;
   if (out != NULL) *out = NULL;
   if (rt == NULL || out == NULL) return UV_EINVAL;
-  HOST_LOOP_THREAD(rt);
+  HOST_LOOP_THREAD(rt, "tide_lua_state");
   if ((tl = tide_lua_of(rt)) != NULL) {
     *out = main_thread(tl->L);
     return 0;
@@ -127,7 +131,7 @@ int tide_lua_state(tide_rt *rt, lua_State **out) {
   if ((L = luaL_newstate()) == NULL) return UV_ENOMEM;
   a.rt = rt;
   a.err = 0;
-  if ((err = protect(L, open_state_p, &a)) == 0) err = a.err;
+  if ((err = protect(L, open_state_p, &a, 0)) == 0) err = a.err;
   if (err != 0) {
     lua_close(L);
     return err;
@@ -152,11 +156,11 @@ int tide_lua_attach(tide_rt *rt, lua_State *L) {
   open_args a;
   int err;
   if (rt == NULL || L == NULL) return UV_EINVAL;
-  HOST_LOOP_THREAD(rt);
+  HOST_LOOP_THREAD(rt, "tide_lua_attach");
   if (tide_lua_of(rt) != NULL) return UV_EBUSY;
   a.rt = rt;
   a.err = 0;
-  if ((err = protect(L, attach_p, &a)) != 0) return err;
+  if ((err = protect(L, attach_p, &a, 0)) != 0) return err;
   return a.err;
 }
 
@@ -244,7 +248,7 @@ static void awaiter_cb(tide_listener *l, tide_promise *src) {
   d.aw = aw;
   d.src = src;
   d.called = 0;
-  if (protect(L, deliver_p, &d) != 0 && !d.called) {
+  if (protect(L, deliver_p, &d, 0) != 0 && !d.called) {
     tide_value err = tide_string("ENOMEM: not enough memory for the results");
     aw->done(src->rt, TIDE_REJECTED, &err, 1, aw->data);
   }
@@ -264,14 +268,13 @@ static void await_promise(lua_State *L, int idx, tide_done_cb done, void *data) 
 }
 
 typedef struct {
-  int idx;
   tide_done_cb done;
   void *data;
 } await_args;
 
-static int await_p(lua_State *L) {
+static int await_p(lua_State *L) {  /* (args, promise) */
   await_args *a = lua_touserdata(L, 1);
-  await_promise(L, a->idx, a->done, a->data);
+  await_promise(L, 2, a->done, a->data);
   return 0;
 }
 
@@ -279,12 +282,11 @@ int tide_lua_await(lua_State *L, int idx, tide_done_cb done, void *data) {
   tide_lua *tl;
   await_args a;
   if (L == NULL || done == NULL || (tl = tide_lua_get(L)) == NULL) return UV_EINVAL;
-  HOST_LOOP_THREAD(tl->rt);
+  HOST_LOOP_THREAD(tl->rt, "tide_lua_await");
   if (tide_lp_test(L, idx) == NULL) return UV_EINVAL;
-  a.idx = lua_absindex(L, idx);
   a.done = done;
   a.data = data;
-  return protect(L, await_p, &a);
+  return protect(L, await_p, &a, idx);
 }
 
 /* ------------------------------------------------------- running chunks */
@@ -318,13 +320,13 @@ static int start_chunk(tide_rt *rt, const char *src, int file, tide_done_cb done
   lua_State *L;
   int err;
   if (rt == NULL || src == NULL) return UV_EINVAL;
-  HOST_LOOP_THREAD(rt);
+  HOST_LOOP_THREAD(rt, file ? "tide_dofile" : "tide_dostring");
   if ((err = tide_lua_state(rt, &L)) != 0) return err;
   c.src = src;
   c.file = file;
   c.done = done;
   c.data = data;
-  return protect(L, start_chunk_p, &c);
+  return protect(L, start_chunk_p, &c, 0);
 }
 
 int tide_dofile(tide_rt *rt, const char *path, tide_done_cb done, void *data) {
@@ -393,7 +395,7 @@ static int hc_store(tide_promise *p, const tide_value *values, int n) {
   a.n = n;
   if (tl == NULL) return UV_EINVAL;
   if (a.hc->base.ref == LUA_NOREF) return 0;  /* a failed call: nobody waits */
-  return protect(tl->L, store_p, &a);
+  return protect(tl->L, store_p, &a, 0);
 }
 
 static const tide_promise_ops hc_ops = {NULL, NULL, hc_store};
@@ -520,9 +522,9 @@ static int register_fn(tide_rt *rt, reg_args *r) {
   lua_State *L;
   int err;
   if (rt == NULL || r->name == NULL || (r->fn == NULL && r->afn == NULL)) return UV_EINVAL;
-  HOST_LOOP_THREAD(rt);
+  HOST_LOOP_THREAD(rt, r->afn ? "tide_lua_register_async" : "tide_lua_register");
   if ((err = tide_lua_state(rt, &L)) != 0) return err;
-  return protect(L, register_p, r);
+  return protect(L, register_p, r, 0);
 }
 
 int tide_lua_register(tide_rt *rt, const char *module, const char *name, tide_lua_fn fn) {
