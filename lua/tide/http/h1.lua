@@ -452,6 +452,7 @@ local function read_trailers(read_line, trailers, max_headers, max_line)
   local n = 0
   while true do
     local line = read_line(max_line + 2)
+    if line == false then raise(431, "trailer field line too long") end
     if not line then raise(400, "truncated chunked body (in trailer section)") end
     if line == "\r\n" then return end
     n = n + 1
@@ -478,6 +479,7 @@ end
 
 -- Parses a chunk-size line (with its CRLF). Returns the size.
 local function chunk_size(line, max_chunk_line)
+  if line == false then raise(400, "chunk size line too long") end
   if not line then raise(400, "truncated chunked body") end
   if #line > max_chunk_line then raise(400, "chunk size line too long") end
   local _, _, hex, ext = find(line, "^(%x+)(.-)\r\n$")
@@ -498,7 +500,8 @@ end
 `reader` is a table of two functions, called synchronously (inside a task
 they may await):
   reader.read_line(max) returns the next line INCLUDING its "\n" terminator,
-    or nil at end of input or when no "\n" came within `max` bytes;
+    nil at end of input, or false when no "\n" came within `max` bytes (a
+    reader that cannot tell may return nil there too);
   reader.read_exactly(n) returns exactly n bytes, or nil at end of input.
 `limits` is optional:
   max_body        most body bytes in total (8 MiB); more -> 413

@@ -1,0 +1,577 @@
+-- tide.http.client: the HTTP/1.1 client.
+--
+-- Owns the client side of HTTP/1.1 over tide streams: requests built from
+-- a URL and options, a pool of keep-alive connections per host (with one
+-- retry of idempotent requests on a connection the server had closed),
+-- response heads parsed by tide.http.h1, bodies framed by length, chunked
+-- coding or the end of the connection, "progress" events while a body
+-- arrives, a streaming mode, redirects, and time limits on connecting and
+-- on every wait for the server. http only: https comes with TLS.
+
+local tide = require "tide"
+local h1 = require "tide.http.h1"
+local headers = require "tide.http.headers"
+local hio = require "tide.http.io"
+
+local find, sub, byte, lower, match, gsub =
+  string.find, string.sub, string.byte, string.lower, string.match, string.gsub
+local concat = table.concat
+local type, tostring, error, pcall, setmetatable, next, getmetatable =
+  type, tostring, error, pcall, setmetatable, next, getmetatable
+local mtype, huge = math.type, math.huge
+
+local spawn, now, is_error, tide_error, resolved =
+  tide.spawn, tide.now, tide.is_error, tide.error, tide.resolved
+local parse_url, parse_response_head = h1.parse_url, h1.parse_response_head
+local headers_mt = headers.mt
+
+local M = {}
+
+--------------------------------------------------------------------------
+-- Options.
+
+--[[ Options of http.request (and of the table given to http.get):
+  method            "GET" by default
+  url               an absolute http:// URL (required)
+  headers           request headers: a tide.http.headers, a map or a list of
+                    {name, value} pairs. Host, User-Agent and Content-Length
+                    are added unless given.
+  body              the request body, a string (nil: none)
+  stream            true: the promise is fulfilled once the head arrived;
+                    read the body with res:read() / res:chunks()
+  redirects         redirects to follow (5 for GET and HEAD, 0 otherwise)
+  connect_timeout   seconds to connect (10)
+  timeout           seconds to wait for the server at each step: the
+                    response head, then each piece of the body (30)
+  max_body          largest body kept in memory (64 MiB; not for stream);
+                    larger -> EMSGSIZE
+  max_header_size   largest response head in bytes (64 KiB)
+  max_headers       most response header fields (100)
+]]
+local DEFAULTS = {
+  connect_timeout = 10,
+  timeout = 30,
+  max_body = 64 * 1024 * 1024,
+  max_header_size = 64 * 1024,
+  max_headers = 100,
+}
+local KNOWN = {
+  method = true, url = true, headers = true, body = true, stream = true,
+  redirects = true, connect_timeout = true, timeout = true, max_body = true,
+  max_header_size = true, max_headers = true,
+}
+
+local TOKEN = "^[!#$%%&'*+%-.^_`|~0-9A-Za-z]+$"
+local IDEMPOTENT = { GET = true, HEAD = true, OPTIONS = true, TRACE = true,
+  PUT = true, DELETE = true }
+local USER_AGENT = "tide/" .. tostring(tide.version)
+
+-- Pool of idle connections: "host:port" -> list of connections.
+local MAX_IDLE_PER_HOST = 16
+local IDLE_REUSE = 4  -- seconds an idle connection may be reused
+local pools = {}
+
+local function check_positive(o, k, level)
+  local v = o[k]
+  if type(v) ~= "number" or v ~= v or v <= 0 then
+    error("http.request: " .. k .. " must be a positive number", level + 1)
+  end
+end
+
+-- Checks and completes the options of a request. Raises on misuse.
+local function check_options(opts, level)
+  if type(opts) ~= "table" then error("http.request: options must be a table", level + 1) end
+  for k in next, opts do
+    if not KNOWN[k] then error("http.request: unknown option '" .. tostring(k) .. "'", level + 1) end
+  end
+  local o = {}
+  for k, v in next, opts do o[k] = v end
+  for k, v in next, DEFAULTS do if o[k] == nil then o[k] = v end end
+  o.method = o.method or "GET"
+  if type(o.method) ~= "string" or not find(o.method, TOKEN) then
+    error("http.request: invalid method " .. tostring(o.method), level + 1)
+  end
+  local url, err = parse_url(o.url)
+  if not url then error("http.request: " .. err .. ": " .. tostring(o.url), level + 1) end
+  o.parsed = url
+  if o.body ~= nil and type(o.body) ~= "string" then
+    error("http.request: body must be a string", level + 1)
+  end
+  if o.headers ~= nil then
+    o.headers = headers.new(o.headers)  -- a copy: redirects change it
+  else
+    o.headers = headers.new()
+  end
+  if o.redirects == nil then
+    o.redirects = (o.method == "GET" or o.method == "HEAD") and 5 or 0
+  elseif mtype(o.redirects) ~= "integer" or o.redirects < 0 then
+    error("http.request: redirects must be a non-negative integer", level + 1)
+  end
+  check_positive(o, "connect_timeout", level + 1)
+  check_positive(o, "timeout", level + 1)
+  check_positive(o, "max_body", level + 1)
+  check_positive(o, "max_header_size", level + 1)
+  check_positive(o, "max_headers", level + 1)
+  o.limits = { max_headers = o.max_headers, max_line = o.max_header_size }
+  o.head_opts = { max = o.max_header_size, timeout = o.timeout }
+  o.chunk_limits = {
+    max_body = o.stream and huge or o.max_body,
+    max_headers = o.max_headers,
+    max_line = o.max_header_size,
+  }
+  return o
+end
+
+local function proto_error(message)
+  return tide_error("EPROTO", message)
+end
+
+--------------------------------------------------------------------------
+-- Connections and the pool.
+
+local function pool_key(url)
+  return url.host .. ":" .. url.port
+end
+
+-- Takes an idle connection to `key` that is still fresh, or nil.
+local function pool_take(key)
+  local list = pools[key]
+  if not list then return nil end
+  local t = now()
+  while #list > 0 do
+    local conn = list[#list]
+    list[#list] = nil
+    if t - conn.since <= IDLE_REUSE then
+      -- A read that answers at once finds the end of the stream (the
+      -- server closed the connection) or bytes nobody asked for: either
+      -- way the connection cannot carry a request.
+      local p = conn.sock:read()
+      if p:state() == "pending" then
+        p:cancel()
+        return conn
+      end
+    end
+    conn.sock:close()
+  end
+  return nil
+end
+
+-- Returns a connection whose exchange ended cleanly to the pool.
+local function pool_put(conn)
+  local list = pools[conn.key]
+  if not list then
+    list = {}
+    pools[conn.key] = list
+  end
+  if #list >= MAX_IDLE_PER_HOST then
+    conn.sock:close()
+    return
+  end
+  conn.since = now()
+  list[#list + 1] = conn
+end
+
+local function conn_close(conn)
+  if not conn.closed then
+    conn.closed = true
+    conn.sock:close()
+  end
+end
+
+--- Closes every idle pooled connection.
+function M.close_idle()
+  for key, list in next, pools do
+    for i = 1, #list do list[i].sock:close() end
+    pools[key] = nil
+  end
+end
+
+-- Raises the failure `e` of a read or write, with a clear message for a
+-- timeout.
+local function io_failed(e, what)
+  if is_error(e, "ETIMEDOUT") then
+    error(tide_error("ETIMEDOUT", what .. " timed out"), 0)
+  end
+  error(e, 0)
+end
+
+-- Awaits `p`, turning a timeout into a clear message.
+local function await_io(p, what)
+  local ok, v = pcall(p.await, p)
+  if not ok then io_failed(v, what) end
+  return v
+end
+
+-- Calls a function that reads the body, as await_io.
+local function await_io_call(fn, a, b, c)
+  local ok, v = pcall(fn, a, b, c)
+  if not ok then io_failed(v, "reading the response body") end
+  return v
+end
+
+-- The time each read of a body may wait.
+local function read_timeout(o)
+  return o.timeout
+end
+
+--------------------------------------------------------------------------
+-- Response bodies.
+
+local Response = {}
+local response_mt = {
+  __name = "tide.http.client.response",
+  __index = Response,
+  __tostring = function(r)
+    return "tide.http.client.response: " .. r.status .. " " .. r.reason
+  end,
+}
+
+-- Reads the next piece of the body of `res`, or nil at its end (then the
+-- connection goes back to the pool when it can be reused).
+local function next_piece(res)
+  local st = res._st
+  if st.done then return nil end
+  if st.failed then error(st.failed, 0) end
+  local conn, o = st.conn, st.o
+  local ok, data = pcall(function()
+    local kind = st.kind
+    if kind == "chunked" then
+      return st.chunks()
+    elseif kind == "length" then
+      local left = st.left
+      if left == 0 then return nil end
+      local d = await_io_call(hio.read_some, conn.sock, left < 65536 and left or 65536, o.timeout)
+      if not d then error(proto_error("connection closed inside the response body"), 0) end
+      st.left = left - #d
+      return d
+    else -- "close"
+      return await_io(conn.sock:read(o.timeout), "reading the response body")
+    end
+  end)
+  if not ok then
+    local e = data
+    if type(e) == "table" and e.status and not e.code then
+      e = proto_error(e.message)  -- an h1 chunked-coding error
+    end
+    st.failed = e
+    conn_close(conn)
+    if st.done_p then st.done_p:reject(e) end
+    error(e, 0)
+  end
+  if data then
+    st.received = st.received + #data
+    if st.received > st.max_body then
+      local e = tide_error("EMSGSIZE", "response body larger than " .. st.max_body .. " bytes")
+      st.failed = e
+      conn_close(conn)
+      if st.done_p then st.done_p:reject(e) end
+      error(e, 0)
+    end
+    local target = st.done_p or st.progress
+    if target then target:emit("progress", st.received, st.total) end
+    if st.kind ~= "length" or st.left > 0 then return data end
+  end
+  -- The end of the body.
+  st.done = true
+  if st.reusable then pool_put(conn) else conn_close(conn) end
+  if st.done_p then st.done_p:resolve(st.received, res.trailers) end
+  return data
+end
+
+--- res:read() -> promise of the next piece of the body, or nil at its end
+-- (stream mode).
+function Response:read()
+  local st = self._st
+  if not st or st.done then return resolved(nil) end
+  return spawn(next_piece, self)
+end
+
+--- res:chunks() -> iterator over the pieces of the body inside a task:
+-- `for data in res:chunks() do ... end` (stream mode).
+function Response:chunks()
+  return function()
+    local st = self._st
+    if not st or st.done then return nil end
+    return next_piece(self)
+  end
+end
+
+--- res:close(): drops the rest of the body and closes the connection
+-- (stream mode); harmless once the body was read.
+function Response:close()
+  local st = self._st
+  if st and not st.done then
+    st.done = true
+    st.failed = tide_error("ECANCELED", "response closed")
+    conn_close(st.conn)
+    if st.done_p then st.done_p:reject(st.failed) end
+  end
+end
+
+--------------------------------------------------------------------------
+-- One exchange: a request written, a response head read.
+
+-- Whether the connection may carry another exchange after this response.
+local function reusable(head, method)
+  if head.body_kind == "close" then return false end
+  local v = head.headers:get_joined("connection")
+  v = v and lower(v) or ""
+  if find(v, "close", 1, true) then return false end
+  if head.version == "1.0" and not find(v, "keep-alive", 1, true) then return false end
+  if head.status == 101 then return false end
+  return true
+end
+
+-- Builds the bytes of a request.
+local function request_bytes(method, url, hdrs, body)
+  local h = hdrs:clone()
+  if not h:has("host") then h:set("Host", url.authority) end
+  if not h:has("user-agent") then h:set("User-Agent", USER_AGENT) end
+  if body then
+    h:set("Content-Length", tostring(#body))
+  elseif method == "POST" or method == "PUT" or method == "PATCH" then
+    h:set("Content-Length", "0")
+  end
+  h:remove("transfer-encoding")
+  local head = h1.request_head(method, url.target, h)
+  if body then return head .. body end
+  return head
+end
+
+-- Reads response heads on `conn` until a final one (1xx interim answers
+-- are skipped). Returns the parsed head.
+local function read_final_head(conn, method, o)
+  while true do
+    local p = conn.sock:read_until("\r\n\r\n", o.head_opts)
+    local ok, block = pcall(p.await, p)
+    if not ok then
+      local e = block
+      if is_error(e, "ELINETOOLONG") then
+        error(proto_error("response head larger than " .. o.max_header_size .. " bytes"), 0)
+      elseif is_error(e, "ETIMEDOUT") then
+        error(tide_error("ETIMEDOUT", "waiting for the response head timed out"), 0)
+      end
+      error(e, 0)
+    end
+    if block == nil then
+      error(tide_error("EOF", "connection closed before the response head"), 0)
+    end
+    conn.got_bytes = true
+    local head, err = parse_response_head(block, o.limits, method)
+    if not head then error(proto_error("malformed response: " .. err), 0) end
+    if head.status >= 200 or head.status == 101 then return head end
+  end
+end
+
+-- Connects to the host of `url`.
+local function connect(url, o)
+  local p = tide.tcp.connect(url.host, url.port, { timeout = o.connect_timeout })
+  local ok, sock = pcall(p.await, p)
+  if not ok then
+    if is_error(sock, "ETIMEDOUT") then
+      error(tide_error("ETIMEDOUT", "connecting to " .. url.authority .. " timed out"), 0)
+    end
+    error(sock, 0)
+  end
+  return { sock = sock, key = pool_key(url) }
+end
+
+-- Errors that show a reused connection had been closed by the server.
+local STALE = { EOF = true, ECONNRESET = true, EPIPE = true, ECONNABORTED = true }
+
+-- Sends the request on a pooled or new connection and reads the final
+-- head. Returns conn, head.
+local function exchange(o, method, url, hdrs, body)
+  local key = pool_key(url)
+  local bytes = request_bytes(method, url, hdrs, body)
+  local attempt = 0
+  while true do
+    attempt = attempt + 1
+    local conn = pool_take(key)
+    local reused = conn ~= nil
+    if not conn then conn = connect(url, o) end
+    local ok, head = pcall(function()
+      await_io(conn.sock:write(bytes), "sending the request")
+      return read_final_head(conn, method, o)
+    end)
+    if ok then return conn, head end
+    conn_close(conn)
+    local e = head
+    if not (reused and attempt == 1 and not conn.got_bytes and IDEMPOTENT[method]
+        and type(e) == "table" and STALE[e.code]) then
+      error(e, 0)
+    end
+  end
+end
+
+-- Resolves a Location value against the URL it came from.
+local function remove_dot_segments(path)
+  local out = {}
+  for seg in (path .. "/"):gmatch("([^/]*)/") do
+    if seg == ".." then
+      if #out > 1 then out[#out] = nil end
+    elseif seg ~= "." then
+      out[#out + 1] = seg
+    end
+  end
+  local last = match(path, "[^/]*$")
+  if last == "." or last == ".." then out[#out + 1] = "" end
+  local r = concat(out, "/")
+  if sub(r, 1, 1) ~= "/" then r = "/" .. r end
+  return r
+end
+
+local function resolve_location(base, loc)
+  if find(loc, "^%a[%w+.%-]*:") then return loc end
+  local origin = "http://" .. base.authority
+  if sub(loc, 1, 2) == "//" then return "http:" .. loc end
+  local path, query = match(loc, "^([^?#]*)(.*)$")
+  if sub(loc, 1, 1) == "/" then
+    return origin .. remove_dot_segments(path) .. query
+  end
+  if path == "" then
+    -- Only a query or fragment: same path.
+    if sub(query, 1, 1) == "?" then return origin .. base.path .. query end
+    return origin .. base.target
+  end
+  local dir = match(base.path, "^(.*/)") or "/"
+  return origin .. remove_dot_segments(dir .. path) .. query
+end
+
+-- Reads and drops a small body (of a redirect) so that the connection can
+-- be reused; closes the connection when the body is too big or broken.
+local function discard_body(res)
+  local ok = pcall(function()
+    local n = 0
+    while true do
+      local d = next_piece(res)
+      if not d then return end
+      n = n + #d
+      if n > 64 * 1024 then error("too big") end
+    end
+  end)
+  if not ok then res:close() end
+end
+
+--------------------------------------------------------------------------
+-- The request task.
+
+local function run_request(o, progress)
+  local method, url, hdrs, body = o.method, o.parsed, o.headers, o.body
+  local redirects = 0
+  while true do
+    local conn, head = exchange(o, method, url, hdrs, body)
+    local res = setmetatable({
+      status = head.status,
+      reason = head.reason,
+      version = head.version,
+      headers = head.headers,
+      url = url,
+      redirects = redirects,
+    }, response_mt)
+    local st = {
+      conn = conn,
+      o = o,
+      kind = head.body_kind,
+      left = head.content_length,
+      total = head.content_length,
+      received = 0,
+      reusable = reusable(head, method),
+      done = head.body_kind == "none",
+      max_body = o.stream and huge or o.max_body,
+    }
+    if st.kind == "length" and st.total > st.max_body then
+      conn_close(conn)
+      error(tide_error("EMSGSIZE", "response body larger than " .. st.max_body .. " bytes"), 0)
+    end
+    if st.kind == "none" and st.total == nil then st.total = 0 end
+    res._st = st
+    if st.kind == "chunked" then
+      res.trailers = headers.new()
+      st.chunks = h1.chunks(hio.chunk_reader(conn.sock, read_timeout, o), o.chunk_limits,
+        res.trailers)
+    end
+    if st.done then
+      if st.reusable then pool_put(conn) else conn_close(conn) end
+    end
+
+    local status = head.status
+    local loc = head.headers:get("location")
+    if loc and redirects < o.redirects and (status == 301 or status == 302 or status == 303
+        or status == 307 or status == 308) then
+      discard_body(res)
+      local next_url, err = parse_url(resolve_location(url, loc))
+      if not next_url then
+        error(proto_error("bad redirect location '" .. loc .. "': " .. err), 0)
+      end
+      if status == 303 and method ~= "HEAD" or (status == 301 or status == 302) and method == "POST" then
+        method, body = "GET", nil
+        hdrs:remove("content-type")
+      end
+      if next_url.authority ~= url.authority then
+        hdrs:remove("authorization")
+        hdrs:remove("cookie")
+      end
+      hdrs:remove("host")
+      url = next_url
+      redirects = redirects + 1
+    elseif loc and o.redirects > 0 and redirects >= o.redirects and status >= 301 and status <= 308
+        and status ~= 304 and status ~= 305 and status ~= 306 then
+      res:close()
+      error(tide_error("ETOOMANYREDIRECTS", "more than " .. o.redirects .. " redirects"), 0)
+    else
+      if o.stream then
+        st.done_p = tide.promise()
+        res.done = st.done_p
+        if st.done then st.done_p:resolve(0, res.trailers) end
+        return res
+      end
+      st.progress = progress
+      local parts, n = {}, 0
+      while true do
+        local d = next_piece(res)
+        if not d then break end
+        n = n + 1
+        parts[n] = d
+      end
+      res.body = concat(parts)
+      res._st = nil
+      return res
+    end
+  end
+end
+
+local function request_task(o)
+  return run_request(o, tide.current())
+end
+
+--[[ http.request(opts) -> promise of the response (a task: cancellable).
+The response: status (integer), reason, version ("1.1"/"1.0"), headers (a
+tide.http.headers), body (a string; nil in stream mode), trailers (chunked
+bodies), url (the final URL, parsed), redirects (how many were followed).
+While the body arrives the promise emits "progress" (bytes received, total
+or nil when the length is unknown). In stream mode the promise is fulfilled
+with the head; read the body with res:read() or res:chunks(); res.done is a
+promise fulfilled with the byte count at the end of the body, emitting the
+same "progress" events. ]]
+function M.request(opts)
+  local o = check_options(opts, 2)
+  return spawn(request_task, o)
+end
+
+--- http.get(url [, opts]) -> promise of the response; opts as for request.
+function M.get(url, opts)
+  local o = {}
+  if opts ~= nil then
+    if type(opts) ~= "table" then error("http.get: options must be a table", 2) end
+    for k, v in next, opts do o[k] = v end
+  end
+  o.url = url
+  o.method = o.method or "GET"
+  return spawn(request_task, check_options(o, 2))
+end
+
+M.DEFAULTS = DEFAULTS
+M.Response = Response
+M.resolve_location = resolve_location
+return M

@@ -1,0 +1,1027 @@
+-- tide.http.server: the HTTP/1.1 server.
+--
+-- Owns the server side of HTTP/1.1 over tide streams: the accept loop, one
+-- task per connection that reads request heads with a bounded read, parses
+-- them with tide.http.h1, calls the handler and writes the response; the
+-- request object (body reading with limits and time limits, 100-continue)
+-- and the response object (headers, Content-Length or chunked framing,
+-- HEAD); keep-alive, pipelining (requests of one connection are handled in
+-- order), the rejection of bad requests with the right 4xx and a lingering
+-- close, the 500 answer to a failing handler, and the graceful close.
+--
+-- The hot path (one keep-alive request) is: one read_until of the head, one
+-- parse, the handler, one write of head and body together. Nothing in it
+-- creates closures or tables beyond the request and response objects.
+
+local tide = require "tide"
+local h1 = require "tide.http.h1"
+local headers = require "tide.http.headers"
+local hio = require "tide.http.io"
+
+local find, sub, byte, lower, format, rep =
+  string.find, string.sub, string.byte, string.lower, string.format, string.rep
+local concat = table.concat
+local type, tostring, tonumber, error, pcall, xpcall, setmetatable, rawset, next =
+  type, tostring, tonumber, error, pcall, xpcall, setmetatable, rawset, next
+local mtype, floor, huge = math.type, math.floor, math.huge
+local ostime, osdate = os.time, os.date
+local traceback = debug.traceback
+
+local spawn, resolved, is_error, now, tide_error, timeout =
+  tide.spawn, tide.resolved, tide.is_error, tide.now, tide.error, tide.timeout
+local parse_request_head, parse_query = h1.parse_request_head, h1.parse_query
+local headers_mt = headers.mt
+local hadd = headers.methods._add
+local reasons = h1.reasons
+
+local M = {}
+
+--------------------------------------------------------------------------
+-- Options.
+
+--[[ Options of http.serve (every limit has a default):
+  host              address to bind ("127.0.0.1")
+  port              port to bind (0: any free port; read server.port)
+  backlog           listen backlog (511)
+  max_request_line  longest request line in bytes (8 KiB); longer -> 414
+  max_header_size   largest header block (field lines) in bytes (16 KiB);
+                    larger -> 431
+  max_headers       most header fields (100); more -> 431
+  max_body          largest request body in bytes (1 MiB); larger -> 413.
+                    Checked against Content-Length before the handler runs
+                    and while a chunked body is read. math.huge lifts it.
+  header_timeout    seconds to receive a whole request head once it started
+                    (10); expiry -> 408
+  idle_timeout      seconds a keep-alive connection may wait for the next
+                    request (5); expiry closes it quietly
+  body_timeout      seconds to receive a whole request body (30), counted
+                    from the first read; expiry -> 408
+  send_timeout      seconds a write may wait for the peer to read (30);
+                    expiry closes the connection
+  log               function(message) that receives the report of a failed
+                    handler (message and traceback); default: stderr
+]]
+local DEFAULTS = {
+  host = "127.0.0.1",
+  port = 0,
+  backlog = 511,
+  max_request_line = 8 * 1024,
+  max_header_size = 16 * 1024,
+  max_headers = 100,
+  max_body = 1024 * 1024,
+  header_timeout = 10,
+  idle_timeout = 5,
+  body_timeout = 30,
+  send_timeout = 30,
+  log = false,
+}
+local LIMITS = { "max_request_line", "max_header_size", "max_headers", "max_body" }
+local TIMES = { "header_timeout", "idle_timeout", "body_timeout", "send_timeout" }
+
+-- Returns the options of a server: `opts` checked and completed with the
+-- defaults. Raises on a bad option (misuse is an error at once).
+local function check_options(opts)
+  if mtype(opts) == "integer" then opts = { port = opts } end
+  if type(opts) ~= "table" then
+    error("http.serve: options must be a table or a port number", 3)
+  end
+  local o = {}
+  for k, v in next, DEFAULTS do
+    if opts[k] == nil then o[k] = v else o[k] = opts[k] end
+  end
+  for k in next, opts do
+    if DEFAULTS[k] == nil then error("http.serve: unknown option '" .. tostring(k) .. "'", 3) end
+  end
+  if type(o.host) ~= "string" then error("http.serve: host must be a string", 3) end
+  if o.log ~= false and type(o.log) ~= "function" then
+    error("http.serve: log must be a function", 3)
+  end
+  if mtype(o.port) ~= "integer" or o.port < 0 or o.port > 65535 then
+    error("http.serve: port must be an integer in 0..65535", 3)
+  end
+  for _, k in next, LIMITS do
+    local v = o[k]
+    if type(v) ~= "number" or v ~= v or v < 1 then
+      error("http.serve: " .. k .. " must be a positive number", 3)
+    end
+  end
+  for _, k in next, TIMES do
+    local v = o[k]
+    if type(v) ~= "number" or v ~= v or v <= 0 or v == huge then
+      error("http.serve: " .. k .. " must be a positive number of seconds", 3)
+    end
+  end
+  -- What the wire layer takes: the request-target bound and the longest
+  -- field line (any line longer than the whole block is already refused).
+  o.h1_limits = {
+    max_target = o.max_request_line,
+    max_headers = o.max_headers,
+    max_line = o.max_header_size,
+  }
+  o.chunk_limits = {
+    max_body = o.max_body,
+    max_headers = o.max_headers,
+    max_line = o.max_header_size,
+  }
+  -- The bounded reads of a head (request line and field lines): the first
+  -- of a connection, the next ones (idle time first), and the rest of a
+  -- head that started while the idle time ran out.
+  local max_head = o.max_request_line + o.max_header_size
+  o.head_first = { max = max_head, timeout = o.header_timeout }
+  o.head_idle = { max = max_head, timeout = o.idle_timeout }
+  o.head_rest = { max = max_head, timeout = o.header_timeout > o.idle_timeout
+    and o.header_timeout - o.idle_timeout or 0 }
+  o.line_check = { max = o.max_request_line }
+  return o
+end
+
+--------------------------------------------------------------------------
+-- Small helpers.
+
+-- The Date header line, recomputed once per second. Built by hand so that
+-- it never depends on the C locale.
+local DAYS = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" }
+local MONTHS = { "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" }
+local date_time, date_line = -1, ""
+local function current_date_line()
+  local t = ostime()
+  if t ~= date_time then
+    local d = osdate("!*t", t)
+    date_time = t
+    date_line = format("Date: %s, %02d %s %d %02d:%02d:%02d GMT\r\n",
+      DAYS[d.wday], d.day, MONTHS[d.month], d.year, d.hour, d.min, d.sec)
+  end
+  return date_line
+end
+
+-- "HTTP/1.1 200 OK\r\n" per status, made on first use.
+local status_lines = setmetatable({}, {
+  __index = function(t, status)
+    local line = "HTTP/1.1 " .. status .. " " .. (reasons[status] or "") .. "\r\n"
+    t[status] = line
+    return line
+  end,
+})
+
+-- Lowercased names of response header names already checked as tokens.
+local TOKEN = "^[!#$%%&'*+%-.^_`|~0-9A-Za-z]+$"
+local checked_names, checked_n = {}, 0
+local function check_header_name(name, level)
+  local lname = checked_names[name]
+  if lname then return lname end
+  if type(name) ~= "string" then
+    error("header name must be a string, got " .. type(name), level + 1)
+  end
+  if not find(name, TOKEN) then
+    error(format("invalid header name %q (must be an RFC 9110 token)", name), level + 1)
+  end
+  lname = lower(name)
+  if checked_n >= 512 then checked_names, checked_n = {}, 0 end
+  checked_names[name], checked_n = lname, checked_n + 1
+  return lname
+end
+
+local function check_header_value(name, value, level)
+  local t = type(value)
+  if t == "number" then
+    value = tostring(value)
+  elseif t ~= "string" then
+    error(format("value of header %q must be a string, got %s", name, t), level + 1)
+  end
+  if find(value, "[%z\r\n]") then
+    error(format("invalid value for header %q (CR, LF or NUL)", name), level + 1)
+  end
+  return value
+end
+
+-- Whether the comma-separated list `v` (lowercase) holds the token `tok`.
+local function has_token(v, tok)
+  local i = 1
+  while true do
+    local s, e = find(v, tok, i, true)
+    if not s then return false end
+    local before, after = byte(v, s - 1), byte(v, e + 1)
+    if (not before or before == 44 or before == 32 or before == 9)
+      and (not after or after == 44 or after == 32 or after == 9) then
+      return true
+    end
+    i = e + 1
+  end
+end
+
+-- An error of the request (the client's fault): answered with `status`,
+-- never logged as a server error.
+local function request_error(status, code, message)
+  return tide_error(code, message, { status = status })
+end
+
+-- Whether an error is tide.Cancelled.
+local function cancelled(e)
+  return is_error(e, "ECANCELED")
+end
+
+--------------------------------------------------------------------------
+-- Request.
+
+local Request = {}
+local request_mt = {
+  __name = "tide.http.request",
+  __index = function(req, k)
+    if k == "query" then
+      -- No query string: an empty table, made on first use.
+      local q = {}
+      rawset(req, "query", q)
+      return q
+    end
+    return Request[k]
+  end,
+  __tostring = function(req)
+    return "tide.http.request: " .. req.method .. " " .. req.target
+  end,
+}
+
+-- Sends "100 Continue" if the client waits for it before its body.
+local function send_continue(req)
+  if req._continue then
+    req._continue = false
+    local c = req._c
+    if not c.res_started then
+      local p = c.sock:write("HTTP/1.1 100 Continue\r\n\r\n")
+      if p:state() == "pending" then p = timeout(p, c.o.send_timeout) end
+      local ok, err = pcall(p.await, p)
+      if not ok then c.broken = true; error(err, 0) end
+    end
+  end
+end
+
+-- Seconds left for the body of `req`, starting the clock on first use.
+local function body_time_left(req)
+  local d = req._deadline
+  if not d then
+    d = now() + req._c.o.body_timeout
+    req._deadline = d
+  end
+  local left = d - now()
+  if left <= 0 then
+    req._c.broken = true
+    error(request_error(408, "ETIMEDOUT", "request body not received in time"), 0)
+  end
+  return left
+end
+
+-- Turns the failure of a body read into the error the handler sees, and
+-- marks the connection broken: a body half read leaves the stream out of
+-- step.
+local function body_failed(c, v)
+  c.broken = true
+  if is_error(v, "ETIMEDOUT") then
+    v = request_error(408, "ETIMEDOUT", "request body not received in time")
+  elseif is_error(v, "EOF") then
+    v = request_error(400, "EOF", "connection closed inside the request body")
+  end
+  error(v, 0)
+end
+
+-- Awaits a read of the body of a request on connection `c`.
+local function body_await(c, p)
+  local ok, v = pcall(p.await, p)
+  if not ok then
+    c.broken = true
+    if is_error(v, "ETIMEDOUT") then
+      v = request_error(408, "ETIMEDOUT", "request body not received in time")
+    elseif is_error(v, "EOF") then
+      v = request_error(400, "EOF", "connection closed inside the request body")
+    end
+    error(v, 0)
+  end
+  return v
+end
+
+
+-- Reads the next piece of the body of `req` (at most `max` bytes), or nil
+-- at its end. Runs inside a task (the caller's, or one spawned by read).
+local function next_piece(req, max)
+  if req._done then return nil end
+  local c = req._c
+  if c.broken then error(tide_error("EPIPE", "the connection of this request failed"), 0) end
+  send_continue(req)
+  local data
+  if req.body_kind == "chunked" then
+    local chunks = req._chunks
+    if not chunks then
+      req.trailers = headers.new()
+      chunks = h1.chunks(hio.chunk_reader(c.sock, body_time_left, req), c.o.chunk_limits,
+        req.trailers)
+      req._chunks = chunks
+    end
+    local ok, v = pcall(chunks)
+    if not ok then
+      if type(v) == "table" and v.status == 413 then
+        v = request_error(413, "EMSGSIZE", v.message)
+      end
+      body_failed(c, v)
+    end
+    data = v
+    if not data then req._done = true; return nil end
+  else
+    local left = req._left
+    local n = left < max and left or max
+    local ok
+    ok, data = pcall(hio.read_some, c.sock, n, body_time_left(req))
+    if not ok then body_failed(c, data) end
+    if data == nil then
+      c.broken = true
+      error(request_error(400, "EOF", "connection closed inside the request body"), 0)
+    end
+    left = left - #data
+    req._left = left
+    if left == 0 then req._done = true end
+  end
+  req._received = req._received + #data
+  return data
+end
+
+-- Reads the whole body of `req` into one string (task body).
+local function read_body(req, max)
+  local total_max = req._c.o.max_body
+  if max and max < total_max then total_max = max end
+  if req.body_kind == "length" then
+    local left = req._left
+    if req._received + left > total_max then
+      error(request_error(413, "EMSGSIZE", "request body larger than " .. total_max .. " bytes"), 0)
+    end
+    if req._received == 0 then
+      -- The common case: one exact read.
+      send_continue(req)
+      local c = req._c
+      local data = body_await(c, c.sock:read_exactly(left, body_time_left(req)))
+      req._left, req._done, req._received = 0, true, left
+      return data
+    end
+  end
+  local parts, n, size = {}, 0, 0
+  while true do
+    local data = next_piece(req, 65536)
+    if not data then break end
+    size = size + #data
+    if size > total_max then
+      req._c.broken = true
+      error(request_error(413, "EMSGSIZE", "request body larger than " .. total_max .. " bytes"), 0)
+    end
+    n = n + 1
+    parts[n] = data
+  end
+  return concat(parts)
+end
+
+--- req:body([max]) -> promise of the whole body as a string ("" when the
+-- request has none). `max` lowers the server's max_body for this call; a
+-- larger body rejects with an error whose status is 413. The body deadline
+-- (body_timeout) gives 408. Call it once; after req:read() it returns what
+-- is left.
+function Request:body(max)
+  if max ~= nil and (type(max) ~= "number" or max < 0) then
+    error("req:body: max must be a non-negative number", 2)
+  end
+  if self._done then return resolved("") end
+  return spawn(read_body, self, max)
+end
+
+--- req:read([max]) -> promise of the next piece of the body (a string of at
+-- most `max` bytes, 64 KiB by default), or nil at its end. Errors as for
+-- req:body().
+function Request:read(max)
+  if max == nil then
+    max = 65536
+  elseif mtype(max) ~= "integer" or max < 1 then
+    error("req:read: max must be a positive integer", 2)
+  end
+  if self._done then return resolved(nil) end
+  return spawn(next_piece, self, max)
+end
+
+--- req:chunks([max]) -> iterator over the pieces of the body, for use in a
+-- generic for inside a task: `for data in req:chunks() do ... end`.
+function Request:chunks(max)
+  if max ~= nil and (mtype(max) ~= "integer" or max < 1) then
+    error("req:chunks: max must be a positive integer", 2)
+  end
+  max = max or 65536
+  return function()
+    if self._done then return nil end
+    return next_piece(self, max)
+  end
+end
+
+--------------------------------------------------------------------------
+-- Response.
+
+local Response = {}
+local response_mt = {
+  __name = "tide.http.response",
+  __index = Response,
+  __tostring = function(res)
+    return "tide.http.response: " .. tostring(res.status)
+  end,
+}
+
+-- Response states.
+local FRESH, STREAMING, FINISHED = 0, 1, 2
+
+--- res:set_header(name, value): sets a header of the response, replacing
+-- any field of that name. Raises on an invalid name or a value holding CR,
+-- LF or NUL, and once the head was sent.
+function Response:set_header(name, value)
+  local lname = check_header_name(name, 2)
+  value = check_header_value(name, value, 2)
+  if self._state ~= FRESH then error("res:set_header: the head was already sent", 2) end
+  local h = self.headers
+  if not h then
+    h = setmetatable({ n = 0, _index = {} }, headers_mt)
+    self.headers = h
+  end
+  if h._index[lname] then h:set(name, value) else hadd(h, name, lname, value) end
+  return self
+end
+
+--- res:add_header(name, value): adds a field even if the name is present
+-- (Set-Cookie).
+function Response:add_header(name, value)
+  local lname = check_header_name(name, 2)
+  value = check_header_value(name, value, 2)
+  if self._state ~= FRESH then error("res:add_header: the head was already sent", 2) end
+  local h = self.headers
+  if not h then
+    h = setmetatable({ n = 0, _index = {} }, headers_mt)
+    self.headers = h
+  end
+  hadd(h, name, lname, value)
+  return self
+end
+
+--- res:get_header(name) -> the value of a response header set so far.
+function Response:get_header(name)
+  local h = self.headers
+  return h and h:get(name)
+end
+
+-- Writes `data` to the connection of `c`; waits (bounded by send_timeout)
+-- only when the stream applies backpressure.
+local function send(c, data)
+  local p = c.sock:write(data)
+  if p:state() == "pending" then p = timeout(p, c.o.send_timeout) end
+  local ok, err = pcall(p.await, p)
+  if not ok then
+    c.broken, c.dead = true, true
+    error(err, 0)
+  end
+end
+
+-- Decides whether the connection stays open after this response and
+-- returns the Connection header line to send ("" for none).
+local function connection_line(res, req, c)
+  local close = req._close or c.srv.closing or c.broken
+  if not close and not req._done then
+    -- A body nobody read: it can be skipped after the response, unless the
+    -- client still waits for 100 Continue (it may never send it) or it is
+    -- too large to be worth reading.
+    if req._continue then
+      close = true
+    elseif req.body_kind == "length" and req._left > c.o.max_body then
+      close = true
+    end
+  end
+  local h = res.headers
+  if not close and h and h._index.connection then
+    close = has_token(lower(h:get_joined("connection")), "close")
+  end
+  res._close = close
+  if close then return "Connection: close\r\n" end
+  if req.version == "1.0" then return "Connection: keep-alive\r\n" end
+  return ""
+end
+
+-- Serializes the fields the handler set, without the ones the server
+-- owns (Content-Length, Transfer-Encoding, Connection, Date).
+local OWNED = { ["content-length"] = true, ["transfer-encoding"] = true,
+  ["connection"] = true }
+local function user_fields(h)
+  local n = h.n
+  if n == 1 and not OWNED[h[2]] then
+    return h[1] .. ": " .. h[3] .. "\r\n"
+  end
+  local buf, m = {}, 0
+  for i = 1, n do
+    local k = 3 * i
+    if not OWNED[h[k - 1]] then
+      buf[m + 1], buf[m + 2], buf[m + 3], buf[m + 4] = h[k - 2], ": ", h[k], "\r\n"
+      m = m + 4
+    end
+  end
+  return concat(buf)
+end
+
+-- The status line of `res`, checking the status.
+local function status_line(res)
+  local status = res.status
+  if mtype(status) ~= "integer" or status < 200 or status > 599 then
+    error("res.status must be an integer in 200..599, got " .. tostring(status), 3)
+  end
+  local reason = res.reason
+  if reason == nil then return status_lines[status] end
+  if type(reason) ~= "string" or find(reason, "[%z\1-\8\10-\31\127]") then
+    error("res.reason must be a string without control characters", 3)
+  end
+  return "HTTP/1.1 " .. status .. " " .. reason .. "\r\n"
+end
+
+-- Whether a response with this status has no body at all.
+local function bodiless(status)
+  return status == 204 or status == 304
+end
+
+--- res:finish([body]): sends the response with `body` (a string, "" by
+-- default) and ends it; after res:write(), sends `body` as the last chunk.
+-- The head carries Content-Length (unless the status forbids a body) and
+-- Date. For HEAD requests the body is not sent. Returns after the bytes
+-- were handed to the connection (waiting only under backpressure).
+function Response:finish(body)
+  local state = self._state
+  if state == FINISHED then error("res:finish: the response is already finished", 2) end
+  if body == nil then
+    body = ""
+  elseif type(body) ~= "string" then
+    error("res:finish: body must be a string, got " .. type(body), 2)
+  end
+  local req, c = self._req, self._c
+  if state == STREAMING then
+    self._state = FINISHED
+    if req.method == "HEAD" then return end
+    if self._chunked then
+      if body ~= "" then
+        send(c, h1.chunk(body) .. "0\r\n\r\n")
+      else
+        send(c, "0\r\n\r\n")
+      end
+    elseif body ~= "" then
+      self._sent = self._sent + #body
+      if self._length and self._sent > self._length then
+        c.broken = true
+        error("res:finish: more bytes than the Content-Length", 2)
+      end
+      send(c, body)
+    end
+    if self._length and self._sent < self._length and req.method ~= "HEAD" then
+      c.broken = true
+      error("res:finish: fewer bytes than the Content-Length", 2)
+    end
+    return
+  end
+  local line = status_line(self)
+  local status = self.status
+  local h = self.headers
+  local fields = h and user_fields(h) or ""
+  if h and h._index["content-length"] then
+    local v = h:get("content-length")
+    if tonumber(v) ~= #body and not (req.method == "HEAD" and body == "") then
+      error("res:finish: Content-Length " .. v .. " does not match the body (" .. #body .. " bytes)", 2)
+    end
+  end
+  self._state = FINISHED
+  c.res_started = true
+  local conn = connection_line(self, req, c)
+  local date = (h and h._index.date) and "" or current_date_line()
+  local out
+  if bodiless(status) then
+    if body ~= "" then error("res:finish: a " .. status .. " response has no body", 2) end
+    out = line .. fields .. date .. conn .. "\r\n"
+  elseif req.method == "HEAD" then
+    if body == "" and h and h._index["content-length"] then
+      out = line .. fields .. date .. "Content-Length: " .. h:get("content-length") .. "\r\n" .. conn .. "\r\n"
+    else
+      out = line .. fields .. date .. "Content-Length: " .. #body .. "\r\n" .. conn .. "\r\n"
+    end
+  else
+    out = line .. fields .. date .. "Content-Length: " .. #body .. "\r\n" .. conn .. "\r\n" .. body
+  end
+  send(c, out)
+end
+
+--- res:write(chunk): sends a piece of the body. The first call sends the
+-- head: with Content-Length when the handler set one, otherwise with
+-- chunked transfer coding (close-delimited for HTTP/1.0 clients). Returns
+-- after the bytes were handed to the connection (waiting under
+-- backpressure).
+function Response:write(data)
+  if type(data) ~= "string" then
+    error("res:write: data must be a string, got " .. type(data), 2)
+  end
+  local state = self._state
+  if state == FINISHED then error("res:write: the response is already finished", 2) end
+  local req, c = self._req, self._c
+  if state == FRESH then
+    local line = status_line(self)
+    local status = self.status
+    local h = self.headers
+    local fields = h and user_fields(h) or ""
+    local framing = ""
+    local length = h and h._index["content-length"] and h:get("content-length")
+    if bodiless(status) then
+      if data ~= "" then error("res:write: a " .. status .. " response has no body", 2) end
+    elseif length then
+      if not find(length, "^%d+$") then error("res:write: invalid Content-Length " .. length, 2) end
+      self._length = tonumber(length)
+      self._sent = 0
+      framing = "Content-Length: " .. length .. "\r\n"
+    elseif req.version == "1.1" then
+      self._chunked = true
+      framing = "Transfer-Encoding: chunked\r\n"
+    else
+      -- An HTTP/1.0 client: the body ends when the connection closes.
+      req._close = true
+      self._sent = 0
+    end
+    self._state = STREAMING
+    c.res_started = true
+    local conn = connection_line(self, req, c)
+    local date = (h and h._index.date) and "" or current_date_line()
+    local head = line .. fields .. date .. framing .. conn .. "\r\n"
+    if req.method == "HEAD" or bodiless(status) or data == "" then
+      send(c, head)
+      return
+    end
+    if self._chunked then
+      send(c, head .. h1.chunk(data))
+      return
+    end
+    self._sent = #data
+    if self._length and self._sent > self._length then
+      c.broken = true
+      error("res:write: more bytes than the Content-Length", 2)
+    end
+    send(c, head .. data)
+    return
+  end
+  if data == "" or req.method == "HEAD" or bodiless(self.status) then return end
+  if self._chunked then
+    send(c, h1.chunk(data))
+    return
+  end
+  self._sent = self._sent + #data
+  if self._length and self._sent > self._length then
+    c.broken = true
+    error("res:write: more bytes than the Content-Length", 2)
+  end
+  send(c, data)
+end
+
+--- res.started: whether the head was sent.
+function Response:started()
+  return self._state ~= FRESH
+end
+
+--------------------------------------------------------------------------
+-- Connections.
+
+-- A short plain-text answer to a request the server refuses; the
+-- connection closes after it.
+local function error_response(status, message)
+  local body = (reasons[status] or "Error") .. (message and (": " .. message) or "") .. "\n"
+  return status_lines[status] .. current_date_line() ..
+    "Content-Type: text/plain; charset=utf-8\r\nContent-Length: " .. #body ..
+    "\r\nConnection: close\r\n\r\n" .. body
+end
+
+-- Answers with `status` (when nothing was sent yet) and closes the
+-- connection gracefully: the write side is shut down, then the rest of
+-- what the client sends is read and dropped for a moment, so that the
+-- answer is not lost to a reset.
+local LINGER_TIME, LINGER_BYTES = 2, 256 * 1024
+local function refuse(c, status, message)
+  c.broken = true
+  local sock = c.sock
+  local ok = pcall(send, c, error_response(status, message))
+  if not ok then return end
+  local p = sock:shutdown()
+  if not pcall(p.await, p) then return end
+  local deadline, got = now() + LINGER_TIME, 0
+  while got < LINGER_BYTES do
+    local left = deadline - now()
+    if left <= 0 then return end
+    p = sock:read(left)
+    local ok2, data = pcall(p.await, p)
+    if not ok2 or not data then return end
+    got = got + #data
+  end
+end
+
+-- Error codes of a stream that mean the peer went away.
+local GONE = { EOF = true, ECONNRESET = true, EPIPE = true, ECONNABORTED = true,
+  ENOTCONN = true, ETIMEDOUT = true, ECANCELED = true }
+
+-- Reads the next request head of `c`. Returns it (without the empty line
+-- that ends it), or nil when the connection should close: the client
+-- closed it or stayed idle, or the head was refused (answered already).
+local function read_head(c, first)
+  local sock, o = c.sock, c.o
+  local p = sock:read_until("\r\n\r\n", first and o.head_first or o.head_idle)
+  local ok, head = pcall(p.await, p)
+  if ok then return head end
+  local e = head
+  if is_error(e, "ETIMEDOUT") then
+    if sock.read_buffered == 0 then return nil end  -- idle: close quietly
+    if not first and o.header_timeout > o.idle_timeout then
+      -- The client started a request while the idle time ran out: give
+      -- it the rest of the header time.
+      p = sock:read_until("\r\n\r\n", o.head_rest)
+      ok, head = pcall(p.await, p)
+      if ok then return head end
+      e = head
+    end
+    if is_error(e, "ETIMEDOUT") then
+      refuse(c, 408, "request head not received in time")
+      return nil
+    end
+  end
+  if is_error(e, "ELINETOOLONG") then
+    -- No end of the head within the limits: is the request line too long
+    -- or the field block too large? The bytes are still buffered.
+    p = sock:read_until("\r\n", o.line_check)
+    if pcall(p.await, p) then
+      refuse(c, 431, "request header block too large")
+    else
+      refuse(c, 414, "request line too long")
+    end
+    return nil
+  end
+  if is_error(e, "EOF") then
+    -- The client ended its side inside a head.
+    refuse(c, 400, "incomplete request head")
+    return nil
+  end
+  if type(e) == "table" and GONE[e.code] then return nil end
+  error(e, 0)
+end
+
+-- What the message handler of the handler's xpcall keeps: the error
+-- value itself and its traceback.
+local function capture(e)
+  if type(e) == "table" and (e.status or cancelled(e)) then return { e } end
+  return { e, traceback(tostring(e), 2) }
+end
+
+-- Logs a failed handler: on stderr, or through the server's log option.
+local function log_handler_error(o, req, e, tb)
+  local msg = "tide: http handler error: " .. req.method .. " " .. req.target .. ": " ..
+    (tb or tostring(e))
+  if o.log then o.log(msg) else io.stderr:write(msg, "\n") end
+end
+
+-- Skips the unread body of `req` so that the next request can be read.
+local function skip_body(req)
+  local c = req._c
+  if req.body_kind == "length" then
+    local left = req._left
+    if left > c.o.max_body then return false end
+    local ok, t = pcall(body_time_left, req)
+    if not ok then return false end
+    local p = c.sock:read_exactly(left, t)
+    return (pcall(p.await, p))
+  end
+  local ok = pcall(function()
+    while next_piece(req, 65536) do end
+  end)
+  return ok
+end
+
+-- Handles one connection: requests one after the other until the client
+-- closes, a limit or an error ends it, or the server closes.
+local function serve_conn(srv, c, handler)
+  local sock, o = c.sock, c.o
+  local h1_limits, max_request_line, max_header_size =
+    o.h1_limits, o.max_request_line, o.max_header_size
+  local first = true
+  while true do
+    c.idle = true
+    if srv.closing then return end
+    local head = read_head(c, first)
+    if not head then return end
+    c.idle = false
+    first = false
+    srv.requests = srv.requests + 1
+
+    -- Parse and check the head.
+    local req, status, reason = parse_request_head(head, h1_limits)
+    if not req then return refuse(c, status, reason) end
+    local le = find(head, "\r\n", 1, true) or #head + 1
+    if le - 1 > max_request_line then
+      return refuse(c, 414, "request line too long")
+    end
+    if #head - le - 1 > max_header_size then
+      return refuse(c, 431, "request header block too large")
+    end
+    local index = req.headers._index
+    local q = req.query
+    if q then
+      local decoded = parse_query(q)
+      if not decoded then return refuse(c, 400, "invalid percent-encoding in query") end
+      req.raw_query = q
+      req.query = decoded
+    end
+    if index.connection then
+      local v = lower(req.headers:get_joined("connection"))
+      if req.version == "1.1" then
+        req._close = has_token(v, "close")
+      else
+        req._close = not has_token(v, "keep-alive")
+      end
+    elseif req.version == "1.0" then
+      req._close = true
+    end
+    if index.expect then
+      local v = lower(req.headers:get_joined("expect"))
+      if v ~= "100-continue" then return refuse(c, 417, "unsupported expectation") end
+      if req.version == "1.1" and req.body_kind ~= "none" then req._continue = true end
+    end
+    local kind = req.body_kind
+    if kind == "length" and req.content_length > o.max_body then
+      return refuse(c, 413, "request body larger than " .. o.max_body .. " bytes")
+    end
+    req._c = c
+    req._left = req.content_length
+    req._received = 0
+    req._done = kind == "none"
+    c.res_started = false
+    setmetatable(req, request_mt)
+
+    local res = setmetatable({ status = 200, _state = FRESH, _req = req, _c = c }, response_mt)
+
+    -- Run the handler.
+    local ok, err = xpcall(handler, capture, req, res)
+    if not ok then
+      local e, tb = err[1], err[2]
+      if cancelled(e) then error(e, 0) end
+      -- A handler that failed because its connection did: nothing to say.
+      if c.dead then return end
+      local st = type(e) == "table" and e.status
+      if c.broken and not st and type(e) == "table" and GONE[e.code] then return end
+      if not (mtype(st) == "integer" and st >= 400 and st <= 599) then
+        st = nil
+        srv.errors = srv.errors + 1
+        log_handler_error(o, req, e, tb)
+      end
+      -- Once the head is out the response cannot be mended: close.
+      if res._state ~= FRESH then return end
+      if st then return refuse(c, st, e.message) end
+      if c.broken then return refuse(c, 500) end
+      res.headers, res.status, res.reason = nil, 500, nil
+      res:set_header("Content-Type", "text/plain; charset=utf-8")
+      res:finish("Internal Server Error\n")
+    end
+    if res._state ~= FINISHED then
+      res:finish()
+    end
+    if res._close or c.broken then return end
+    if not req._done and not skip_body(req) then return end
+  end
+end
+
+-- The task of one connection: serves it, then closes the stream and
+-- forgets the connection.
+local function conn_task(srv, sock, handler)
+  local c = { sock = sock, srv = srv, o = srv._o, idle = true, broken = false,
+    dead = false, res_started = false, task = tide.current() }
+  srv._conns[c] = true
+  srv.connections = srv.connections + 1
+  local ok, err = pcall(serve_conn, srv, c, handler)
+  srv._conns[c] = nil
+  srv.connections = srv.connections - 1
+  local p = sock:close()
+  pcall(p.await, p)
+  if not ok and not cancelled(err) and not (type(err) == "table" and GONE[err.code]) then
+    local msg = "tide: http connection error: " .. tostring(err)
+    if srv._o.log then srv._o.log(msg) else io.stderr:write(msg, "\n") end
+  end
+  if srv.closing and srv.connections == 0 and srv._closed then
+    srv._closed:resolve()
+  end
+end
+
+--------------------------------------------------------------------------
+-- Server.
+
+local Server = {}
+local server_mt = {
+  __name = "tide.http.server",
+  __index = Server,
+  __tostring = function(s)
+    return "tide.http.server: " .. s.host .. ":" .. tostring(s.port)
+  end,
+}
+
+-- The accept loop: one task per connection, until the listener closes.
+local function accept_loop(srv, listener, handler)
+  while true do
+    local p = listener:accept()
+    local ok, sock = pcall(p.await, p)
+    if not ok then
+      if srv.closing then return end
+      -- A failure of one accept (EMFILE, ...) must not stop the server:
+      -- wait a little and go on.
+      io.stderr:write("tide: http accept error: ", tostring(sock), "\n")
+      tide.sleep(0.1):await()
+    elseif sock then
+      spawn(conn_task, srv, sock, handler)
+    elseif srv.closing then
+      return
+    end
+  end
+end
+
+--[[ Starts a server: listens at once and returns the server object.
+  opts: a table of the options above (or a port number)
+  handler(req, res): called in the connection's task for each request;
+    it may await. When it returns without finishing the response, the
+    response is finished with what was written.
+Returns a server with fields host, port (the bound port), connections
+(open connections), requests (requests read so far), errors (handler
+failures) and the method close. ]]
+local function new_server(o, port, listener)
+  return setmetatable({
+    host = o.host,
+    port = port,
+    connections = 0,
+    requests = 0,
+    errors = 0,
+    closing = false,
+    _o = o,
+    _conns = {},
+    _listener = listener,
+  }, server_mt)
+end
+
+function M.serve(opts, handler)
+  local o = check_options(opts)
+  if type(handler) ~= "function" then
+    error("http.serve: handler must be a function", 2)
+  end
+  local listener = tide.tcp.listen { host = o.host, port = o.port, backlog = o.backlog }
+  local srv = new_server(o, listener.port, listener)
+  srv._accept = spawn(accept_loop, srv, listener, handler)
+  return srv
+end
+
+--- server.serve_stream(stream, opts, handler): serves HTTP/1.1 on one
+-- already connected stream (a pipe, a socket accepted elsewhere) in the
+-- current task, until the connection ends; closes the stream. `opts` takes
+-- the limits and timeouts of http.serve (host, port and backlog are
+-- ignored). Returns the number of requests read.
+function M.serve_stream(stream, opts, handler)
+  local o = check_options(opts or {})
+  if type(handler) ~= "function" then
+    error("server.serve_stream: handler must be a function", 2)
+  end
+  local srv = new_server(o, nil, nil)
+  conn_task(srv, stream, handler)
+  return srv.requests
+end
+
+-- Forced end of a close with a time limit: cancels every connection.
+local function force_close(srv, seconds, closed)
+  tide.sleep(seconds):await()
+  if closed:state() ~= "pending" then return end
+  for c in next, srv._conns do
+    if c.task then c.task:cancel() end
+  end
+end
+
+--- server:close([seconds]) -> promise fulfilled when every connection has
+-- finished. Stops accepting at once, closes idle keep-alive connections,
+-- lets requests in flight finish (their responses carry Connection: close).
+-- With `seconds`, connections still open after that long are cancelled.
+-- Calling it again returns the same promise.
+function Server:close(seconds)
+  if seconds ~= nil and (type(seconds) ~= "number" or seconds < 0) then
+    error("server:close: seconds must be a non-negative number", 2)
+  end
+  if self._closed then return self._closed end
+  self.closing = true
+  local closed = tide.promise()
+  self._closed = closed
+  if self._listener then self._listener:close() end
+  for c in next, self._conns do
+    if c.idle and c.task then c.task:cancel() end
+  end
+  if self.connections == 0 then
+    closed:resolve()
+  elseif seconds then
+    spawn(force_close, self, seconds, closed)
+  end
+  return closed
+end
+
+M.Server = Server
+M.Request = Request
+M.Response = Response
+M.DEFAULTS = DEFAULTS
+return M
