@@ -182,6 +182,107 @@ int tide_open_fs(lua_State *L);
 /* work.c — tide.work, tide.work_module, tide.pool_size */
 int tide_open_work(lua_State *L);
 
+/* stream.c — the buffered stream every byte stream shares (tcp, pipe, tty,
+ * process stdio, stdio files) and the server every listener shares.
+ *
+ * A stream is malloc'd (the GC may collect its userdata before libuv's
+ * close callback) and freed in its last close callback. Its userdata holds
+ * a pointer to it (NULL once it was freed); it points back to the
+ * userdata's slot (NULL once the userdata was collected). Whatever waits
+ * on a stream (a read, the drain of its writes, shutdown, close) is a held
+ * promise whose user value UV_A is the stream's userdata, so a stream with
+ * an operation in flight is never collected; queued writes pin it with a
+ * registry reference of their own. */
+enum {
+  TIDE_STREAM_TCP = 1,
+  TIDE_STREAM_PIPE,
+  TIDE_STREAM_TTY,
+  TIDE_STREAM_FILE          /* stdio on a file: reads and writes through uv_fs */
+};
+
+#define TIDE_STREAM_MT "tide.stream"
+#define TIDE_SERVER_MT "tide.server"
+#define TIDE_STREAM_LIMIT (64 * 1024)   /* read-ahead, high-water and line limits */
+
+typedef struct tide_sread tide_sread;   /* a pending read or accept */
+
+/* Per runtime (a userdata in the registry): what every stream shares. */
+typedef struct tide_io {
+  tide_rt *rt;
+  uv_loop_t *loop;
+  int done_ref;                   /* a fulfilled promise: writes that need not wait */
+  char scratch[TIDE_STREAM_LIMIT];  /* libuv reads land here (alloc_cb, read_cb) */
+} tide_io;
+
+/* Settings a stream takes from connect/listen options and set_limits. */
+typedef struct tide_stream_opts {
+  size_t high_water, low_water;   /* write promise waits from high to low */
+  size_t read_limit;              /* read ahead while no read waits, up to this */
+  int nodelay;                    /* tcp: -1 unset, 0 off, 1 on */
+  int keepalive;                  /* tcp: -1 unset, 0 off, else seconds */
+} tide_stream_opts;
+
+typedef struct tide_stream {
+  union {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+    uv_tty_t tty;
+  } h;                            /* private: unused by TIDE_STREAM_FILE */
+  uv_timer_t timer;               /* private: timeouts, initialised on first use */
+  tide_io *io;                    /* read-only */
+  struct tide_stream **ud;        /* private: the userdata's slot, or NULL */
+  unsigned flags;                 /* private */
+  unsigned char kind;             /* read-only: TIDE_STREAM_* */
+  unsigned char timer_use;        /* private */
+  int fd;                         /* read-only: the stdio fd it wraps, else -1 */
+  int closes;                     /* private: close callbacks to come */
+  /* reader */
+  char *buf;                      /* private: buffered bytes buf[off, off+len) */
+  size_t off, len, cap;
+  int read_err;                   /* read-only: UV_EOF or the error that ended reading */
+  tide_sread *pending;            /* private: the pending read or accept */
+  /* writer */
+  size_t queued;                  /* read-only: bytes written but not yet taken by the kernel */
+  int write_err;                  /* read-only: the first write error */
+  lpromise *drain, *shutdown, *closed;  /* private: held promises */
+  int pin;                        /* private: registry ref to the userdata, or LUA_NOREF */
+  uint64_t bytes_read, bytes_written;   /* read-only */
+  tide_stream_opts opts;          /* read-only: limits; a server's: for its connections */
+  /* files (stdio) */
+  uv_fs_t *fsreq;                 /* private: the read in flight */
+  char *fsbuf;
+} tide_stream;
+
+tide_io *tide_io_get(lua_State *L);
+tide_stream *tide_stream_alloc(tide_io *io, int kind);
+void tide_stream_opened(tide_stream *s);
+tide_stream **tide_stream_push(lua_State *L, tide_stream *s, int server);
+tide_stream *tide_stream_check(lua_State *L, int idx, int kind);
+void tide_stream_opts_init(tide_stream_opts *o);
+void tide_stream_opts_get(lua_State *L, int idx, tide_stream_opts *o);
+int tide_stream_apply(tide_stream *s, const tide_stream_opts *o);
+void tide_stream_close(lua_State *L, tide_stream *s, double linger);
+void tide_stream_abort(tide_stream *s);
+int tide_server_listen(lua_State *L, tide_stream *s, int backlog);
+int tide_server_serve(lua_State *L, int server_idx, int handler_idx);
+int tide_open_stream(lua_State *L);
+
+/* connect.c — connecting a tcp or pipe stream: name resolution, one
+ * attempt per address until one succeeds, a time limit, cancellation. */
+void tide_connect_tcp(lua_State *L, const char *host, int port, double timeout,
+                      const tide_stream_opts *o);
+void tide_connect_pipe(lua_State *L, const char *path, double timeout,
+                       const tide_stream_opts *o);
+
+/* tcp.c, pipe.c, stdio.c, process.c — tide.tcp, tide.pipe, tide.stdin /
+ * stdout / stderr, tide.process */
+int tide_open_tcp(lua_State *L);
+int tide_open_pipe(lua_State *L);
+int tide_open_stdio(lua_State *L);
+int tide_open_process(lua_State *L);
+
 /* Opens the `tide` module table onto the stack. */
 int luaopen_tide(lua_State *L);
 

@@ -28,6 +28,11 @@ int luaopen_tide(lua_State *L) {
   tide_open_dns(L);
   tide_open_signal(L);
   tide_open_fs(L);
+  tide_open_stream(L);
+  tide_open_tcp(L);
+  tide_open_pipe(L);
+  tide_open_stdio(L);
+  tide_open_process(L);
   tide_open_work(L);
   lua_pushliteral(L, TIDE_VERSION_STRING);
   lua_setfield(L, -2, "version");

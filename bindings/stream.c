@@ -1,0 +1,1348 @@
+/* stream.c — the one buffered stream every byte stream of tide shares (tcp,
+ * pipe, tty, process stdio, stdio on files) and the server every listener
+ * shares (tcp, pipe): reads served from a buffer (read, read_line,
+ * read_exactly, read_until, read_all), writes with a high-water mark,
+ * half-close, graceful close, accept and serve.
+ *
+ * Reading. Every stream reads into the runtime's one scratch buffer
+ * (tide_io.scratch: libuv calls alloc_cb and read_cb back to back, so one
+ * buffer serves them all). A pending read is served straight from there;
+ * only bytes left over are copied into the stream's own buffer, which is
+ * freed once empty, so an idle connection holds no buffer. Once a read was
+ * asked for, a stream reads ahead while no read is pending until its
+ * buffer holds opts.read_limit bytes, then stops (uv_read_stop), which
+ * applies TCP backpressure to a peer that writes faster than its reader
+ * reads. One read may be pending at a time; cancelling it (task cancel,
+ * tide.timeout) leaves the stream usable.
+ *
+ * Writing. write() tries uv_try_write first; what the kernel did not take
+ * is queued with uv_write, the Lua strings pinned (no copy). Its promise is
+ * settled at once while the queued bytes are under opts.high_water, else it
+ * is the stream's drain promise, settled once the queue fell under
+ * opts.low_water (or rejected by a write error).
+ *
+ * Liveness. A stream's handle is referenced (keeps the loop alive) exactly
+ * while something waits on it: a read, queued writes, a shutdown, a close.
+ *
+ * Ownership (see also binding.h, "stream.c"):
+ *  - The userdata holds a pointer to the malloc'd tide_stream (NULL once
+ *    it was freed); the stream points back to the userdata's slot (NULL
+ *    once collected). Memory is freed in the last close callback.
+ *  - A pending read, the drain promise, a shutdown and a close are held
+ *    promises (tide_lp_hold) with the stream's userdata in user value UV_A,
+ *    so the stream stays alive while they wait. Queued writes hold one
+ *    registry reference to the userdata (s->pin) and one per write to the
+ *    strings it sends. A serving server is pinned until it closes.
+ *  - Callbacks that run once the Lua side is gone (the state closing) only
+ *    release memory.
+ *
+ * Stack discipline: helpers state their effect as [-o, +p, x]; libuv
+ * callbacks run on the main thread and leave its stack as they found it,
+ * and end with tide_rt_drain().
+ */
+#include "binding.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* The largest limit a read accepts (keeps size arithmetic far from
+ * overflow). */
+#define MAX_LIMIT ((size_t)1 << 40)
+/* Seconds close() waits for queued writes when not told otherwise. */
+#define DEFAULT_LINGER 10.0
+/* read_all's limit when not told otherwise. */
+#define DEFAULT_ALL_LIMIT ((size_t)16 << 20)
+
+static const char io_key = 'S';
+
+enum {
+  S_HANDLE = 1u << 0,       /* h was initialised: it must be closed */
+  S_TIMER = 1u << 1,        /* timer was initialised */
+  S_STARTED = 1u << 2,      /* a read was asked for: read ahead from now on */
+  S_READING = 1u << 3,      /* reading (uv_read_start, or a file read in flight) */
+  S_SHUT = 1u << 4,         /* shut down: no more writes */
+  S_CLOSING = 1u << 5,      /* close asked: no more reads or writes */
+  S_CLOSED = 1u << 6,       /* handles closing */
+  S_SERVER = 1u << 7,       /* a listening server */
+  S_SERVE = 1u << 8,        /* a server handing connections to a handler */
+  S_UNLINK = 1u << 9,       /* pipe server: remove its socket file at close */
+  S_READY = 1u << 10        /* server: a connection waits for accept */
+};
+
+enum { OP_CHUNK, OP_LINE, OP_EXACTLY, OP_UNTIL, OP_ALL, OP_ACCEPT };
+enum { TM_NONE, TM_READ, TM_LINGER };
+
+/* A pending read or accept: its promise and what it waits for. */
+struct tide_sread {
+  lpromise base;            /* must be first */
+  int op;
+  size_t n;                 /* OP_EXACTLY: the count; OP_LINE, _UNTIL, _ALL: the limit */
+  size_t scanned;           /* bytes already searched for the delimiter */
+  const char *delim;        /* OP_UNTIL: kept alive by user value UV_B */
+  size_t dlen;
+};
+
+/* A queued write. */
+typedef struct swrite {
+  uv_write_t req;
+  tide_stream *s;
+  size_t len;               /* bytes it sends */
+  int ref;                  /* registry ref pinning the strings it sends */
+} swrite;
+
+static void update(lua_State *L, tide_stream *s);
+static void close_now(tide_stream *s);
+
+/* The main lua_State, or NULL once the Lua side is gone. */
+static lua_State *live_state(tide_io *io) {
+  tide_lua *tl = tide_lua_of(io->rt);
+  return tl ? tl->L : NULL;
+}
+
+tide_io *tide_io_get(lua_State *L) {
+  tide_io *io;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &io_key);
+  io = lua_touserdata(L, -1);
+  lua_pop(L, 1);  /* remove the io state */
+  return io;
+}
+
+/* --------------------------------------------------------------- options */
+
+void tide_stream_opts_init(tide_stream_opts *o) {
+  o->high_water = TIDE_STREAM_LIMIT;
+  o->low_water = TIDE_STREAM_LIMIT / 4;
+  o->read_limit = TIDE_STREAM_LIMIT;
+  o->nodelay = 1;
+  o->keepalive = -1;
+}
+
+/* [-0, +0, v] A byte count field of the table at `idx`, or `def`. */
+static size_t opt_size(lua_State *L, int idx, const char *key, size_t def, size_t min) {
+  lua_Integer v;
+  int isint;
+  if (lua_getfield(L, idx, key) == LUA_TNIL) {
+    lua_pop(L, 1);  /* remove the nil */
+    return def;
+  }
+  v = lua_tointegerx(L, -1, &isint);
+  if (!isint || v < (lua_Integer)min || (size_t)v > MAX_LIMIT)
+    luaL_error(L, "option '%s': integer from %d to 2^40 expected, got %s", key, (int)min,
+               luaL_typename(L, -1));
+  lua_pop(L, 1);  /* remove the value */
+  return (size_t)v;
+}
+
+/* [-0, +0, v] Reads the stream options of the table at `idx` (none when
+ * absent) into *o: high_water, low_water, read_buffer, nodelay,
+ * keepalive (boolean or seconds). */
+void tide_stream_opts_get(lua_State *L, int idx, tide_stream_opts *o) {
+  int t;
+  if (lua_isnoneornil(L, idx)) return;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  idx = lua_absindex(L, idx);
+  o->high_water = opt_size(L, idx, "high_water", o->high_water, 1);
+  o->low_water = opt_size(L, idx, "low_water", o->high_water < o->low_water * 4 ? o->high_water / 4 : o->low_water, 0);
+  if (o->low_water > o->high_water) luaL_error(L, "option 'low_water' must not exceed 'high_water'");
+  o->read_limit = opt_size(L, idx, "read_buffer", o->read_limit, 1);
+  t = lua_getfield(L, idx, "nodelay");
+  if (t != LUA_TNIL) o->nodelay = lua_toboolean(L, -1);
+  t = lua_getfield(L, idx, "keepalive");
+  if (t == LUA_TBOOLEAN) {
+    o->keepalive = lua_toboolean(L, -1) ? 60 : 0;
+  } else if (t != LUA_TNIL) {
+    lua_Integer secs = lua_tointeger(L, -1);
+    if (!lua_isinteger(L, -1) || secs < 1 || secs > 86400)
+      luaL_error(L, "option 'keepalive': boolean or seconds from 1 to 86400 expected");
+    o->keepalive = (int)secs;
+  }
+  lua_pop(L, 2);  /* remove nodelay and keepalive */
+}
+
+/* Applies limits and (tcp) socket options to `s`. Returns 0 or an error. */
+int tide_stream_apply(tide_stream *s, const tide_stream_opts *o) {
+  int err = 0;
+  s->opts = *o;
+  if (s->kind == TIDE_STREAM_TCP && (s->flags & S_HANDLE) && !(s->flags & S_SERVER)) {
+    if (o->nodelay >= 0) err = uv_tcp_nodelay(&s->h.tcp, o->nodelay);
+    if (err == 0 && o->keepalive >= 0)
+      err = uv_tcp_keepalive(&s->h.tcp, o->keepalive > 0, (unsigned)o->keepalive);
+  }
+  return err;
+}
+
+/* --------------------------------------------------------------- streams */
+
+/* Allocates a stream of `kind` whose handle the caller initialises (then
+ * calls tide_stream_opened). Returns NULL when memory is short. */
+tide_stream *tide_stream_alloc(tide_io *io, int kind) {
+  tide_stream *s = calloc(1, sizeof(*s));
+  if (s == NULL) return NULL;
+  s->io = io;
+  s->kind = (unsigned char)kind;
+  s->fd = -1;
+  s->pin = LUA_NOREF;
+  tide_stream_opts_init(&s->opts);
+  return s;
+}
+
+/* Marks the handle of `s` initialised (it will be closed) and idle. */
+void tide_stream_opened(tide_stream *s) {
+  s->flags |= S_HANDLE;
+  s->h.handle.data = s;
+  update(NULL, s);
+}
+
+/* [-0, +1, m] Pushes a new userdata owning stream `s` (a server when
+ * `server`); returns its slot. */
+tide_stream **tide_stream_push(lua_State *L, tide_stream *s, int server) {
+  tide_stream **ud = lua_newuserdatauv(L, sizeof(*ud), server ? 1 : 0);
+  *ud = s;
+  s->ud = ud;
+  luaL_setmetatable(L, server ? TIDE_SERVER_MT : TIDE_STREAM_MT);
+  return ud;
+}
+
+/* [-0, +0, v] The userdata slot of the stream or server at `idx`. */
+static tide_stream **check_ud(lua_State *L, int idx) {
+  tide_stream **ud = luaL_testudata(L, idx, TIDE_STREAM_MT);
+  if (ud == NULL) ud = luaL_testudata(L, idx, TIDE_SERVER_MT);
+  if (ud == NULL) luaL_typeerror(L, idx, "tide.stream or tide.server");
+  return ud;
+}
+
+/* [-0, +0, v] The open stream at `idx`, of `kind` when not 0; raises when
+ * it is closed or of another kind. */
+tide_stream *tide_stream_check(lua_State *L, int idx, int kind) {
+  tide_stream *s = *check_ud(L, idx);
+  static const char *const names[] = {"?", "tcp", "pipe", "tty", "file"};
+  if (s == NULL || (s->flags & S_CLOSING)) luaL_argerror(L, idx, "stream is closed");
+  if (kind != 0 && s->kind != kind)
+    luaL_argerror(L, idx, lua_pushfstring(L, "%s stream expected, got a %s stream", names[kind], names[s->kind]));
+  return s;
+}
+
+/* The last close callback ran (or there was nothing to close): settles
+ * close(), lets go of the userdata and frees the stream. */
+static void finalize(tide_stream *s) {
+  lua_State *L = live_state(s->io);
+  if (L != NULL) {
+    if (s->closed) {
+      tide_lp_push(L, s->closed);
+      tide_lp_settle(L, -1, TIDE_FULFILLED, -1, 0);
+      lua_pop(L, 1);  /* remove the promise */
+      tide_lp_drop(s->closed);
+    }
+    luaL_unref(L, LUA_REGISTRYINDEX, s->pin);
+  }
+  if (s->ud) *s->ud = NULL;
+  if (s->fd >= 0 && s->fd <= 2 && s->kind != TIDE_STREAM_FILE) {
+    /* stdio: give the fd back in blocking mode, as we found it */
+    int fl = fcntl(s->fd, F_GETFL);
+    if (fl != -1 && (fl & O_NONBLOCK)) fcntl(s->fd, F_SETFL, fl & ~O_NONBLOCK);
+  }
+  free(s->buf);
+  free(s->fsbuf);
+  free(s->fsreq);
+  free(s);
+}
+
+static void close_cb(uv_handle_t *h) {
+  tide_stream *s = h->data;
+  tide_rt *rt = s->io->rt;
+  int live = live_state(s->io) != NULL;
+  if (--s->closes == 0) finalize(s);
+  if (live) tide_rt_drain(rt);
+}
+
+/* ---------------------------------------------------------------- timers */
+
+static void timer_cb(uv_timer_t *t);
+
+static int timer_start(tide_stream *s, double seconds, int use) {
+  if (!(s->flags & S_TIMER)) {
+    int err = uv_timer_init(s->io->loop, &s->timer);
+    if (err) return err;
+    s->timer.data = s;
+    s->flags |= S_TIMER;
+  }
+  s->timer_use = (unsigned char)use;
+  return uv_timer_start(&s->timer, timer_cb, tide_lua_ms(seconds), 0);
+}
+
+static void timer_stop(tide_stream *s) {
+  s->timer_use = TM_NONE;
+  if (s->flags & S_TIMER) uv_timer_stop(&s->timer);
+}
+
+/* ---------------------------------------------------------------- buffer */
+
+/* Makes room for `n` more bytes after the buffered ones. Returns 0 or
+ * UV_ENOMEM. */
+static int reserve(tide_stream *s, size_t n) {
+  size_t need = s->len + n, cap;
+  char *p;
+  if (s->off + need <= s->cap) return 0;
+  if (s->off > 0) {  /* slide the buffered bytes to the front */
+    memmove(s->buf, s->buf + s->off, s->len);
+    s->off = 0;
+    if (need <= s->cap) return 0;
+  }
+  for (cap = s->cap ? s->cap : 1024; cap < need; cap *= 2) {}
+  p = realloc(s->buf, cap);
+  if (p == NULL) return UV_ENOMEM;
+  s->buf = p;
+  s->cap = cap;
+  return 0;
+}
+
+/* Drops the first `n` buffered bytes; frees the buffer once empty. */
+static void consume(tide_stream *s, size_t n) {
+  s->off += n;
+  s->len -= n;
+  if (s->len == 0) {
+    free(s->buf);
+    s->buf = NULL;
+    s->off = s->cap = 0;
+  }
+}
+
+static const char *buffered(tide_stream *s) { return s->buf ? s->buf + s->off : ""; }
+
+/* ----------------------------------------------------------------- reads */
+
+/* [-0, +1, m] Pushes the error of a read that passed its limit. */
+static int push_too_long(lua_State *L, tide_sread *r, tide_state *st, size_t *used) {
+  const char *code = r->op == OP_ALL ? "EMSGSIZE" : "ELINETOOLONG";
+  lua_pushfstring(L, "%s longer than %I bytes", r->op == OP_ALL ? "stream" :
+                  r->op == OP_LINE ? "line" : "data before the delimiter", (lua_Integer)r->n);
+  tide_lua_push_error(L, code, lua_tostring(L, -1));
+  lua_remove(L, -2);  /* remove the message */
+  *st = TIDE_REJECTED;
+  *used = 0;
+  return 1;
+}
+
+/* [-0, +1, m] Pushes the error of a stream that ended inside a read; the
+ * bytes it got are consumed and carried as `partial`. */
+static int push_early_eof(lua_State *L, tide_sread *r, const char *p, size_t len,
+                          tide_state *st, size_t *used) {
+  if (r->op == OP_EXACTLY)
+    lua_pushfstring(L, "stream ended after %I of %I bytes", (lua_Integer)len, (lua_Integer)r->n);
+  else
+    lua_pushfstring(L, "stream ended after %I bytes, before the delimiter", (lua_Integer)len);
+  tide_lua_push_error(L, "EOF", lua_tostring(L, -1));
+  lua_remove(L, -2);  /* remove the message */
+  lua_pushlstring(L, p, len);
+  lua_setfield(L, -2, "partial");
+  *st = TIDE_REJECTED;
+  *used = len;
+  return 1;
+}
+
+/* [-0, +(0|1), m] Decides read `r` against the `len` buffered bytes at
+ * `p`; `err` is 0 while more bytes may come, else UV_EOF or the error that
+ * ended reading. Returns 0 when the read needs more bytes. Otherwise it
+ * pushes the read's one value (the result, nil at the end, or an error),
+ * sets *st and the number of bytes consumed *used, and returns 1. */
+static int outcome(lua_State *L, tide_sread *r, const char *p, size_t len, int err,
+                   tide_state *st, size_t *used) {
+  size_t win, n;
+  const char *hit = NULL;
+  *st = TIDE_FULFILLED;
+  *used = 0;
+  switch (r->op) {
+    case OP_CHUNK:
+      if (len == 0) break;
+      lua_pushlstring(L, p, len);
+      *used = len;
+      return 1;
+    case OP_LINE:  /* a line of n bytes and its "\r\n" fit in n + 2 */
+      win = len < r->n + 2 ? len : r->n + 2;
+      if (win > r->scanned) hit = memchr(p + r->scanned, '\n', win - r->scanned);
+      if (hit) {
+        n = (size_t)(hit - p);
+        *used = n + 1;
+        if (n > 0 && p[n - 1] == '\r') n--;
+        if (n > r->n) return push_too_long(L, r, st, used);
+        lua_pushlstring(L, p, n);
+        return 1;
+      }
+      r->scanned = win;
+      if (len >= r->n + 2) return push_too_long(L, r, st, used);
+      if (err == UV_EOF && len > 0) {  /* the last line has no end */
+        lua_pushlstring(L, p, len);
+        *used = len;
+        return 1;
+      }
+      break;
+    case OP_EXACTLY:
+      if (len >= r->n) {
+        lua_pushlstring(L, p, r->n);
+        *used = r->n;
+        return 1;
+      }
+      if (err == UV_EOF && len > 0) return push_early_eof(L, r, p, len, st, used);
+      break;
+    case OP_UNTIL:
+      win = len < r->n + r->dlen ? len : r->n + r->dlen;
+      if (win > r->scanned) hit = memmem(p + r->scanned, win - r->scanned, r->delim, r->dlen);
+      if (hit) {
+        n = (size_t)(hit - p);
+        lua_pushlstring(L, p, n);
+        *used = n + r->dlen;
+        return 1;
+      }
+      /* a delimiter may straddle the end of what came so far */
+      r->scanned = win >= r->dlen ? win - r->dlen + 1 : 0;
+      if (len >= r->n + r->dlen) return push_too_long(L, r, st, used);
+      if (err == UV_EOF && len > 0) return push_early_eof(L, r, p, len, st, used);
+      break;
+    case OP_ALL:
+      if (len > r->n) return push_too_long(L, r, st, used);
+      if (err == UV_EOF) {
+        lua_pushlstring(L, p, len);
+        *used = len;
+        return 1;
+      }
+      break;
+  }
+  if (err == 0) return 0;
+  if (err == UV_EOF) {
+    lua_pushnil(L);
+  } else {
+    tide_lua_push_uverror(L, err);
+    *st = TIDE_REJECTED;
+  }
+  return 1;
+}
+
+/* [-1, +0, m] Settles the pending read or accept of `s` with the value on
+ * top of the stack. */
+static void settle_pending(lua_State *L, tide_stream *s, tide_state st) {
+  tide_sread *r = s->pending;
+  s->pending = NULL;
+  if (s->timer_use == TM_READ) timer_stop(s);
+  tide_lp_push(L, &r->base);
+  tide_lp_settle(L, -1, st, -2, 1);
+  lua_pop(L, 2);  /* remove the promise and the value */
+  tide_lp_drop(&r->base);
+}
+
+/* [-0, +0, m] Settles the pending read of `s` when the buffered bytes (or
+ * the end of the stream) answer it. */
+static void serve(lua_State *L, tide_stream *s) {
+  tide_state st;
+  size_t used;
+  if (s->pending == NULL || s->pending->op == OP_ACCEPT) return;
+  if (!outcome(L, s->pending, buffered(s), s->len, s->read_err, &st, &used)) return;
+  settle_pending(L, s, st);
+  consume(s, used);
+}
+
+/* [-0, +0, m] Takes `n` new bytes at `p` (the scratch buffer, or a file
+ * read's buffer): serves the pending read from them, keeps the rest. */
+static void feed(lua_State *L, tide_stream *s, const char *p, size_t n) {
+  tide_state st;
+  size_t used;
+  s->bytes_read += n;
+  if (s->len == 0 && s->pending != NULL && s->pending->op != OP_ACCEPT &&
+      outcome(L, s->pending, p, n, 0, &st, &used)) {
+    settle_pending(L, s, st);
+    p += used;
+    n -= used;
+  }
+  if (n == 0) return;
+  if (reserve(s, n) != 0) {
+    s->read_err = UV_ENOMEM;
+  } else {
+    memcpy(s->buf + s->off + s->len, p, n);
+    s->len += n;
+  }
+  serve(L, s);
+}
+
+static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  tide_stream *s = h->data;
+  (void)hint;
+  *buf = uv_buf_init(s->io->scratch, sizeof(s->io->scratch));
+}
+
+static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
+  tide_stream *s = h->data;
+  lua_State *L = live_state(s->io);
+  if (L == NULL || nread == 0) return;
+  if (nread > 0) {
+    feed(L, s, buf->base, (size_t)nread);
+  } else {
+    s->read_err = (int)nread;
+    uv_read_stop(h);
+    s->flags &= ~S_READING;
+    serve(L, s);
+  }
+  update(L, s);
+  tide_rt_drain(s->io->rt);
+}
+
+static void fs_read_cb(uv_fs_t *req) {
+  tide_stream *s = req->data;
+  tide_rt *rt = s->io->rt;
+  lua_State *L = live_state(s->io);
+  ssize_t n = req->result;
+  uv_fs_req_cleanup(req);
+  s->flags &= ~S_READING;
+  if (s->flags & S_CLOSED) {  /* close waited for this read */
+    if (--s->closes == 0) finalize(s);
+    if (L) tide_rt_drain(rt);
+    return;
+  }
+  if (L == NULL) return;
+  if (n > 0) {
+    feed(L, s, s->fsbuf, (size_t)n);
+  } else {
+    s->read_err = n == 0 ? UV_EOF : (int)n;
+    serve(L, s);
+  }
+  update(L, s);
+  tide_rt_drain(rt);
+}
+
+/* Starts a read of a file stream into its own chunk buffer. */
+static int fs_read_start(tide_stream *s) {
+  uv_buf_t b;
+  int err;
+  if (s->fsreq == NULL && (s->fsreq = malloc(sizeof(*s->fsreq))) == NULL) return UV_ENOMEM;
+  if (s->fsbuf == NULL && (s->fsbuf = malloc(TIDE_STREAM_LIMIT)) == NULL) return UV_ENOMEM;
+  b = uv_buf_init(s->fsbuf, TIDE_STREAM_LIMIT);
+  s->fsreq->data = s;
+  err = uv_fs_read(s->io->loop, s->fsreq, s->fd, &b, 1, -1, fs_read_cb);
+  if (err == 0) s->flags |= S_READING;
+  return err;
+}
+
+/* [-0, +0, m] Reads while a read waits or the buffer is under its limit,
+ * and keeps the loop alive exactly while something waits on the stream.
+ * `L` may be NULL (then a failure to start reading waits for the next
+ * read to be reported). */
+static void update(lua_State *L, tide_stream *s) {
+  int want, err = 0;
+  if (s->flags & S_CLOSED) return;
+  want = (s->flags & S_STARTED) && s->read_err == 0 && !(s->flags & (S_CLOSING | S_SERVER)) &&
+         (s->pending != NULL || s->len < s->opts.read_limit);
+  if (s->kind == TIDE_STREAM_FILE) {
+    if (want && !(s->flags & S_READING)) err = fs_read_start(s);
+  } else if (want && !(s->flags & S_READING)) {
+    if ((err = uv_read_start(&s->h.stream, alloc_cb, read_cb)) == 0) s->flags |= S_READING;
+  } else if (!want && (s->flags & S_READING)) {
+    uv_read_stop(&s->h.stream);
+    s->flags &= ~S_READING;
+  }
+  if (err != 0) {
+    s->read_err = err;
+    if (L) serve(L, s);
+  }
+  if (s->kind == TIDE_STREAM_FILE) return;
+  if (s->pending || s->queued || s->shutdown || (s->flags & (S_CLOSING | S_SERVER)))
+    uv_ref(&s->h.handle);
+  else
+    uv_unref(&s->h.handle);
+}
+
+/* The cancel hook of a pending read or accept: forgets it. */
+static void read_cancel(tide_promise *p, void *data) {
+  tide_stream *s = data;
+  tide_sread *r = s->pending;
+  (void)p;
+  s->pending = NULL;
+  if (s->timer_use == TM_READ) timer_stop(s);
+  update(live_state(s->io), s);
+  tide_lp_drop(&r->base);
+}
+
+/* [-0, +1, m] Pushes a promise rejected with a tide error. */
+static int push_rejected(lua_State *L, const char *code, const char *msg, int status) {
+  tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+  if (code) tide_lua_push_error(L, code, msg);
+  else tide_lua_push_uverror(L, status);
+  tide_lp_settle(L, -2, TIDE_REJECTED, -1, 1);
+  lua_pop(L, 1);  /* remove the error */
+  return 1;
+}
+
+/* [-0, +1, m] Pushes the runtime's fulfilled promise with no values. */
+static int push_done(lua_State *L, tide_stream *s) {
+  tide_io *io = s ? s->io : tide_io_get(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, io->done_ref);
+  return 1;
+}
+
+/* [-0, +1, m] Pushes a new pending promise held for stream `s` (the
+ * userdata at `ud_idx`, kept in UV_A while it waits). */
+static lpromise *push_held(lua_State *L, int ud_idx, size_t size) {
+  lpromise *lp;
+  ud_idx = lua_absindex(L, ud_idx);
+  lp = tide_lp_new(L, size, LP_PLAIN, 4);
+  lua_pushvalue(L, ud_idx);
+  lua_setiuservalue(L, -2, UV_A);
+  tide_lp_hold(L, -1);
+  return lp;
+}
+
+/* [-0, +1, m] Starts read `op` on the stream at index 1 and pushes its
+ * promise: settled at once when the buffer answers it, else pending with
+ * an optional time limit. `delim_idx` (OP_UNTIL) is the delimiter. */
+static int begin_read(lua_State *L, int op, size_t n, int delim_idx, double timeout) {
+  tide_stream *s = *(tide_stream **)luaL_checkudata(L, 1, TIDE_STREAM_MT);
+  tide_sread *r;
+  tide_state st;
+  size_t used;
+  int idx, err;
+  if (s != NULL && s->pending != NULL)
+    return luaL_error(L, "another read is pending on this stream (one reader at a time)");
+  if (s == NULL || (s->flags & S_CLOSING)) return push_rejected(L, "EBADF", "read on a closed stream", 0);
+  r = (tide_sread *)tide_lp_new(L, sizeof(tide_sread), LP_PLAIN, 4);
+  idx = lua_gettop(L);
+  r->op = op;
+  r->n = n;
+  if (delim_idx) {
+    r->delim = lua_tolstring(L, delim_idx, &r->dlen);
+    lua_pushvalue(L, delim_idx);
+    lua_setiuservalue(L, idx, UV_B);
+  }
+  s->flags |= S_STARTED;
+  if (outcome(L, r, buffered(s), s->len, s->read_err, &st, &used)) {
+    tide_lp_settle(L, idx, st, idx + 1, 1);
+    lua_pop(L, 1);  /* remove the value */
+    consume(s, used);
+    update(L, s);
+    return 1;
+  }
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, idx, UV_A);  /* the stream lives while the read waits */
+  tide_lp_hold(L, idx);
+  s->pending = r;
+  tide_promise_on_cancel(&r->base.p, read_cancel, s);
+  if (timeout >= 0 && (err = timer_start(s, timeout, TM_READ)) != 0) {
+    tide_lua_push_uverror(L, err);
+    settle_pending(L, s, TIDE_REJECTED);
+  }
+  update(L, s);
+  return 1;
+}
+
+/* [-0, +0, v] A limit argument at `idx`: an integer from `min` to 2^40. */
+static size_t check_limit(lua_State *L, int idx, size_t min) {
+  lua_Integer v = luaL_checkinteger(L, idx);
+  luaL_argcheck(L, v >= (lua_Integer)min && (size_t)v <= MAX_LIMIT, idx, "out of range");
+  return (size_t)v;
+}
+
+/* [-0, +0, v] The options argument of read_line, read_until and read_all
+ * at `idx`: a limit, or a table {max =, timeout =}. */
+static void read_opts(lua_State *L, int idx, size_t *max, double *timeout) {
+  *timeout = -1;
+  if (lua_istable(L, idx)) {
+    if (lua_getfield(L, idx, "max") != LUA_TNIL) *max = check_limit(L, -1, 1);
+    if (lua_getfield(L, idx, "timeout") != LUA_TNIL) *timeout = tide_lua_checkseconds(L, -1);
+    lua_pop(L, 2);  /* remove max and timeout */
+  } else if (!lua_isnoneornil(L, idx)) {
+    *max = check_limit(L, idx, 1);
+  }
+}
+
+/* s:read([timeout]) -> promise of the next chunk, nil at the end. */
+static int s_read(lua_State *L) {
+  return begin_read(L, OP_CHUNK, 0, 0, tide_lua_optseconds(L, 2));
+}
+
+/* s:read_line([max | {max=, timeout=}]) -> promise of the next line
+ * without its "\n" or "\r\n"; nil at the end. */
+static int s_read_line(lua_State *L) {
+  size_t max = TIDE_STREAM_LIMIT;
+  double timeout;
+  read_opts(L, 2, &max, &timeout);
+  return begin_read(L, OP_LINE, max, 0, timeout);
+}
+
+/* s:read_exactly(n [, timeout]) -> promise of n bytes; nil at the end,
+ * an "EOF" error when the stream ends inside them. */
+static int s_read_exactly(lua_State *L) {
+  size_t n = check_limit(L, 2, 0);
+  return begin_read(L, OP_EXACTLY, n, 0, tide_lua_optseconds(L, 3));
+}
+
+/* s:read_until(delim [, max | {max=, timeout=}]) -> promise of the bytes
+ * before the next `delim` (which is consumed); nil at the end. */
+static int s_read_until(lua_State *L) {
+  size_t max = TIDE_STREAM_LIMIT, dlen;
+  double timeout;
+  luaL_checklstring(L, 2, &dlen);
+  luaL_argcheck(L, dlen > 0, 2, "empty delimiter");
+  read_opts(L, 3, &max, &timeout);
+  return begin_read(L, OP_UNTIL, max, 2, timeout);
+}
+
+/* s:read_all([max | {max=, timeout=}]) -> promise of every byte up to the
+ * end of the stream ("" when none); an EMSGSIZE error past max. */
+static int s_read_all(lua_State *L) {
+  size_t max = DEFAULT_ALL_LIMIT;
+  double timeout;
+  read_opts(L, 2, &max, &timeout);
+  return begin_read(L, OP_ALL, max, 0, timeout);
+}
+
+/* ---------------------------------------------------------------- writes */
+
+/* Pins the userdata at `idx` while writes are queued or it serves. */
+static void pin(lua_State *L, tide_stream *s, int idx) {
+  if (s->pin != LUA_NOREF) return;
+  lua_pushvalue(L, idx);
+  s->pin = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+/* [-0, +0, m] Settles the drain promise of `s`: rejected with the write
+ * error, if any. */
+static void settle_drain(lua_State *L, tide_stream *s) {
+  lpromise *lp = s->drain;
+  s->drain = NULL;
+  tide_lp_push(L, lp);
+  if (s->write_err) {
+    tide_lua_push_uverror(L, s->write_err);
+    tide_lp_settle(L, -2, TIDE_REJECTED, -1, 1);
+    lua_pop(L, 2);  /* remove the error and the promise */
+  } else {
+    tide_lp_settle(L, -1, TIDE_FULFILLED, -1, 0);
+    lua_pop(L, 1);  /* remove the promise */
+  }
+  tide_lp_drop(lp);
+}
+
+static void drain_cancel(tide_promise *p, void *data) {
+  tide_stream *s = data;
+  (void)p;
+  tide_lp_drop(s->drain);
+  s->drain = NULL;
+}
+
+/* Closes a closing stream once its queue and its shutdown are done.
+ * Returns 1 when it did (the stream may be gone). */
+static int close_if_flushed(tide_stream *s) {
+  if ((s->flags & (S_CLOSING | S_CLOSED)) != S_CLOSING || s->shutdown) return 0;
+  if (s->queued && !s->write_err) return 0;
+  close_now(s);
+  return 1;
+}
+
+static void write_cb(uv_write_t *req, int status) {
+  swrite *w = (swrite *)req;
+  tide_stream *s = w->s;
+  tide_rt *rt = s->io->rt;
+  lua_State *L = live_state(s->io);
+  s->queued -= w->len;
+  if (status == 0) s->bytes_written += w->len;
+  else if (s->write_err == 0) s->write_err = status;
+  if (L) luaL_unref(L, LUA_REGISTRYINDEX, w->ref);
+  free(w);
+  if (L == NULL) return;
+  if (s->drain && (s->queued < s->opts.low_water || s->write_err)) settle_drain(L, s);
+  if (s->queued == 0 && !(s->flags & S_SERVE)) {
+    luaL_unref(L, LUA_REGISTRYINDEX, s->pin);
+    s->pin = LUA_NOREF;
+  }
+  if (!close_if_flushed(s)) update(L, s);
+  tide_rt_drain(rt);
+}
+
+/* [-0, +1, m] Writes to a stdio file synchronously (as files are). */
+static int file_write(lua_State *L, tide_stream *s, uv_buf_t *bufs, int nbufs) {
+  uv_fs_t req;
+  ssize_t n;
+  int k = 0;
+  while (k < nbufs) {
+    n = uv_fs_write(s->io->loop, &req, s->fd, bufs + k, (unsigned)(nbufs - k), -1, NULL);
+    uv_fs_req_cleanup(&req);
+    if (n < 0) {
+      s->write_err = (int)n;
+      return push_rejected(L, NULL, NULL, (int)n);
+    }
+    s->bytes_written += (size_t)n;
+    for (; k < nbufs && (size_t)n >= bufs[k].len; k++) n -= (ssize_t)bufs[k].len;
+    if (k < nbufs) {
+      bufs[k].base += n;
+      bufs[k].len -= (size_t)n;
+    }
+  }
+  return push_done(L, s);
+}
+
+/* s:write(data) -> promise: `data` is a string or a list of strings. The
+ * promise is settled at once while the queued bytes stay under the
+ * high-water mark, else when they fell under the low-water mark. */
+static int s_write(lua_State *L) {
+  tide_stream *s = *(tide_stream **)luaL_checkudata(L, 1, TIDE_STREAM_MT);
+  uv_buf_t small[8], *bufs = small;
+  size_t total = 0, len, rest;
+  int t = lua_type(L, 2), nbufs = 1, i, k, err;
+  ssize_t n = 0;
+  swrite *w;
+  if (t == LUA_TSTRING) {
+    bufs[0].base = (char *)lua_tolstring(L, 2, &len);
+    bufs[0].len = len;
+    total = len;
+  } else if (t == LUA_TTABLE) {
+    lua_Integer count = luaL_len(L, 2);
+    luaL_argcheck(L, count >= 0 && count <= 1024 * 1024, 2, "too many strings");
+    nbufs = (int)count;
+    if (nbufs > 8) bufs = lua_newuserdatauv(L, sizeof(uv_buf_t) * (size_t)nbufs, 0);
+    for (i = 0; i < nbufs; i++) {
+      if (lua_rawgeti(L, 2, i + 1) != LUA_TSTRING)
+        return luaL_argerror(L, 2, lua_pushfstring(L, "item %d is a %s, not a string", i + 1, luaL_typename(L, -1)));
+      bufs[i].base = (char *)lua_tolstring(L, -1, &len);  /* the table keeps it */
+      bufs[i].len = len;
+      total += len;
+      lua_pop(L, 1);  /* remove the string */
+    }
+  } else {
+    return luaL_typeerror(L, 2, "string or list of strings");
+  }
+  if (s == NULL || (s->flags & S_CLOSING)) return push_rejected(L, "EBADF", "write on a closed stream", 0);
+  if (s->flags & S_SHUT) return push_rejected(L, "EPIPE", "write after shutdown", 0);
+  if (s->write_err) return push_rejected(L, NULL, NULL, s->write_err);
+  if (total == 0) return push_done(L, s);
+  if (s->kind == TIDE_STREAM_FILE) return file_write(L, s, bufs, nbufs);
+  if (s->queued == 0) {
+    n = uv_try_write(&s->h.stream, bufs, (unsigned)nbufs);
+    if (n == UV_EAGAIN || n == UV_ENOSYS) {
+      n = 0;
+    } else if (n < 0) {
+      s->write_err = (int)n;
+      return push_rejected(L, NULL, NULL, (int)n);
+    }
+    s->bytes_written += (size_t)n;
+    if ((size_t)n == total) return push_done(L, s);
+  }
+  /* queue what the kernel did not take */
+  rest = total - (size_t)n;
+  for (k = 0; (size_t)n >= bufs[k].len; k++) n -= (ssize_t)bufs[k].len;
+  bufs[k].base += n;
+  bufs[k].len -= (size_t)n;
+  if ((w = malloc(sizeof(*w))) == NULL) return luaL_error(L, "not enough memory");
+  if (t == LUA_TSTRING) {
+    lua_pushvalue(L, 2);
+  } else {  /* pin the strings themselves: the caller may change the list */
+    lua_createtable(L, nbufs - k, 0);
+    for (i = k; i < nbufs; i++) {
+      lua_rawgeti(L, 2, i + 1);
+      lua_rawseti(L, -2, i - k + 1);
+    }
+  }
+  w->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  w->s = s;
+  w->len = rest;
+  err = uv_write(&w->req, &s->h.stream, bufs + k, (unsigned)(nbufs - k), write_cb);
+  if (err != 0) {
+    luaL_unref(L, LUA_REGISTRYINDEX, w->ref);
+    free(w);
+    s->write_err = err;
+    return push_rejected(L, NULL, NULL, err);
+  }
+  pin(L, s, 1);
+  s->queued += rest;
+  update(L, s);
+  if (s->queued < s->opts.high_water) return push_done(L, s);
+  if (s->drain) {
+    tide_lp_push(L, s->drain);
+  } else {
+    s->drain = push_held(L, 1, sizeof(lpromise));
+    tide_promise_on_cancel(&s->drain->p, drain_cancel, s);
+  }
+  return 1;
+}
+
+static void shutdown_cb(uv_shutdown_t *req, int status) {
+  tide_stream *s = req->data;
+  tide_rt *rt = s->io->rt;
+  lua_State *L = live_state(s->io);
+  lpromise *lp = s->shutdown;
+  free(req);
+  s->shutdown = NULL;
+  if (L == NULL) return;
+  tide_lp_push(L, lp);
+  if (status == 0) {
+    tide_lp_settle(L, -1, TIDE_FULFILLED, -1, 0);
+    lua_pop(L, 1);  /* remove the promise */
+  } else {
+    tide_lua_push_uverror(L, status);
+    tide_lp_settle(L, -2, TIDE_REJECTED, -1, 1);
+    lua_pop(L, 2);  /* remove the error and the promise */
+  }
+  tide_lp_drop(lp);
+  if (!close_if_flushed(s)) update(L, s);
+  tide_rt_drain(rt);
+}
+
+/* s:shutdown() -> promise: ends the writing half once the queued writes
+ * are out (the peer reads the end of the stream); reading goes on. */
+static int s_shutdown(lua_State *L) {
+  tide_stream *s = *(tide_stream **)luaL_checkudata(L, 1, TIDE_STREAM_MT);
+  uv_shutdown_t *req;
+  int err;
+  if (s == NULL || (s->flags & S_CLOSING)) return push_rejected(L, "EBADF", "shutdown of a closed stream", 0);
+  if (s->shutdown) return tide_lp_push(L, s->shutdown), 1;
+  if (s->flags & S_SHUT) return push_done(L, s);
+  s->flags |= S_SHUT;
+  if (s->kind == TIDE_STREAM_FILE || s->kind == TIDE_STREAM_TTY) return push_done(L, s);
+  if ((req = malloc(sizeof(*req))) == NULL) return luaL_error(L, "not enough memory");
+  req->data = s;
+  if ((err = uv_shutdown(req, &s->h.stream, shutdown_cb)) != 0) {
+    free(req);
+    return push_rejected(L, NULL, NULL, err);
+  }
+  s->shutdown = push_held(L, 1, sizeof(lpromise));
+  update(L, s);
+  return 1;
+}
+
+/* ----------------------------------------------------------------- close */
+
+/* Removes the socket file of a pipe server. */
+static void unlink_socket(tide_stream *s) {
+  char path[1024];
+  size_t len = sizeof(path) - 1;
+  if (uv_pipe_getsockname(&s->h.pipe, path, &len) != 0 || len == 0 || path[0] == '\0') return;
+  path[len] = '\0';
+  unlink(path);
+}
+
+/* Closes the handles of `s` now: queued writes fail with ECANCELED. The
+ * stream is freed once the last close callback ran (maybe inside this
+ * call, for a file stream): callers must not touch it afterwards. */
+static void close_now(tide_stream *s) {
+  if (s->flags & S_CLOSED) return;
+  s->flags |= S_CLOSED | S_CLOSING;
+  s->closes = 1;  /* this call's own, so finalize runs once */
+  if (s->flags & S_HANDLE) {
+    if (s->flags & S_UNLINK) unlink_socket(s);
+    s->closes++;
+    uv_close(&s->h.handle, close_cb);
+  }
+  if (s->flags & S_TIMER) {
+    s->closes++;
+    uv_close((uv_handle_t *)&s->timer, close_cb);
+  }
+  if (s->kind == TIDE_STREAM_FILE && (s->flags & S_READING)) {
+    s->closes++;  /* fs_read_cb counts it down */
+    uv_cancel((uv_req_t *)s->fsreq);
+  }
+  if (--s->closes == 0) finalize(s);
+}
+
+void tide_stream_abort(tide_stream *s) { close_now(s); }
+
+/* [-0, +0, m] Closes `s` gracefully: a pending read ends as at the end of
+ * the stream (an accept with nil), then the handles close once the queued
+ * writes are out, or after `linger` seconds. `L` may be NULL only when
+ * nothing waits on the stream. */
+void tide_stream_close(lua_State *L, tide_stream *s, double linger) {
+  tide_state st;
+  size_t used;
+  if (s->flags & S_CLOSING) return;
+  s->flags |= S_CLOSING;
+  if (s->pending && L) {
+    if (s->pending->op == OP_ACCEPT) {
+      lua_pushnil(L);
+      settle_pending(L, s, TIDE_FULFILLED);
+    } else if (outcome(L, s->pending, buffered(s), s->len, UV_EOF, &st, &used)) {
+      settle_pending(L, s, st);
+      consume(s, used);
+    }
+  }
+  if ((s->queued || s->shutdown) && !s->write_err && linger > 0 &&
+      timer_start(s, linger, TM_LINGER) == 0) {
+    update(L, s);  /* stops reading, keeps the loop alive */
+    return;
+  }
+  close_now(s);
+}
+
+static void timer_cb(uv_timer_t *t) {
+  tide_stream *s = t->data;
+  tide_rt *rt = s->io->rt;
+  lua_State *L = live_state(s->io);
+  int use = s->timer_use;
+  s->timer_use = TM_NONE;
+  if (L == NULL) return;
+  if (use == TM_READ && s->pending) {
+    tide_lua_push_error(L, "ETIMEDOUT", s->pending->op == OP_ACCEPT ? "accept timed out" : "read timed out");
+    settle_pending(L, s, TIDE_REJECTED);
+    update(L, s);
+  } else if (use == TM_LINGER) {
+    close_now(s);  /* the peer did not take the queued bytes in time */
+  }
+  tide_rt_drain(rt);
+}
+
+/* s:close([linger]) -> promise settled once the stream is closed: writes
+ * still queued go out first, for at most `linger` seconds (default 10). */
+static int s_close(lua_State *L) {
+  tide_stream **ud = check_ud(L, 1);
+  tide_stream *s = *ud;
+  double linger = lua_isnoneornil(L, 2) ? DEFAULT_LINGER : tide_lua_checkseconds(L, 2);
+  if (s == NULL) return push_done(L, NULL);
+  if (s->closed) return tide_lp_push(L, s->closed), 1;
+  s->closed = push_held(L, 1, sizeof(lpromise));
+  tide_stream_close(L, s, linger);  /* may free s */
+  return 1;
+}
+
+/* __close: closes as close() does, without a promise. */
+static int s_tbc_close(lua_State *L) {
+  tide_stream *s = *check_ud(L, 1);
+  if (s != NULL) tide_stream_close(L, s, DEFAULT_LINGER);
+  return 0;
+}
+
+/* __gc: a stream nobody can reach has nothing waiting on it (that would
+ * keep it alive): close it now. While the state closes, close whatever is
+ * left. */
+static int s_gc(lua_State *L) {
+  tide_stream **ud = lua_touserdata(L, 1);
+  tide_stream *s = *ud;
+  if (s == NULL) return 0;
+  *ud = NULL;
+  s->ud = NULL;
+  close_now(s);
+  return 0;
+}
+
+/* --------------------------------------------------------------- servers */
+
+/* [-0, +1, m] Accepts the connection waiting on server `s` and pushes its
+ * stream, or pushes an error object. Returns 0 or the error. */
+static int accept_one(lua_State *L, tide_stream *s) {
+  tide_stream *c = tide_stream_alloc(s->io, s->kind);
+  int err;
+  if (c == NULL) {
+    tide_lua_push_uverror(L, UV_ENOMEM);
+    return UV_ENOMEM;
+  }
+  if (s->kind == TIDE_STREAM_TCP) err = uv_tcp_init(s->io->loop, &c->h.tcp);
+  else err = uv_pipe_init(s->io->loop, &c->h.pipe, 0);
+  if (err != 0) {
+    free(c);
+  } else {
+    tide_stream_opened(c);
+    if ((err = uv_accept(&s->h.stream, &c->h.stream)) == 0) tide_stream_apply(c, &s->opts);
+    if (err != 0) close_now(c);
+  }
+  if (err != 0) {
+    tide_lua_push_uverror(L, err);
+    return err;
+  }
+  tide_stream_push(L, c, 0);
+  return 0;
+}
+
+static int serve_conn_k(lua_State *L, int status, lua_KContext ctx);
+
+/* The task of one connection of tide.tcp.serve / tide.pipe.serve:
+ * handler(conn) under a traceback handler; an error is reported with its
+ * traceback; conn is closed when the handler is done. */
+static int serve_conn(lua_State *L) {
+  /* 1: the handler, 2: the connection */
+  lua_pushcfunction(L, tide_lua_traceback_handler);   /* 3 */
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, 2);
+  return serve_conn_k(L, lua_pcallk(L, 1, 0, 3, 0, serve_conn_k), 0);
+}
+
+static int serve_conn_k(lua_State *L, int status, lua_KContext ctx) {
+  tide_stream *s;
+  (void)ctx;
+  if (status != LUA_OK && status != LUA_YIELD) {
+    if (!tide_lp_is_cancelled_value(L, -1)) {
+      lua_getfield(L, LUA_REGISTRYINDEX, "tide.traceback");
+      lua_pushvalue(L, -2);  /* the error on top */
+      tide_lua_report(L, "error in connection handler: ", lua_gettop(L) - 1);
+      lua_pop(L, 2);  /* remove the error copy and the traceback */
+    }
+    lua_pop(L, 1);  /* remove the error */
+  }
+  s = *(tide_stream **)lua_touserdata(L, 2);
+  if (s != NULL) tide_stream_close(L, s, DEFAULT_LINGER);
+  return 0;
+}
+
+/* [-0, +0, m] Hands the connection waiting on serving server `s` to a new
+ * task running its handler. */
+static void serve_one(lua_State *L, tide_stream *s) {
+  int top = lua_gettop(L);
+  lua_pushcfunction(L, serve_conn);                 /* top+1 */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->pin);        /* the server */
+  lua_getiuservalue(L, -1, 1);                      /* its handler */
+  lua_remove(L, top + 2);                           /* top+2: the handler */
+  if (accept_one(L, s) != 0) {                      /* top+3: the connection */
+    tide_lua_report(L, "serve: accept failed: ", 0);
+  } else {
+    tide_task_spawn(L, top + 1, 2);
+  }
+  lua_settop(L, top);
+}
+
+static void connection_cb(uv_stream_t *h, int status) {
+  tide_stream *s = h->data;
+  tide_rt *rt = s->io->rt;
+  lua_State *L = live_state(s->io);
+  if (L == NULL) return;
+  if (status < 0) {
+    tide_lua_push_uverror(L, status);
+    if (s->pending) settle_pending(L, s, TIDE_REJECTED);
+    else {
+      tide_lua_report(L, "accept failed: ", 0);
+      lua_pop(L, 1);  /* remove the error */
+    }
+  } else if (s->flags & S_SERVE) {
+    serve_one(L, s);
+  } else if (s->pending) {
+    int err = accept_one(L, s);
+    settle_pending(L, s, err ? TIDE_REJECTED : TIDE_FULFILLED);
+  } else {
+    s->flags |= S_READY;  /* libuv holds it until uv_accept */
+  }
+  tide_rt_drain(rt);
+}
+
+/* Starts listening on the bound server `s` with `backlog`; a pipe server
+ * removes its socket file when it closes. Returns 0 or a libuv error. */
+int tide_server_listen(lua_State *L, tide_stream *s, int backlog) {
+  int err;
+  s->flags |= S_SERVER;
+  if (s->kind == TIDE_STREAM_PIPE) s->flags |= S_UNLINK;  /* it bound the path */
+  if ((err = uv_listen(&s->h.stream, backlog, connection_cb)) == 0) update(L, s);
+  return err;
+}
+
+/* [-0, +0, m] Makes the server at `server_idx` hand each connection to a
+ * new task running the function at `handler_idx`; the server stays alive
+ * (pinned) until it is closed. Returns 0. */
+int tide_server_serve(lua_State *L, int server_idx, int handler_idx) {
+  tide_stream *s = *(tide_stream **)luaL_checkudata(L, server_idx, TIDE_SERVER_MT);
+  server_idx = lua_absindex(L, server_idx);
+  lua_pushvalue(L, handler_idx);
+  lua_setiuservalue(L, server_idx, 1);
+  s->flags |= S_SERVE;
+  pin(L, s, server_idx);
+  if (s->flags & S_READY) {  /* a connection came before: take it now */
+    s->flags &= ~S_READY;
+    serve_one(L, s);
+  }
+  return 0;
+}
+
+/* server:accept([timeout]) -> promise of the next connection's stream,
+ * nil once the server is closed. */
+static int srv_accept(lua_State *L) {
+  tide_stream *s = *(tide_stream **)luaL_checkudata(L, 1, TIDE_SERVER_MT);
+  double timeout = tide_lua_optseconds(L, 2);
+  tide_sread *r;
+  int err;
+  if (s != NULL && s->pending != NULL) return luaL_error(L, "another accept is pending on this server");
+  if (s != NULL && (s->flags & S_SERVE)) return luaL_error(L, "this server hands its connections to its handler");
+  if (s == NULL || (s->flags & S_CLOSING)) {
+    tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+    lua_pushnil(L);
+    tide_lp_settle(L, -2, TIDE_FULFILLED, -1, 1);
+    lua_pop(L, 1);  /* remove the nil */
+    return 1;
+  }
+  if (s->flags & S_READY) {  /* a connection is waiting */
+    s->flags &= ~S_READY;
+    tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+    err = accept_one(L, s);
+    tide_lp_settle(L, -2, err ? TIDE_REJECTED : TIDE_FULFILLED, -1, 1);
+    lua_pop(L, 1);  /* remove the stream or the error */
+    return 1;
+  }
+  r = (tide_sread *)push_held(L, 1, sizeof(tide_sread));
+  r->op = OP_ACCEPT;
+  s->pending = r;
+  tide_promise_on_cancel(&r->base.p, read_cancel, s);
+  if (timeout >= 0 && (err = timer_start(s, timeout, TM_READ)) != 0) {
+    tide_lua_push_uverror(L, err);
+    settle_pending(L, s, TIDE_REJECTED);
+  }
+  return 1;
+}
+
+/* ---------------------------------------------------------------- fields */
+
+/* s:set_limits{high_water=, low_water=, read_buffer=} -> s */
+static int s_set_limits(lua_State *L) {
+  tide_stream *s = tide_stream_check(L, 1, 0);
+  tide_stream_opts o = s->opts;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  o.nodelay = o.keepalive = -1;  /* limits only */
+  tide_stream_opts_get(L, 2, &o);
+  s->opts.high_water = o.high_water;
+  s->opts.low_water = o.low_water;
+  s->opts.read_limit = o.read_limit;
+  update(L, s);
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* [-0, +1, e] Pushes the peer's (peer) or the local address of the
+ * stream: host and port for tcp, the path for a pipe. Returns the count. */
+static int push_name(lua_State *L, tide_stream *s, int peer) {
+  struct sockaddr_storage ss;
+  char path[1024];
+  int len = sizeof(ss), err;
+  size_t plen = sizeof(path);
+  if (s->kind == TIDE_STREAM_TCP) {
+    err = peer ? uv_tcp_getpeername(&s->h.tcp, (struct sockaddr *)&ss, &len)
+               : uv_tcp_getsockname(&s->h.tcp, (struct sockaddr *)&ss, &len);
+    if (err == 0) return tide_addr_push(L, (struct sockaddr *)&ss), 2;
+  } else if (s->kind == TIDE_STREAM_PIPE) {
+    err = peer ? uv_pipe_getpeername(&s->h.pipe, path, &plen)
+               : uv_pipe_getsockname(&s->h.pipe, path, &plen);
+    if (err == 0) return lua_pushlstring(L, path, plen), 1;
+  } else {
+    err = UV_ENOTSUP;
+  }
+  tide_lua_push_uverror(L, err);
+  return lua_error(L);
+}
+
+/* s:peername() -> host, port (tcp) or path (pipe) of the peer. */
+static int s_peername(lua_State *L) {
+  return push_name(L, tide_stream_check(L, 1, 0), 1);
+}
+
+/* s:sockname() -> the local host, port (tcp) or path (pipe). */
+static int s_sockname(lua_State *L) {
+  return push_name(L, tide_stream_check(L, 1, 0), 0);
+}
+
+static const char *const kind_names[] = {"?", "tcp", "pipe", "tty", "file"};
+
+/* [-0, +1, e] server.host and server.port (tcp), server.path (pipe). */
+static int server_field(lua_State *L, tide_stream *s, const char *k) {
+  int tcp = s->kind == TIDE_STREAM_TCP, path = strcmp(k, "path") == 0;
+  if ((s->flags & S_CLOSING) || tcp == path) {
+    lua_pushnil(L);
+    return 1;
+  }
+  push_name(L, s, 0);
+  if (tcp) lua_remove(L, k[0] == 'h' ? -1 : -2);  /* keep the host, or the port */
+  return 1;
+}
+
+/* __index of streams and servers: methods, then fields. */
+static int s_index(lua_State *L) {
+  tide_stream *s = *(tide_stream **)lua_touserdata(L, 1);
+  const char *k;
+  lua_settop(L, 2);
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;  /* a method */
+  if ((k = lua_tostring(L, 2)) == NULL) return 1;
+  if (strcmp(k, "closed") == 0) {
+    lua_pushboolean(L, s == NULL || (s->flags & S_CLOSING));
+  } else if (s == NULL) {
+    lua_pushnil(L);
+  } else if (strcmp(k, "kind") == 0) {
+    lua_pushstring(L, kind_names[s->kind]);
+  } else if (strcmp(k, "bytes_read") == 0) {
+    lua_pushinteger(L, (lua_Integer)s->bytes_read);
+  } else if (strcmp(k, "bytes_written") == 0) {
+    lua_pushinteger(L, (lua_Integer)s->bytes_written);
+  } else if (strcmp(k, "write_queued") == 0) {
+    lua_pushinteger(L, (lua_Integer)s->queued);
+  } else if (strcmp(k, "read_buffered") == 0) {
+    lua_pushinteger(L, (lua_Integer)s->len);
+  } else if (strcmp(k, "high_water") == 0) {
+    lua_pushinteger(L, (lua_Integer)s->opts.high_water);
+  } else if (strcmp(k, "low_water") == 0) {
+    lua_pushinteger(L, (lua_Integer)s->opts.low_water);
+  } else if (strcmp(k, "read_buffer") == 0) {
+    lua_pushinteger(L, (lua_Integer)s->opts.read_limit);
+  } else if ((s->flags & S_SERVER) &&
+             (strcmp(k, "host") == 0 || strcmp(k, "port") == 0 || strcmp(k, "path") == 0)) {
+    return server_field(L, s, k);
+  } else {
+    lua_pushnil(L);
+  }
+  return 1;
+}
+
+static int s_tostring(lua_State *L) {
+  tide_stream *s = *(tide_stream **)lua_touserdata(L, 1);
+  const char *what = luaL_testudata(L, 1, TIDE_SERVER_MT) ? "tide.server" : "tide.stream";
+  if (s == NULL) lua_pushfstring(L, "%s (closed): %p", what, lua_touserdata(L, 1));
+  else lua_pushfstring(L, "%s (%s%s): %p", what, kind_names[s->kind],
+                       (s->flags & S_CLOSING) ? ", closed" : "", lua_touserdata(L, 1));
+  return 1;
+}
+
+static const luaL_Reg stream_methods[] = {
+  {"read", s_read},
+  {"read_line", s_read_line},
+  {"read_exactly", s_read_exactly},
+  {"read_until", s_read_until},
+  {"read_all", s_read_all},
+  {"write", s_write},
+  {"shutdown", s_shutdown},
+  {"close", s_close},
+  {"set_limits", s_set_limits},
+  {"peername", s_peername},
+  {"sockname", s_sockname},
+  {NULL, NULL}
+};
+
+static const luaL_Reg server_methods[] = {
+  {"accept", srv_accept},
+  {"close", s_close},
+  {NULL, NULL}
+};
+
+/* [-0, +0, m] Creates the metatable `name` with `methods`; the methods
+ * table is left in registry[name .. ".methods"] for other files to add
+ * their own (tcp.c adds nodelay and keepalive). */
+static void new_metatable(lua_State *L, const char *name, const luaL_Reg *methods) {
+  luaL_newmetatable(L, name);
+  lua_pushfstring(L, "%s.methods", name);
+  lua_newtable(L);
+  luaL_setfuncs(L, methods, 0);
+  lua_pushvalue(L, -1);
+  lua_insert(L, -3);  /* methods, key, methods */
+  lua_settable(L, LUA_REGISTRYINDEX);  /* registry[key] = methods */
+  lua_pushcclosure(L, s_index, 1);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, s_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, s_tbc_close);
+  lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, s_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);  /* remove the metatable */
+}
+
+/* [-0, +0, m] Creates the runtime's io state (the shared read buffer and
+ * the fulfilled promise of writes that need not wait) and the stream and
+ * server metatables. */
+int tide_open_stream(lua_State *L) {
+  tide_io *io;
+  if (tide_io_get(L) != NULL) return 0;
+  io = lua_newuserdatauv(L, sizeof(tide_io), 0);
+  io->rt = tide_lua_get(L)->rt;
+  io->loop = tide_rt_loop(io->rt);
+  tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+  tide_lp_settle(L, -1, TIDE_FULFILLED, -1, 0);
+  io->done_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &io_key);  /* registry[&io_key] = io */
+  new_metatable(L, TIDE_STREAM_MT, stream_methods);
+  new_metatable(L, TIDE_SERVER_MT, server_methods);
+  return 0;
+}
