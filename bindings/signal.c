@@ -1,9 +1,10 @@
-/* signal.c — signals as promises. tide.signal(name) is a promise settled
- * (with the signal's name) the next time the signal arrives; its handle is
- * released once it fired or was cancelled. tide.signals(name) is a watcher
- * for repeated signals: w:next() is a promise of the next arrival (arrivals
- * nobody waited for are queued, see ioutil.c's feeds). Also the table of
- * signal names the other bindings share (tide_signal_number, _name).
+/* signal.c — signals as promises. tide.signal(name, ...) is a promise
+ * settled (with the signal's name) the first time one of the signals
+ * arrives; its handles are released once it fired or was cancelled.
+ * tide.signals(name, ...) is a watcher for repeated signals: w:next() is a
+ * promise of the next arrival (arrivals nobody waited for are queued, see
+ * ioutil.c's feeds). Also the table of signal names the other bindings
+ * share (tide_signal_number, tide_signal_name).
  *
  * Loop liveness: a pending tide.signal promise keeps the loop alive, so a
  * script awaiting SIGINT stays up until it comes (cancel the promise to let
@@ -12,13 +13,13 @@
  * Stack discipline: helpers state their effect as [-o, +p, x]; callbacks
  * run on the main thread and leave its stack as they found it.
  *
- * Ownership: each uv_signal_t lives in a malloc'd lsignal, freed in its
- * close callback. A userdata holds the pointer — the watcher itself, or for
- * tide.signal a box kept in user value 3 of the promise — and its __gc
- * closes a handle still open (only when the state closes, as a waiting
- * promise keeps its userdata reachable). Closing clears the userdata's
- * pointer. A pending tide.signal promise is held until it fires or is
- * cancelled.
+ * Ownership: the uv_signal_t handles of one call live in one malloc'd
+ * lsigset, freed by the last of their close callbacks. A userdata holds
+ * the pointer — the watcher itself, or for tide.signal a box kept in user
+ * value 3 of the promise — and its __gc closes handles still open (only
+ * when the state closes, as a waiting promise keeps its userdata
+ * reachable). Closing clears the userdata's pointer. A pending tide.signal
+ * promise is held until a signal comes or it is cancelled.
  */
 #include "binding.h"
 
@@ -89,46 +90,72 @@ static int check_signal(lua_State *L, int idx) {
   return signum;
 }
 
-/* --------------------------------------------------------------- handles */
-
-typedef struct lsignal {
-  uv_signal_t h;
-  tide_rt *rt;
-  struct lsignal **box;     /* the userdata's pointer, while open */
-  lpromise *lp;             /* tide.signal: the promise, held while pending */
-  tide_feed feed;           /* tide.signals: the arrivals */
-  int signum;
-} lsignal;
-
-static void sig_close_cb(uv_handle_t *h) { free(h->data); }
-
-/* Closes the handle of `s`; its memory goes in the close callback. */
-static void sig_close(lsignal *s) {
-  if (s->box) *s->box = NULL;
-  s->box = NULL;
-  uv_close((uv_handle_t *)&s->h, sig_close_cb);
+/* [-0, +0, v] The signals at 1..top, at least one. */
+static int check_signals(lua_State *L, int *signums, int max) {
+  int n = lua_gettop(L), i;
+  luaL_argcheck(L, n >= 1, 1, "signal name expected");
+  luaL_argcheck(L, n <= max, max + 1, "too many signals");
+  for (i = 0; i < n; i++) signums[i] = check_signal(L, i + 1);
+  return n;
 }
 
-/* [-0, +1, e] Pushes a userdata of metatable `mt` pointing to a new
- * handle watching `signum` with `cb`, once or repeatedly. */
-static lsignal *sig_new(lua_State *L, const char *mt, int signum, uv_signal_cb cb, int once) {
+/* --------------------------------------------------------------- handles */
+
+#define MAX_SIGNALS 16
+
+/* The handles of one tide.signal or tide.signals call, one per signal. */
+typedef struct lsigset {
+  tide_rt *rt;
+  struct lsigset **box;     /* the userdata's pointer, while open */
+  lpromise *lp;             /* tide.signal: the promise, held while pending */
+  tide_feed feed;           /* tide.signals: the arrivals */
+  int n;                    /* handles */
+  int closing;              /* close callbacks to come */
+  uv_signal_t h[1];         /* n of them */
+} lsigset;
+
+static void set_close_cb(uv_handle_t *h) {
+  lsigset *s = h->data;
+  if (--s->closing == 0) free(s);
+}
+
+/* Closes the handles of `s`; its memory goes with the last close
+ * callback. */
+static void set_close(lsigset *s) {
+  int i;
+  if (s->box) *s->box = NULL;
+  s->box = NULL;
+  s->closing = s->n;
+  for (i = 0; i < s->n; i++) uv_close((uv_handle_t *)&s->h[i], set_close_cb);
+}
+
+/* [-0, +1, e] Pushes a userdata of metatable `mt` pointing to new handles
+ * watching the `n` signals with `cb`, once or repeatedly. Only the first
+ * handle is referenced: enough to keep the loop alive, and the one a
+ * feed references while a promise waits. */
+static lsigset *set_new(lua_State *L, const char *mt, const int *signums, int n, uv_signal_cb cb, int once) {
   tide_lua *tl = tide_lua_get(L);
-  lsignal **box = lua_newuserdatauv(L, sizeof(lsignal *), 0);
-  lsignal *s;
-  int err;
+  lsigset **box = lua_newuserdatauv(L, sizeof(lsigset *), 0);
+  lsigset *s;
+  int i, err = 0;
   *box = NULL;
   luaL_setmetatable(L, mt);
-  if ((s = calloc(1, sizeof(*s))) == NULL) luaL_error(L, "not enough memory");
-  uv_signal_init(tide_rt_loop(tl->rt), &s->h);
-  s->h.data = s;
+  s = calloc(1, sizeof(lsigset) + sizeof(uv_signal_t) * (size_t)(n - 1));
+  if (s == NULL) luaL_error(L, "not enough memory");
   s->rt = tl->rt;
-  s->signum = signum;
   s->box = box;
   *box = s;
-  err = once ? uv_signal_start_oneshot(&s->h, cb, signum) : uv_signal_start(&s->h, cb, signum);
+  for (i = 0; i < n; i++) {
+    uv_signal_init(tide_rt_loop(tl->rt), &s->h[i]);
+    s->h[i].data = s;
+    s->n++;
+    if (i > 0) uv_unref((uv_handle_t *)&s->h[i]);
+  }
+  for (i = 0; i < n && err == 0; i++)
+    err = once ? uv_signal_start_oneshot(&s->h[i], cb, signums[i]) : uv_signal_start(&s->h[i], cb, signums[i]);
   if (err != 0) {
-    sig_close(s);
-    tide_lua_push_uverror_at(L, err, tide_signal_name(signum));
+    set_close(s);
+    tide_lua_push_uverror_at(L, err, tide_signal_name(signums[i - 1]));
     lua_error(L);
   }
   return s;
@@ -137,43 +164,47 @@ static lsignal *sig_new(lua_State *L, const char *mt, int signum, uv_signal_cb c
 /* ----------------------------------------------------------- tide.signal */
 
 static void once_cb(uv_signal_t *h, int signum) {
-  lsignal *s = h->data;
+  lsigset *s = h->data;
   tide_rt *rt = s->rt;
-  lua_State *L = tide_op_state(rt, s->lp);
+  lua_State *L = s->lp ? tide_op_state(rt, s->lp) : NULL;
   if (L != NULL) {
     lua_pushstring(L, tide_signal_name(signum));
     tide_op_settle(L, s->lp, TIDE_FULFILLED, 1);
   }
-  sig_close(s);
+  s->lp = NULL;
+  set_close(s);
   tide_rt_drain(rt);
 }
 
 static void once_cancel(tide_promise *p, void *data) {
-  lsignal *s = data;
+  lsigset *s = data;
+  lpromise *lp = s->lp;
   (void)p;
-  sig_close(s);
-  tide_lp_drop(s->lp);
+  s->lp = NULL;
+  set_close(s);
+  tide_lp_drop(lp);
 }
 
-/* The box of a tide.signal handle: closes it when the state closes. */
+/* The box of a tide.signal promise's handles: closes them when the state
+ * closes (the pending promise keeps the box reachable until then). */
 static int box_gc(lua_State *L) {
-  lsignal **box = lua_touserdata(L, 1);
-  if (*box) sig_close(*box);
+  lsigset **box = lua_touserdata(L, 1);
+  if (*box) set_close(*box);
   return 0;
 }
 
-/* tide.signal(name) -> promise fulfilled with the signal's name the next
- * time it arrives. */
+/* tide.signal(name, ...) -> promise fulfilled with the name of the first
+ * of the signals to arrive. */
 static int l_signal(lua_State *L) {
-  int signum = check_signal(L, 1);
+  int signums[MAX_SIGNALS], n = check_signals(L, signums, MAX_SIGNALS);
   lpromise *lp;
-  lsignal *s;
-  lua_settop(L, 1);
-  lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 3);       /* 2 */
-  s = sig_new(L, SIGNAL_BOX_MT, signum, once_cb, 1);        /* 3 */
-  lua_setiuservalue(L, 2, 3);  /* the promise keeps the box */
+  lsigset *s;
+  lua_settop(L, 0);
+  lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 3);             /* 1 */
+  s = set_new(L, SIGNAL_BOX_MT, signums, n, once_cb, 1);          /* 2 */
+  lua_setiuservalue(L, 1, 3);  /* the promise keeps the box */
   s->lp = lp;
-  tide_lp_hold(L, 2);          /* until it fires or is cancelled */
+  tide_lp_hold(L, 1);          /* until a signal comes or it is cancelled */
   tide_promise_on_cancel(&lp->p, once_cancel, s);
   return 1;
 }
@@ -181,7 +212,7 @@ static int l_signal(lua_State *L) {
 /* ---------------------------------------------------------- tide.signals */
 
 static void watch_cb(uv_signal_t *h, int signum) {
-  lsignal *s = h->data;
+  lsigset *s = h->data;
   tide_lua *tl = tide_lua_of(s->rt);
   if (tl == NULL) return;
   lua_pushstring(tl->L, tide_signal_name(signum));
@@ -190,34 +221,35 @@ static void watch_cb(uv_signal_t *h, int signum) {
 }
 
 /* [-0, +0, v] The open watcher at `idx`. */
-static lsignal *check_watcher(lua_State *L, int idx) {
-  lsignal **box = luaL_checkudata(L, idx, SIGNALS_MT);
+static lsigset *check_watcher(lua_State *L, int idx) {
+  lsigset **box = luaL_checkudata(L, idx, SIGNALS_MT);
   if (*box == NULL) luaL_error(L, "attempt to use a closed signal watcher");
   return *box;
 }
 
-/* tide.signals(name [, {queue = n}]) -> watcher of repeated arrivals. */
+/* tide.signals(name, ... [, {queue = 64}]) -> watcher of repeated
+ * arrivals of the signals. */
 static int l_signals(lua_State *L) {
-  int signum = check_signal(L, 1);
+  int signums[MAX_SIGNALS], n;
   lua_Integer queue = 64;
-  lsignal *s;
-  if (!lua_isnoneornil(L, 2)) {
-    luaL_checktype(L, 2, LUA_TTABLE);
-    lua_getfield(L, 2, "queue");
+  lsigset *s;
+  if (lua_gettop(L) > 0 && lua_istable(L, lua_gettop(L))) {  /* options last */
+    lua_getfield(L, -1, "queue");
     queue = luaL_optinteger(L, -1, queue);
-    luaL_argcheck(L, queue >= 0, 2, "queue must be >= 0");
-    lua_pop(L, 1);  /* remove the queue */
+    luaL_argcheck(L, queue >= 0, lua_gettop(L) - 1, "queue must be >= 0");
+    lua_pop(L, 2);  /* remove the queue and the options */
   }
-  lua_settop(L, 1);
-  s = sig_new(L, SIGNALS_MT, signum, watch_cb, 0);
-  tide_feed_init(L, &s->feed, (uv_handle_t *)&s->h, 1, queue);
+  n = check_signals(L, signums, MAX_SIGNALS);
+  lua_settop(L, 0);
+  s = set_new(L, SIGNALS_MT, signums, n, watch_cb, 0);
+  tide_feed_init(L, &s->feed, (uv_handle_t *)&s->h[0], 1, queue);
   return 1;
 }
 
 /* w:next([timeout]) -> promise of the name of the next arrival; fulfilled
  * with nothing when the watcher closes first. */
 static int w_next(lua_State *L) {
-  lsignal *s = check_watcher(L, 1);
+  lsigset *s = check_watcher(L, 1);
   double timeout = tide_lua_optseconds(L, 2);
   tide_feed_next(L, &s->feed, 1, timeout);
   return 1;
@@ -226,32 +258,40 @@ static int w_next(lua_State *L) {
 /* [-0, +0, m] Closes the watcher at 1, settling its waiting promises when
  * `settle`; nothing when already closed. */
 static void watcher_close(lua_State *L, int settle) {
-  lsignal **box = luaL_checkudata(L, 1, SIGNALS_MT);
-  lsignal *s = *box;
+  lsigset **box = luaL_checkudata(L, 1, SIGNALS_MT);
+  lsigset *s = *box;
   if (s == NULL) return;
   tide_feed_close(L, &s->feed, settle);
-  sig_close(s);
+  set_close(s);
 }
 
 /* w:close(): stops watching; waiting next() promises get nothing. */
 static int w_close(lua_State *L) { watcher_close(L, 1); return 0; }
 static int w_gc(lua_State *L) { watcher_close(L, 0); return 0; }
 
+/* Methods, then the fields signals (the list of names), queued, dropped
+ * and errors. */
 static int w_index(lua_State *L) {
-  lsignal **box = luaL_checkudata(L, 1, SIGNALS_MT);
+  lsigset **box = luaL_checkudata(L, 1, SIGNALS_MT);
   const char *key = lua_tostring(L, 2);
+  int i;
   if (lua_getfield(L, lua_upvalueindex(1), key ? key : "") != LUA_TNIL) return 1;
   if (key == NULL || *box == NULL) return 1;
-  if (strcmp(key, "signal") == 0) {
-    lua_pushstring(L, tide_signal_name((*box)->signum));
+  if (strcmp(key, "signals") == 0) {
+    lua_createtable(L, (*box)->n, 0);
+    for (i = 0; i < (*box)->n; i++) {
+      lua_pushstring(L, tide_signal_name((*box)->h[i].signum));
+      lua_rawseti(L, -2, i + 1);
+    }
     return 1;
   }
   return tide_feed_field(L, &(*box)->feed, key) ? 1 : 0;
 }
 
 static int w_tostring(lua_State *L) {
-  lsignal **box = luaL_checkudata(L, 1, SIGNALS_MT);
-  if (*box) lua_pushfstring(L, "tide.signals (%s): %p", tide_signal_name((*box)->signum), (void *)box);
+  lsigset **box = luaL_checkudata(L, 1, SIGNALS_MT);
+  if (*box) lua_pushfstring(L, "tide.signals (%s%s): %p", tide_signal_name((*box)->h[0].signum),
+                            (*box)->n > 1 ? ", ..." : "", (void *)box);
   else lua_pushfstring(L, "tide.signals (closed): %p", (void *)box);
   return 1;
 }

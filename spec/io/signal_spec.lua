@@ -28,6 +28,16 @@ describe("tide.signal", function()
     assert.same({ "SIGUSR2", "SIGUSR2" }, { tide.all{ a, b }:await() })
   end))
 
+  it("settles with the first of several signals and releases them all", async(function()
+    local p = tide.signal("SIGUSR1", "SIGUSR2")
+    raise("USR2")
+    assert.equal("SIGUSR2", p:await())
+    -- the handle of SIGUSR1 is gone: a new promise is the only one to see it
+    local q = tide.signal("SIGUSR1")
+    raise("USR1")
+    assert.equal("SIGUSR1", q:await())
+  end))
+
   it("accepts names without SIG and numbers", async(function()
     local p = tide.signal(10)  -- SIGUSR1 on Linux
     raise("USR1")
@@ -35,6 +45,9 @@ describe("tide.signal", function()
   end))
 
   it("refuses unknown signals and those that cannot be awaited", function()
+    assert.has_error(function() tide.signal("SIGUSR1", "SIGNOPE") end)
+    assert.has_error(function() tide.signals("SIGUSR1", { queue = -1 }) end)
+    assert.has_error(function() tide.signals({}) end)
     assert.has_error(function() tide.signal("SIGNOPE") end, "bad argument #1 to 'signal' (unknown signal 'SIGNOPE')")
     assert.has_error(function() tide.signal("SIGKILL") end)
     assert.has_error(function() tide.signal("STOP") end)
@@ -58,14 +71,16 @@ describe("tide.signal", function()
     local script = tmp_script([[
       io.stdout:setvbuf("no")
       print("waiting")
-      local name = tide.signal("SIGINT"):await()
+      local name = tide.signal("SIGINT", "SIGTERM"):await()
       print("got " .. name)
     ]])
-    local out, err, status = sh("sh -c '" .. tide_bin .. " " .. script ..
-      " & child=$!; sleep 0.5; kill -INT $child; wait $child'")
+    for _, sig in ipairs{ "INT", "TERM" } do
+      local out, err, status = sh("sh -c '" .. tide_bin .. " " .. script ..
+        " & child=$!; sleep 0.5; kill -" .. sig .. " $child; wait $child'")
+      assert.equal(0, status, err)
+      assert.equal("waiting\ngot SIG" .. sig .. "\n", out)
+    end
     os.remove(script)
-    assert.equal(0, status, err)
-    assert.equal("waiting\ngot SIGINT\n", out)
   end)
 
   it("does not hold a script whose signal promise was cancelled", function()
@@ -78,12 +93,12 @@ end)
 
 describe("tide.signals", function()
   it("hands out one promise per arrival", async(function()
-    local w <close> = tide.signals("SIGUSR1")
-    assert.equal("SIGUSR1", w.signal)
-    for _ = 1, 3 do
+    local w <close> = tide.signals("SIGUSR1", "SIGUSR2")
+    assert.same({ "SIGUSR1", "SIGUSR2" }, w.signals)
+    for _, sig in ipairs{ "USR1", "USR2", "USR1" } do
       local p = w:next(2)
-      raise("USR1")
-      assert.equal("SIGUSR1", p:await())
+      raise(sig)
+      assert.equal("SIG" .. sig, p:await())
     end
   end))
 
@@ -110,7 +125,7 @@ describe("tide.signals", function()
 
   it("a watcher nobody waits on does not keep a script alive", function()
     local out, err, status = run_tide("-e " .. ("%q"):format(
-      "local w = tide.signals('SIGHUP'); print('watching', w.signal)"))
+      "local w = tide.signals('SIGHUP'); print('watching', w.signals[1])"))
     assert.equal(0, status, err)
     assert.equal("watching\tSIGHUP\n", out)
   end)
