@@ -230,6 +230,10 @@ int tide_rt_backend_timeout(tide_rt *rt) {
   if (rt == NULL) return UV_EINVAL;
   TIDE__LOOP_THREAD(rt, UV_EPERM);
   if (rt->head != NULL || posts_waiting(rt)) return 0;
+  /* Timers are due relative to the loop's cached time, which stands still
+   * between runs: a host asking later (GLib's check after its poll) must
+   * get the time left from now, 0 once a timer is due. */
+  uv_update_time(rt->loop);
   /* uv_backend_timeout() answers 0 for a loop with nothing referenced (it
    * expects uv_run() to return at once), but an idle runtime still waits
    * on the fd for posts. Ask with the keepalive handle referenced: the

@@ -154,7 +154,9 @@ int tide_rt_on_loop_thread(tide_rt *rt);
  * included), or UV_EINVAL for NULL.
  *
  * tide_rt_backend_timeout() returns how long the host may wait on the fd
- * before calling tide_rt_run(rt, TIDE_RUN_NOWAIT) anyway: 0 when tide has
+ * before calling tide_rt_run(rt, TIDE_RUN_NOWAIT) anyway, counted from
+ * the moment of the call (so a host may ask again after its poll, to see
+ * whether a timer has become due): 0 when tide has
  * work now (queued callbacks, waiting posts, pending or closing handles,
  * idle handles, a stop request, watchers libuv has yet to register with the
  * fd), the ms until the next timer, or -1 when only an event on the fd can

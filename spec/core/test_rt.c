@@ -6,7 +6,8 @@
  * tests: rt_new_free rt_null_args rt_options_copied rt_host_loop_left_clean
  *        rt_run_modes rt_stop rt_hold_release rt_job_queue rt_data_slots
  *        rt_post_threads rt_post_dropped_at_free rt_post_refused_while_freeing
- *        rt_backend_timeout rt_backend_poll_loop rt_backend_post_wakeup
+ *        rt_backend_timeout rt_backend_timeout_from_now rt_backend_poll_loop
+ *        rt_backend_post_wakeup
  *        rt_backend_pending_close rt_binding_close rt_wrong_thread */
 #include <poll.h>
 
@@ -473,6 +474,27 @@ TEST_IMPL(rt_backend_timeout) {
   ASSERT_EQ(tide_rt_backend_timeout(rt), 0);  /* closing handles: now */
   ASSERT_EQ(tide_rt_run(rt, TIDE_RUN_NOWAIT), 0);
   ASSERT_EQ(tide_rt_backend_timeout(rt), -1);  /* closed: idle again */
+  RT_CLOSE(&loop, rt);
+  return 0;
+}
+
+TEST_IMPL(rt_backend_timeout_from_now) {
+  uv_loop_t loop;
+  tide_rt *rt;
+  tide_promise p;
+  int t;
+  RT_OPEN(&loop, rt);
+  tide_promise_init(rt, &p, NULL);
+  ASSERT_OK(tide_sleep(rt, &p, 40));
+  ASSERT(tide_rt_run(rt, TIDE_RUN_NOWAIT) != 0);
+  uv_sleep(20);                          /* the host did other things */
+  t = tide_rt_backend_timeout(rt);
+  ASSERT(t > 0 && t <= 25);              /* what is left, not 40 */
+  uv_sleep(25);
+  ASSERT_EQ(tide_rt_backend_timeout(rt), 0);  /* due: run tide now */
+  ASSERT_EQ(tide_rt_run(rt, TIDE_RUN_NOWAIT), 0);
+  ASSERT_EQ(p.state, TIDE_FULFILLED);
+  tide_promise_dispose(&p);
   RT_CLOSE(&loop, rt);
   return 0;
 }

@@ -38,6 +38,7 @@ run_host() {
 run_host timeout -k 2 20
 if [ -z "$SAN" ] && command -v valgrind >/dev/null; then
   run_host timeout -k 2 120 valgrind -q --error-exitcode=99 --leak-check=full \
-    --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect
+    --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect \
+    --suppressions=spec/smoke/lib/valgrind.supp
 fi
 echo ok

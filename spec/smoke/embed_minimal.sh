@@ -15,8 +15,11 @@ local function inner() error("broken on purpose") end
 tide.sleep(0.01):await()
 inner()
 LUA
-out=$(checked 20 "$T/minimal" "$T/ok.lua")
-[ "$(printf '%s\n' "$out" | head -2 | tr '\n' ' ')" = "main done child done " ] || fail "ok.lua printed: $out"
+out=$(timeout -k 2 20 "$T/minimal" "$T/ok.lua")
+[ "$out" = "main done
+child done" ] || fail "ok.lua printed: $out"
+leakcheck 200 "$T/minimal" "$T/ok.lua"
+leakcheck 200 "$T/minimal" "$T/bad.lua"
 set +e
 timeout 20 "$T/minimal" "$T/bad.lua" >"$T/bad.out" 2>"$T/bad.log"; rc=$?
 set -e
