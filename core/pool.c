@@ -54,6 +54,7 @@ typedef struct tide__pool {
   tide_work *head, *tail;   /* queued jobs (lock) */
   tide_work_msg *done_head, *done_tail;  /* for the loop thread (lock) */
   int stopping;             /* (lock) */
+  int idle;                 /* workers waiting on cond (lock) */
   uv_async_t async;         /* wakes the loop thread for the list */
   tide_worker *workers;
   int nworkers;
@@ -106,8 +107,11 @@ static void worker_main(void *arg) {
   int wake;
   uv_mutex_lock(&pool->lock);
   for (;;) {
-    while (pool->head == NULL && !pool->stopping)
+    while (pool->head == NULL && !pool->stopping) {
+      pool->idle++;
       uv_cond_wait(&pool->cond, &pool->lock);
+      pool->idle--;
+    }
     if (pool->stopping) break;
     req = pool->head;
     pool->head = req->next;
@@ -270,7 +274,7 @@ static void work_cancel_hook(tide_promise *p, void *data) {
 int tide_work_submit(tide_rt *rt, tide_work *req, tide_promise *p,
                      tide_work_cb work, tide_after_work_cb after) {
   tide__pool *pool;
-  int err;
+  int err, wake;
   if (rt == NULL || req == NULL || work == NULL || after == NULL) return UV_EINVAL;
   TIDE__LOOP_THREAD(rt, UV_EPERM);
   if (p && (p->rt != rt || p->state != TIDE_PENDING || p->cancel_cb)) return UV_EINVAL;
@@ -296,8 +300,11 @@ int tide_work_submit(tide_rt *rt, tide_work *req, tide_promise *p,
   req->prev = pool->tail;
   if (pool->tail) pool->tail->next = req; else pool->head = req;
   pool->tail = req;
-  uv_cond_signal(&pool->cond);
+  wake = pool->idle > 0;
   uv_mutex_unlock(&pool->lock);
+  /* After unlocking, so the woken worker does not block on the mutex; a
+   * worker that is not waiting checks the queue before it waits. */
+  if (wake) uv_cond_signal(&pool->cond);
   return 0;
 }
 
