@@ -349,7 +349,6 @@ typedef struct {
 typedef struct {
   lpromise base;          /* the Lua promise; base.l listens to `host` */
   tide_promise host;      /* what the host settles */
-  const hostfn *hf;
   int status;             /* what the host function returned */
   int raised;             /* the host function raised an error */
 } hostcall;
@@ -447,32 +446,39 @@ static int hc_detach(hostcall *hc) {
   return 1;
 }
 
-/* Runs the host function with the call's arguments as its own. */
-static int host_invoke(lua_State *L) {
-  hostcall *hc = lua_touserdata(L, lua_upvalueindex(1));
-  hc->status = hc->hf->fn(hc->base.p.rt, L, &hc->host, hc->hf->data);
-  return 0;
-}
-
-/* An async host function called from Lua: returns its promise. */
+/* An async host function called from Lua: returns its promise. The
+ * host function runs in a protected call of this same function (upvalue 2
+ * holds the call while it starts), so that it sees only its arguments,
+ * its errors name it ("bad argument #1 to 'host.fetch'"), and an error it
+ * raises reaches the caller after the holds were dropped. */
 static int host_call(lua_State *L) {
   const hostfn *hf = lua_touserdata(L, lua_upvalueindex(1));
   tide_rt *rt = tide_lua_get(L)->rt;
   int nargs = lua_gettop(L);
+  lua_Debug ar;
   hostcall *hc;
+  if ((hc = lua_touserdata(L, lua_upvalueindex(2))) != NULL) {  /* the inner call */
+    lua_pushnil(L);
+    lua_replace(L, lua_upvalueindex(2));     /* calls made from here are outer ones */
+    hc->status = hf->fn(rt, L, &hc->host, hf->data);
+    return 0;
+  }
   luaL_checkstack(L, 4, "too many arguments");
   hc = (hostcall *)tide_lp_new(L, sizeof(hostcall), LP_PLAIN, 3);
   lua_insert(L, 1);                          /* the promise below the arguments */
-  lua_pushlightuserdata(L, hc);
-  lua_pushcclosure(L, host_invoke, 1);
+  if (!lua_getstack(L, 0, &ar) || !lua_getinfo(L, "f", &ar))  /* this function */
+    return luaL_error(L, "tide: host function not found on the stack");
   lua_insert(L, 2);                          /* the call below the arguments */
-  hc->hf = hf;
   tide_promise_init(rt, &hc->host, &hc_ops);
   tide_promise_listen(&hc->host, &hc->base.l, hc_done_cb);
   tide_promise_on_cancel(&hc->base.p, hc_cancel_cb, hc);
   tide_lp_hold(L, 1);
   tide_rt_hold(rt);
+  lua_pushlightuserdata(L, hc);
+  lua_replace(L, lua_upvalueindex(2));
   if (lua_pcall(L, nargs, 0, 0) != LUA_OK) {  /* misuse: raise it to the caller */
+    lua_pushnil(L);
+    lua_replace(L, lua_upvalueindex(2));     /* when it failed before starting */
     hc->raised = 1;
     hc_detach(hc);
     return lua_error(L);
@@ -510,7 +516,8 @@ static int register_p(lua_State *L) {
     hostfn *hf = lua_newuserdatauv(L, sizeof(hostfn), 0);
     hf->fn = r->afn;
     hf->data = r->data;
-    lua_pushcclosure(L, host_call, 1);
+    lua_pushnil(L);  /* the call starting, see host_call */
+    lua_pushcclosure(L, host_call, 2);
   } else {
     lua_pushcfunction(L, r->fn);
   }
