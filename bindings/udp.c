@@ -144,7 +144,11 @@ static int l_bind(lua_State *L) {
   if (lua_isnoneornil(L, 1)) lua_newtable(L);
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
-  if (lua_getfield(L, 1, "host") != LUA_TNIL) host = luaL_checkstring(L, -1);
+  switch (lua_getfield(L, 1, "host")) {
+    case LUA_TNIL: break;
+    case LUA_TSTRING: host = lua_tostring(L, -1); break;
+    default: return luaL_argerror(L, 1, "host must be a string");
+  }
   lua_pop(L, 1);  /* remove the host (a string the options table keeps) */
   port = (int)opt_int(L, 1, "port", 0, 0, 65535);
   queue = opt_int(L, 1, "queue", 1024, 0, LUA_MAXINTEGER);
