@@ -43,6 +43,7 @@
 #include "binding.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -357,8 +358,8 @@ static int outcome(lua_State *L, tide_sread *r, const char *p, size_t len, int e
   switch (r->op) {
     case OP_CHUNK:
       if (len == 0) break;
-      lua_pushlstring(L, p, len);
-      *used = len;
+      *used = len < r->n ? len : r->n;
+      lua_pushlstring(L, p, *used);
       return 1;
     case OP_LINE:  /* a line of n bytes and its "\r\n" fit in n + 2 */
       win = len < r->n + 2 ? len : r->n + 2;
@@ -653,9 +654,14 @@ static void read_opts(lua_State *L, int idx, size_t *max, double *timeout) {
   }
 }
 
-/* s:read([timeout]) -> promise of the next chunk, nil at the end. */
+/* s:read([timeout | {max=, timeout=}]) -> promise of the bytes that came
+ * (at least one, at most max), nil at the end. */
 static int s_read(lua_State *L) {
-  return begin_read(L, OP_CHUNK, 0, 0, tide_lua_optseconds(L, 2));
+  size_t max = MAX_LIMIT;
+  double timeout;
+  if (lua_type(L, 2) == LUA_TNUMBER) return begin_read(L, OP_CHUNK, max, 0, tide_lua_checkseconds(L, 2));
+  read_opts(L, 2, &max, &timeout);
+  return begin_read(L, OP_CHUNK, max, 0, timeout);
 }
 
 /* s:read_line([max | {max=, timeout=}]) -> promise of the next line
@@ -1331,10 +1337,14 @@ static void new_metatable(lua_State *L, const char *name, const luaL_Reg *method
 
 /* [-0, +0, m] Creates the runtime's io state (the shared read buffer and
  * the fulfilled promise of writes that need not wait) and the stream and
- * server metatables. */
+ * server metatables. A write to a peer that left must fail with EPIPE, not
+ * kill the process: SIGPIPE is ignored unless the host handles it (libuv
+ * gives children the default disposition back). */
 int tide_open_stream(lua_State *L) {
+  struct sigaction sa;
   tide_io *io;
   if (tide_io_get(L) != NULL) return 0;
+  if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) signal(SIGPIPE, SIG_IGN);
   io = lua_newuserdatauv(L, sizeof(tide_io), 0);
   io->rt = tide_lua_get(L)->rt;
   io->loop = tide_rt_loop(io->rt);

@@ -24,6 +24,9 @@ if [[ "$BUILD" == *check* ]]; then
   export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/spec/lsan.supp:print_suppressions=0}
 fi
 
+# spec/io/tcp_spec.lua holds a thousand connections (2,000 fds) at once.
+[ "$(ulimit -n)" -lt 4096 ] 2>/dev/null && { ulimit -n 4096 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true; }
+
 passed=0 failed=0
 log=$(mktemp -d)
 trap 'rm -rf "$log"' EXIT
