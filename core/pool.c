@@ -381,5 +381,6 @@ int tide_worker_set(tide_worker *w, const tide_worker_key *key, void *value) {
 int tide_worker_index(const tide_worker *w) { return w->index; }
 
 int tide_pool_size(tide_rt *rt) {
+  if (rt == NULL) return UV_EINVAL;
   return rt->pool ? rt->pool->nworkers : pool_size_wanted(rt);
 }

@@ -469,7 +469,7 @@ int tide_worker_set(tide_worker *w, const tide_worker_key *key, void *value);
 int tide_worker_index(const tide_worker *w);
 
 /* The pool's number of worker threads: the running ones once started,
- * the number it will start otherwise. */
+ * the number it will start otherwise. UV_EINVAL for NULL. */
 int tide_pool_size(tide_rt *rt);
 
 /* -------------------------------------------------------------------- lua */

@@ -4,7 +4,8 @@
  * tests: pool_submit_complete pool_promise pool_ordering pool_messages
  *        pool_cancel_queued pool_cancel_promise pool_shutdown_queued
  *        pool_worker_slots pool_multiple_runtimes pool_fs_not_starved
- *        pool_size pool_bad_args */
+ *        pool_size pool_bad_args (and, in debug builds, calls off the
+ *        loop thread) */
 #include <stdlib.h>
 
 #include "test.h"
@@ -704,6 +705,18 @@ TEST_IMPL(pool_size) {
   return 0;
 }
 
+typedef struct off_thread {
+  tide_rt *rt;
+  job *j;
+  int submit, cancel;
+} off_thread;
+
+static void off_thread_main(void *arg) {
+  off_thread *o = arg;
+  o->submit = tide_work_submit(o->rt, &o->j->req, NULL, square_work, count_after);
+  o->cancel = tide_work_cancel(&o->j->req);
+}
+
 TEST_IMPL(pool_bad_args) {
   uv_loop_t loop, other_loop;
   tide_rt *rt = pool_rt(&loop, 1), *other = pool_rt(&other_loop, 1);
@@ -721,8 +734,25 @@ TEST_IMPL(pool_bad_args) {
   tide_promise_init(other, &foreign, NULL);
   ASSERT_EQ(tide_work_submit(rt, &j.req, &foreign, square_work, count_after), UV_EINVAL);
   ASSERT_EQ(tide_work_cancel(NULL), UV_EINVAL);
+  ASSERT_EQ(tide_pool_size(NULL), UV_EINVAL);
+#ifndef NDEBUG
+  {
+    /* Debug builds refuse calls off the loop thread. */
+    off_thread o;
+    uv_thread_t t;
+    o.rt = rt;
+    o.j = &j;
+    j.req.rt = rt;
+    ASSERT_OK(uv_thread_create(&t, off_thread_main, &o));
+    ASSERT_OK(uv_thread_join(&t));
+    ASSERT_EQ(o.submit, UV_EPERM);
+    ASSERT_EQ(o.cancel, UV_EPERM);
+  }
+#endif
   /* Failed submits started nothing and called nothing. */
+  afters = 0;
   ASSERT_OK(tide_rt_run(rt, TIDE_RUN_DEFAULT));
+  ASSERT_EQ(afters, 0);
   tide_promise_dispose(&settled);
   tide_promise_dispose(&foreign);
   tide_rt_free(rt);
