@@ -4,6 +4,7 @@
 #   make run        install missing Debian packages, build, run examples/hello.lua
 #   make test       install missing Debian packages, build, run every suite
 #   make check      every suite built with -fsanitize=address,undefined
+#   make tsan       C tests and threaded embedding examples under ThreadSanitizer
 #   make bench      benchmarks beside their peers (see bench/README.md)
 #   make install PREFIX=/usr/local   /   make uninstall
 #
@@ -84,6 +85,16 @@ check:
 	$(MAKE) BUILD=$(BUILD)-check OPT="-O1 -g -fno-omit-frame-pointer" \
 	  SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=undefined" test
 
+# ThreadSanitizer: the library and the C tests in $(BUILD)-tsan; the C tests
+# and the threaded embedding examples (threads.c, async_fn.c) run under it.
+TSAN_ENV := TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/spec/tsan.supp"
+tsan:
+	$(MAKE) BUILD=$(BUILD)-tsan OPT="-O1 -g" SANITIZE="-fsanitize=thread" \
+	  $(BUILD)-tsan/libtide.a $(BUILD)-tsan/core_tests
+	$(TSAN_ENV) $(BUILD)-tsan/core_tests
+	$(TSAN_ENV) TIDE_BUILD=$(CURDIR)/$(BUILD)-tsan bash spec/smoke/embed_threads.sh
+	$(TSAN_ENV) TIDE_BUILD=$(CURDIR)/$(BUILD)-tsan bash spec/smoke/embed_async_fn.sh
+
 bench: deps all
 	@BUILD=$(BUILD) bash bench/run.sh
 
@@ -96,7 +107,9 @@ install: all
 	ln -sf libtide.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libtide.so.$(SOVERSION)
 	ln -sf libtide.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libtide.so
 	install -m 644 core/tide.h $(DESTDIR)$(PREFIX)/include/tide.h
-	install -m 644 $(BUILD)/tide.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/tide.pc
+# (tide.pc names the PREFIX given now, not the one of the build)
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' tide.pc.in \
+	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/tide.pc
 	install -m 755 $(BUILD)/tide.so $(DESTDIR)$(PREFIX)/lib/lua/5.4/tide.so
 	cd lua && find tide -name '*.lua' -exec install -D -m 644 {} $(DESTDIR)$(PREFIX)/share/lua/5.4/{} \;
 
@@ -109,4 +122,4 @@ uninstall:
 clean:
 	rm -rf build build-check build-*
 
-.PHONY: all deps run test check bench install uninstall clean
+.PHONY: all deps run test check tsan bench install uninstall clean

@@ -432,15 +432,16 @@ static void worker_thread(void *arg) {
   tide_post(w->rt, resolve_post, w->app);
 }
 
+static worker_arg w;
+static uv_thread_t worker_tid;
+
 static int spawn_fn(tide_rt *rt, lua_State *L, tide_promise *p, void *data) {
-  static worker_arg w;
-  static uv_thread_t th;
   host_app *app = data;
   app->arg = luaL_checkinteger(L, 1);
   app->p = p;
   w.rt = rt;
   w.app = app;
-  return uv_thread_create(&th, worker_thread, &w);
+  return uv_thread_create(&worker_tid, worker_thread, &w);
 }
 
 TEST_IMPL(host_async_thread) {
@@ -455,6 +456,7 @@ TEST_IMPL(host_async_thread) {
   /* no hold by the host: the pending call keeps the loop running until
    * the worker's post settles it */
   ASSERT_OK(run_chunk(rt, "return compute(7):await() + 1", &o));
+  ASSERT_OK(uv_thread_join(&worker_tid));
   ASSERT_EQ(o.state, TIDE_FULFILLED);
   ASSERT_EQ(o.ints[0], 71);
   ASSERT(ms_now() - start >= 29);
