@@ -206,11 +206,16 @@ enum {
 
 typedef struct tide_sread tide_sread;   /* a pending read or accept */
 
-/* Per runtime (a userdata in the registry): what every stream shares. */
+/* Per runtime: what every stream shares. malloc'd, as close callbacks may
+ * run after the Lua state closed (a host frees the runtime last): every
+ * C object that points to it (stream, connect request, process) holds a
+ * reference (tide_io_ref); the last one out, the Lua side gone, frees it. */
 typedef struct tide_io {
   tide_rt *rt;
   uv_loop_t *loop;
   int done_ref;                   /* a fulfilled promise: writes that need not wait */
+  unsigned refs;                  /* C objects pointing here */
+  int lua_gone;                   /* the Lua state closed: callbacks touch no Lua */
   char scratch[TIDE_STREAM_LIMIT];  /* libuv reads land here (alloc_cb, read_cb) */
 } tide_io;
 
@@ -256,6 +261,9 @@ typedef struct tide_stream {
 } tide_stream;
 
 tide_io *tide_io_get(lua_State *L);
+tide_io *tide_io_ref(tide_io *io);
+void tide_io_unref(tide_io *io);
+lua_State *tide_io_state(tide_io *io);
 tide_stream *tide_stream_alloc(tide_io *io, int kind);
 void tide_stream_opened(tide_stream *s);
 tide_stream **tide_stream_push(lua_State *L, tide_stream *s, int server);

@@ -41,14 +41,14 @@ typedef struct creq {
   char subject[1];            /* "host:port" or the path, for errors (grows) */
 } creq;
 
-static lua_State *live_state(creq *c) {
-  tide_lua *tl = tide_lua_of(c->io->rt);
-  return tl ? tl->L : NULL;
-}
+static lua_State *live_state(creq *c) { return tide_io_state(c->io); }
 
 /* Frees the request once nothing is to come. */
 static void maybe_free(creq *c) {
-  if (c->lp == NULL && c->busy == 0) free(c);
+  if (c->lp == NULL && c->busy == 0) {
+    tide_io_unref(c->io);
+    free(c);
+  }
 }
 
 static void timer_close_cb(uv_handle_t *h) {
@@ -200,7 +200,7 @@ static creq *creq_new(lua_State *L, int kind, const char *subject, double timeou
   size_t len = strlen(subject);
   creq *c = calloc(1, sizeof(creq) + len);
   if (c == NULL) luaL_error(L, "not enough memory");
-  c->io = tide_io_get(L);
+  c->io = tide_io_ref(tide_io_get(L));
   c->kind = kind;
   c->opts = *o;
   memcpy(c->subject, subject, len + 1);

@@ -42,28 +42,29 @@ typedef struct lproc {
 static void proc_close_cb(uv_handle_t *h) {
   lproc *p = h->data;
   if (p->ud) *p->ud = NULL;
+  tide_io_unref(p->io);
   free(p);
 }
 
 static void exit_cb(uv_process_t *h, int64_t status, int signum) {
   lproc *p = h->data;
   tide_rt *rt = p->io->rt;
-  tide_lua *tl = tide_lua_of(rt);
+  lua_State *L = tide_io_state(p->io);
   p->exited = 1;
   uv_close((uv_handle_t *)h, proc_close_cb);
-  if (tl == NULL) return;
-  tide_lp_push(tl->L, p->exit);
+  if (L == NULL) return;
+  tide_lp_push(L, p->exit);
   if (signum) {
     const char *name = tide_signal_name(signum);
-    lua_pushnil(tl->L);
-    if (name) lua_pushstring(tl->L, name);
-    else lua_pushfstring(tl->L, "SIG%d", signum);
+    lua_pushnil(L);
+    if (name) lua_pushstring(L, name);
+    else lua_pushfstring(L, "SIG%d", signum);
   } else {
-    lua_pushinteger(tl->L, (lua_Integer)status);
-    lua_pushnil(tl->L);
+    lua_pushinteger(L, (lua_Integer)status);
+    lua_pushnil(L);
   }
-  tide_lp_settle(tl->L, -3, TIDE_FULFILLED, -2, 2);
-  lua_pop(tl->L, 3);  /* remove the promise, code and signal */
+  tide_lp_settle(L, -3, TIDE_FULFILLED, -2, 2);
+  lua_pop(L, 3);  /* remove the promise, code and signal */
   tide_lp_drop(p->exit);
   tide_rt_drain(rt);
 }
@@ -222,7 +223,7 @@ static int l_spawn(lua_State *L) {
   po.stdio_count = 3;
   po.exit_cb = exit_cb;
   if ((p = calloc(1, sizeof(*p))) == NULL) return luaL_error(L, "not enough memory");
-  p->io = io;
+  p->io = tide_io_ref(io);
   p->h.data = p;
   ud = lua_newuserdatauv(L, sizeof(*ud), 5);          /* 6: the process */
   luaL_setmetatable(L, PROCESS_MT);

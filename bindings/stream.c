@@ -97,18 +97,42 @@ typedef struct swrite {
 static void update(lua_State *L, tide_stream *s);
 static void close_now(tide_stream *s);
 
-/* The main lua_State, or NULL once the Lua side is gone. */
-static lua_State *live_state(tide_io *io) {
-  tide_lua *tl = tide_lua_of(io->rt);
-  return tl ? tl->L : NULL;
+/* The main lua_State, or NULL once the Lua side is gone: a callback
+ * then only releases memory. */
+lua_State *tide_io_state(tide_io *io) {
+  tide_lua *tl;
+  if (io->lua_gone || (tl = tide_lua_of(io->rt)) == NULL) return NULL;
+  return tl->L;
 }
 
+#define live_state tide_io_state
+
+/* The runtime's io state (NULL before tide_open_stream). */
 tide_io *tide_io_get(lua_State *L) {
-  tide_io *io;
+  tide_io **box;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &io_key);
-  io = lua_touserdata(L, -1);
-  lua_pop(L, 1);  /* remove the io state */
+  box = lua_touserdata(L, -1);
+  lua_pop(L, 1);  /* remove the box */
+  return box ? *box : NULL;
+}
+
+tide_io *tide_io_ref(tide_io *io) {
+  io->refs++;
   return io;
+}
+
+void tide_io_unref(tide_io *io) {
+  if (--io->refs == 0 && io->lua_gone) free(io);
+}
+
+/* __gc of the box holding the io state: the Lua side is gone. */
+static int io_gc(lua_State *L) {
+  tide_io **box = lua_touserdata(L, 1);
+  tide_io *io = *box;
+  *box = NULL;
+  io->lua_gone = 1;
+  if (io->refs == 0) free(io);
+  return 0;
 }
 
 /* --------------------------------------------------------------- options */
@@ -182,7 +206,7 @@ int tide_stream_apply(tide_stream *s, const tide_stream_opts *o) {
 tide_stream *tide_stream_alloc(tide_io *io, int kind) {
   tide_stream *s = calloc(1, sizeof(*s));
   if (s == NULL) return NULL;
-  s->io = io;
+  s->io = tide_io_ref(io);
   s->kind = (unsigned char)kind;
   s->fd = -1;
   s->pin = LUA_NOREF;
@@ -248,6 +272,7 @@ static void finalize(tide_stream *s) {
   free(s->buf);
   free(s->fsbuf);
   free(s->fsreq);
+  tide_io_unref(s->io);
   free(s);
 }
 
@@ -1342,16 +1367,21 @@ static void new_metatable(lua_State *L, const char *name, const luaL_Reg *method
  * gives children the default disposition back). */
 int tide_open_stream(lua_State *L) {
   struct sigaction sa;
-  tide_io *io;
+  tide_io *io, **box;
   if (tide_io_get(L) != NULL) return 0;
   if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) signal(SIGPIPE, SIG_IGN);
-  io = lua_newuserdatauv(L, sizeof(tide_io), 0);
+  box = lua_newuserdatauv(L, sizeof(*box), 0);
+  if ((*box = io = calloc(1, sizeof(*io))) == NULL) return luaL_error(L, "not enough memory");
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, io_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
   io->rt = tide_lua_get(L)->rt;
   io->loop = tide_rt_loop(io->rt);
   tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
   tide_lp_settle(L, -1, TIDE_FULFILLED, -1, 0);
   io->done_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &io_key);  /* registry[&io_key] = io */
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &io_key);  /* registry[&io_key] = box */
   new_metatable(L, TIDE_STREAM_MT, stream_methods);
   new_metatable(L, TIDE_SERVER_MT, server_methods);
   return 0;
