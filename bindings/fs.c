@@ -762,8 +762,10 @@ static void watch_cb(uv_fs_event_t *h, const char *filename, int events, int sta
   lua_State *L;
   char path[4096];
   size_t len = sizeof(path);
+  int top;
   if (tl == NULL) return;
   L = tl->L;
+  top = lua_gettop(L);
   if (status < 0) {
     if (uv_fs_event_getpath(h, path, &len) != 0) path[0] = '\0';
     tide_lua_push_uverror_at(L, status, path);
@@ -780,6 +782,7 @@ static void watch_cb(uv_fs_event_t *h, const char *filename, int events, int sta
       tide_feed_push(L, &w->feed);
     }
   }
+  tide_stack_check(L, top, 0);
   tide_rt_drain(w->rt);
 }
 

@@ -214,9 +214,12 @@ static int l_signal(lua_State *L) {
 static void watch_cb(uv_signal_t *h, int signum) {
   lsigset *s = h->data;
   tide_lua *tl = tide_lua_of(s->rt);
+  int top;
   if (tl == NULL) return;
+  top = lua_gettop(tl->L);
   lua_pushstring(tl->L, tide_signal_name(signum));
   tide_feed_push(tl->L, &s->feed);
+  tide_stack_check(tl->L, top, 0);
   tide_rt_drain(s->rt);
 }
 

@@ -86,9 +86,11 @@ static void recv_cb(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
   ludp *u = h->data;
   tide_lua *tl = tide_lua_of(u->rt);
   lua_State *L;
+  int top;
   (void)flags;
   if (tl == NULL || (nread == 0 && addr == NULL)) return;  /* nothing more to read */
   L = tl->L;
+  top = lua_gettop(L);
   if (nread < 0) {
     tide_lua_push_uverror(L, (int)nread);
     tide_feed_fail(L, &u->feed);
@@ -97,6 +99,7 @@ static void recv_cb(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
     tide_addr_push(L, addr);
     tide_feed_push(L, &u->feed);
   }
+  tide_stack_check(L, top, 0);
   tide_rt_drain(u->rt);
 }
 
