@@ -28,7 +28,7 @@
 #include "tide.h"
 
 #ifdef NDEBUG
-#define tide_stack_check(L, top, delta) ((void)0)
+#define tide_stack_check(L, top, delta) ((void)(L), (void)(top), (void)(delta))
 #else
 #include <assert.h>
 #define tide_stack_check(L, top, delta) assert(lua_gettop(L) == (top) + (delta))
