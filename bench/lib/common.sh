@@ -25,6 +25,8 @@ record() {
 # run_micro SECTION PEER RUN COMMAND...: runs a micro benchmark bounded by
 # MICRO_TIMEOUT seconds and records its "RESULT <figure> <value> <unit>"
 # lines; "SKIP <why>" lines become notes (once, on the first run).
+# MICRO_ONLY=regex keeps only the figures matching it, and MICRO_SUFFIX is
+# appended to their names (e.g. "_1cpu" for a pinned variant).
 run_micro() {
   local section=$1 peer=$2 run=$3; shift 3
   local out rc
@@ -40,8 +42,9 @@ run_micro() {
     note "$section" "$peer run $run: no result (exit $rc$([ $rc = 124 ] && echo ", killed after ${MICRO_TIMEOUT}s")): $(tail -c 300 "$out" | tr '\n' ' ')"
     return 1
   fi
-  awk -v s="$section" -v p="$peer" -v r="$run" \
-    '$1 == "RESULT" { printf "%s\t%s\t%s\t%s\t%s\t%s\n", s, $2, p, $4, r, $3 }' "$out" >>"$OUT/results.tsv"
+  awk -v s="$section" -v p="$peer" -v r="$run" -v only="${MICRO_ONLY:-.}" -v suffix="${MICRO_SUFFIX:-}" \
+    '$1 == "RESULT" && $2 ~ only { printf "%s\t%s%s\t%s\t%s\t%s\t%s\n", s, $2, suffix, p, $4, r, $3 }' \
+    "$out" >>"$OUT/results.tsv"
   sed -n 's/^RESULT /    /p' "$out" >&2
   [ $rc = 0 ] || note "$section" "$peer run $run exited with status $rc"
 }

@@ -20,5 +20,17 @@ section_pool() {
     run_micro pool c "$run" "$BIN/pool" 20000 200000 536870912
     have_luv && run_micro pool luv "$run" lua5.4 "$M/pool_luv.lua" 20000 200000 134217728
     have node && run_micro pool node "$run" node "$M/pool.js" 20000 200000 536870912
+    # the round trip with every thread on one CPU: no cross-CPU wake-up
+    # (slow in virtual machines), so the per-job work of each stack shows
+    MICRO_ONLY='^pool_seq$' MICRO_SUFFIX=_1cpu run_micro pool tide "$run" \
+      taskset -c "$SERVER_CPU" "$TIDE" "$M/tide_pool.lua" 20000 1000 1000000
+    [ -x "$BIN/tide_pool" ] && MICRO_ONLY='^pool_seq$' MICRO_SUFFIX=_1cpu run_micro pool tide_c "$run" \
+      taskset -c "$SERVER_CPU" "$BIN/tide_pool" 20000 1000 1000000
+    MICRO_ONLY='^pool_seq$' MICRO_SUFFIX=_1cpu run_micro pool c "$run" \
+      taskset -c "$SERVER_CPU" "$BIN/pool" 20000 1000 1000000
+    have_luv && MICRO_ONLY='^pool_seq$' MICRO_SUFFIX=_1cpu run_micro pool luv "$run" \
+      taskset -c "$SERVER_CPU" lua5.4 "$M/pool_luv.lua" 20000 1000 1000000
+    have node && MICRO_ONLY='^pool_seq$' MICRO_SUFFIX=_1cpu run_micro pool node "$run" \
+      taskset -c "$SERVER_CPU" node "$M/pool.js" 20000 1000 1000000
   done
 }

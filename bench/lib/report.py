@@ -85,6 +85,8 @@ SECTIONS = [
     ("pool", "Thread pool (issue 4)", ["tide", "tide_c", "c", "luv", "node"], [
         Row("pool_seq", "ops/s", "trivial job round trip, one at a time", [Goal(">=", 0.5, "c")],
             also=["tide_c"]),
+        Row("pool_seq_1cpu", "ops/s", "the same round trip, every thread on one CPU",
+            ratio_to="c", also=["tide_c"]),
         Row("pool_batch", "ops/s", "trivial jobs, 200k queued at once", ratio_to="c", also=["tide_c"]),
         Row("pool_speedup", "x", "CPU-bound job split over every CPU: speed-up vs one job",
             [Goal(">=", 1.8, text="≥ 1.8x on 2 cores")], ratio_to="c", also=["tide_c"]),

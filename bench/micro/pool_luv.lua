@@ -52,5 +52,7 @@ end
 left = 64
 for i = 1, 64 do spin_work:queue(100000, i) end
 uv.run()
-local one, all = split(1), split(cpus)
+-- best of 3 each: the least disturbed by other tenants of the machine
+local function best(parts) return math.min(split(parts), split(parts), split(parts)) end
+local one, all = best(1), best(cpus)
 print(string.format("RESULT pool_speedup %.2f x (%d cpus, %.3f s one job, %.3f s split)", one / all, cpus, one, all))
