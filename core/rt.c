@@ -139,6 +139,10 @@ err:
   return err;
 }
 
+static void closing_walk_cb(uv_handle_t *h, void *arg) {
+  if (uv_is_closing(h)) *(int *)arg = 1;
+}
+
 static void close_walk_cb(uv_handle_t *h, void *arg) {
   (void)arg;
   if (!uv_is_closing(h)) uv_close(h, NULL);
@@ -176,7 +180,14 @@ void tide_rt_free(tide_rt *rt) {
     while (uv_run(rt->loop, UV_RUN_DEFAULT) != 0) {}
     uv_loop_close(rt->loop);
   } else {
-    uv_run(rt->loop, UV_RUN_NOWAIT);
+    /* The host's loop: turns until no handle is closing, since a close
+     * callback may close another handle (a stream's timer, say). */
+    int closing;
+    do {
+      uv_run(rt->loop, UV_RUN_NOWAIT);
+      closing = 0;
+      uv_walk(rt->loop, closing_walk_cb, &closing);
+    } while (closing);
   }
   uv_mutex_destroy(&rt->post_lock);
   free_options(rt);

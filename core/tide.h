@@ -109,8 +109,8 @@ int tide_rt_new(const tide_options *opts, tide_rt **out);
  * (their functions are not called), shuts the pool down, stops sleeps,
  * closes the runtime's handles and runs their close callbacks. The
  * runtime's own loop is closed; a loop handed in by the host is left open,
- * empty of tide's handles, after one turn in UV_RUN_NOWAIT mode (host
- * callbacks that are due may run in it). NULL is ignored. Must not be
+ * empty of tide's handles, after turns in UV_RUN_NOWAIT mode until no
+ * handle is closing (host callbacks that are due may run in them). NULL is ignored. Must not be
  * called from inside a callback of the runtime. Using the runtime, its
  * promises or its Lua state afterwards is undefined behaviour, and so is a
  * tide_post() that starts after tide_rt_free() returned: stop (join) the

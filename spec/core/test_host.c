@@ -5,7 +5,8 @@
  * another thread, at once, failed, raising, rejected, cancelled), and the
  * loop-thread checks. Each test ends by checking that the loop closes
  * cleanly after tide_rt_free.
- * tests: host_state host_state_bad_args host_attach host_dostring_values
+ * tests: host_state host_state_bad_args host_attach host_free_with_connections
+ *        host_dostring_values
  *        host_dostring_awaits host_chunk_errors host_unhandled_without_done
  *        host_lua_await host_register host_async_later host_async_thread
  *        host_async_at_once host_async_fails host_async_raises
@@ -152,6 +153,30 @@ TEST_IMPL(host_attach) {
   lua_close(L);                                      /* the host's: first */
   ASSERT(tide_rt_binding(rt) == NULL);
   tide_rt_free(other);
+  RT_CLOSE(&loop, rt);
+  return 0;
+}
+
+TEST_IMPL(host_free_with_connections) {
+  uv_loop_t loop;
+  tide_rt *rt;
+  outcome o;
+  RT_OPEN(&loop, rt);
+  memset(&o, 0, sizeof o);
+  /* a server, a client and an accepted connection stay open at free: the
+   * state closes them, and the runtime finishes their closes on the
+   * host's loop, which then closes cleanly */
+  ASSERT_OK(tide_dostring(rt,
+    "local got = tide.promise()\n"
+    "server = tide.tcp.serve({port = 0}, function(conn)\n"
+    "  got:resolve(conn:read_line():await())\n"
+    "  tide.sleep(60):await()\n"
+    "end)\n"
+    "client = tide.tcp.connect('127.0.0.1', server.port):await()\n"
+    "client:write('hi\\n'):await()\n"
+    "return got:await()", record_cb, &o));
+  while (o.calls == 0) ASSERT(tide_rt_run(rt, TIDE_RUN_ONCE) != 0);
+  ASSERT_STR_EQ(o.text[0], "hi");
   RT_CLOSE(&loop, rt);
   return 0;
 }
