@@ -221,10 +221,13 @@ struct tide_job {
  * NULL arguments are ignored. */
 void tide_job_queue(tide_rt *rt, tide_job *job, tide_job_cb cb);
 
-/* Runs queued jobs until the queue is empty, then reports unhandled
- * rejections. Reactor callbacks of tide do this themselves; a host calls it
- * after settling promises outside a tide callback. Re-entrant calls return
- * at once. */
+/* Runs queued jobs until the queue is empty (jobs queued meanwhile
+ * included), then reports unhandled rejections. Reactor callbacks of tide
+ * do this themselves, and tide_rt_run does before and after each turn; a
+ * host calls it after settling promises outside a tide callback when it
+ * wants the listeners to run before its next tide_rt_run. A call from
+ * inside a job returns at once (the outer drain goes on). NULL is
+ * ignored; off the loop thread it does nothing (debug builds). */
 void tide_rt_drain(tide_rt *rt);
 
 /* --------------------------------------------------------------- promise */
@@ -579,7 +582,8 @@ int tide_lua_register_async(tide_rt *rt, const char *module, const char *name,
 
 /* ------------------------------------------------------------ statistics */
 
-/* The loop's cached monotonic time in milliseconds. */
+/* The loop's cached monotonic time in milliseconds (updated at each
+ * reactor turn, as uv_now()); 0 for NULL. */
 uint64_t tide_rt_now(tide_rt *rt);
 
 #ifdef __cplusplus
