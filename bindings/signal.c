@@ -119,10 +119,11 @@ static void set_close_cb(uv_handle_t *h) {
   if (--s->closing == 0) free(s);
 }
 
-/* Closes the handles of `s`; its memory goes with the last close
+/* Closes the handles of `s` (once); its memory goes with the last close
  * callback. */
 static void set_close(lsigset *s) {
   int i;
+  if (s->closing > 0) return;
   if (s->box) *s->box = NULL;
   s->box = NULL;
   s->closing = s->n;
