@@ -400,6 +400,7 @@ static int outcome(lua_State *L, tide_sread *r, const char *p, size_t len, int e
       r->scanned = win;
       if (len >= r->n + 2) return push_too_long(L, r, st, used);
       if (err == UV_EOF && len > 0) {  /* the last line has no end */
+        if (len > r->n) return push_too_long(L, r, st, used);
         lua_pushlstring(L, p, len);
         *used = len;
         return 1;

@@ -134,6 +134,9 @@ describe("tide.stream", function()
       assert.equal("123456789", a:read_line(9):await())
       b:write(("x"):rep(70000)):await()
       assert.equal("ELINETOOLONG", rejection(a:read_line()).code)  -- 64 KiB by default
+      b:close():await()
+      assert.equal("ELINETOOLONG", rejection(a:read_line(8)).code)  -- an unfinished last line too
+      assert.equal(70000, #a:read_all():await())
     end))
 
     it("accepts a line of max bytes ended by \\r\\n", async(function()
