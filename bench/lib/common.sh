@@ -109,3 +109,57 @@ us_per_op() {
 cpu_pct() {
   awk -v t="$1" -v ns="$2" -v hz="$CLK_TCK" 'BEGIN { printf "%.0f", (ns > 0 ? t / hz / (ns / 1e9) * 100 : 0) }'
 }
+
+# --- disturbance: other processes on the pinned CPUs ---------------------
+# The machines we share run other work. A load whose pinned CPUs were busy
+# with other processes measures that, not the server: such a load is
+# repeated (RETRIES times at most) and counted in the section's notes.
+RETRIES=${RETRIES:-2}
+DISTURBED_PCT=${DISTURBED_PCT:-15}
+LOADS=0 REPEATED=0 DISTURBED=0
+
+# "S C": ticks the server's and the client's CPU spent busy so far (user,
+# nice, system, irq, softirq: everything but idle, iowait and steal).
+cpu_busy() {
+  awk -v a="cpu$SERVER_CPU" -v b="cpu$CLIENT_CPU" '
+    $1 == a { s = $2 + $3 + $4 + $7 + $8 }
+    $1 == b { c = $2 + $3 + $4 + $7 + $8 }
+    END { print s + 0, c + 0 }' /proc/stat
+}
+
+# foreign_pct "S0 C0" "S1 C1" SERVER_TICKS CLIENT_TICKS NANOSECONDS: the
+# share of one CPU (%) that processes other than the server and the client
+# used on the pinned CPUs during the window, the larger of the two.
+foreign_pct() {
+  awk -v b0="$1" -v b1="$2" -v st="$3" -v ct="$4" -v ns="$5" -v hz="$CLK_TCK" \
+      -v same=$([ "$SERVER_CPU" = "$CLIENT_CPU" ] && echo 1 || echo 0) 'BEGIN {
+    split(b0, x, " "); split(b1, y, " ")
+    win = ns / 1e9 * hz
+    if (win <= 0) { print 0; exit }
+    if (same) { f = (y[1] - x[1]) - st - ct }
+    else { fs = (y[1] - x[1]) - st; fc = (y[2] - x[2]) - ct; f = fs > fc ? fs : fc }
+    if (f < 0) f = 0
+    printf "%.0f", f / win * 100 }'
+}
+
+# retry_disturbed FUNCTION ARGS...: runs one load, again while it returns 2
+# (disturbed), RETRIES times at most; the last try runs with LAST_TRY=1 and
+# must record whatever it measured.
+retry_disturbed() {
+  local try rc
+  LOADS=$((LOADS + 1))
+  for ((try = 0; try <= RETRIES; try++)); do
+    LAST_TRY=$((try == RETRIES ? 1 : 0)) "$@"
+    rc=$?
+    [ "$rc" = 2 ] || return 0
+    REPEATED=$((REPEATED + 1))
+    log "    disturbed by other processes: again"
+  done
+}
+
+# disturbance_note SECTION: what retry_disturbed did, for the notes.
+disturbance_note() {
+  [ "$REPEATED" -gt 0 ] && note "$1" "$REPEATED load(s) of $LOADS were repeated: other processes used more than ${DISTURBED_PCT}% of a pinned CPU during them"
+  [ "$DISTURBED" -gt 0 ] && note "$1" "$DISTURBED load(s) stayed disturbed after $RETRIES repeats (their figures are in the table; see 'others %' in the details)"
+  LOADS=0 REPEATED=0 DISTURBED=0
+}

@@ -23,8 +23,10 @@ echo_targets() {
 }
 
 # echo_load RUN NAME COMMAND SIZE: one server, checked, then loaded.
+# Returns 2 (nothing recorded) when other processes disturbed the load,
+# unless LAST_TRY=1 (see retry_disturbed).
 echo_load() {
-  local run=$1 name=$2 cmd=$3 size=$4 tag="echo-$2-s$4-r$1" client t0 t1 ns0 ns1 out
+  local run=$1 name=$2 cmd=$3 size=$4 tag="echo-$2-s$4-r$1" client t0 t1 ns0 ns1 b0 b1 out
   log "  $name size=$size"
   # shellcheck disable=SC2086
   start_server "$OUT/raw/$tag.server.log" $cmd || { note echo "$name size $size run $run: server did not start"; return; }
@@ -40,33 +42,38 @@ echo_load() {
   client=$!
   CLIENT_PID=$client
   sleep "$WARMUP"
-  t0=$(server_ticks); ns0=$(date +%s%N)
+  # the window: from the end of the warm-up to the end of the run, in which
+  # the client counts its messages and its own CPU time
+  t0=$(server_ticks); b0=$(cpu_busy); ns0=$(date +%s%N)
   wait "$client"
-  t1=$(server_ticks); ns1=$(date +%s%N)
+  t1=$(server_ticks); b1=$(cpu_busy); ns1=$(date +%s%N)
   CLIENT_PID=
   local hwm; hwm=$(status_kb VmHWM)
   kill -0 "$SERVER_PID" 2>/dev/null || note echo "$name size $size run $run: the server died"
   stop_server
-  local msgs rate p99 errs
+  local msgs rate p99 errs cms others
   msgs=$(sed -n 's/.*\bmsgs=\([0-9]*\).*/\1/p' "$out")
   rate=$(sed -n 's/.*msgs_per_s=\([0-9.]*\).*/\1/p' "$out")
   p99=$(sed -n 's/.*p99_us=\([0-9]*\).*/\1/p' "$out")
   errs=$(sed -n 's/.*errors=\([0-9]*\).*/\1/p' "$out")
+  cms=$(sed -n 's/.*cpu_ms=\([0-9]*\).*/\1/p' "$out")
   if [ -z "$rate" ]; then
     note echo "$name size $size run $run: no result: $(tail -c 200 "$out" | tr '\n' ' ')"
     return
   fi
-  # server CPU sampled from the end of the warm-up to the end of the run,
-  # the window in which the client counted its messages
-  local cpu_us
-  cpu_us=$(us_per_op $((t1 - t0)) "${msgs:-0}")
+  others=$(foreign_pct "$b0" "$b1" $((t1 - t0)) $((${cms:-0} * CLK_TCK / 1000)) $((ns1 - ns0)))
+  if [ "$others" -gt "$DISTURBED_PCT" ]; then
+    [ "${LAST_TRY:-1}" = 1 ] || return 2
+    DISTURBED=$((DISTURBED + 1))
+  fi
   record echo "echo_$size" "$name" msgs/s "$run" "$rate"
   record echo "echo_$size" "$name" p99_us "$run" "$p99"
-  record echo "echo_$size" "$name" cpu_us "$run" "$cpu_us"
+  record echo "echo_$size" "$name" cpu_us "$run" "$(us_per_op $((t1 - t0)) "${msgs:-0}")"
   record echo "echo_$size" "$name" cpu_pct "$run" "$(cpu_pct $((t1 - t0)) $((ns1 - ns0)))"
+  record echo "echo_$size" "$name" others_pct "$run" "$others"
   record echo "echo_$size" "$name" rss_kb "$run" "$hwm"
   record echo "echo_$size" "$name" errors "$run" "${errs:-0}"
-  log "    $rate msgs/s, p99 $p99 us, $cpu_us us/msg CPU, peak RSS $hwm KiB, errors ${errs:-0} ($msgs msgs)"
+  log "    $rate msgs/s, p99 $p99 us, $(us_per_op $((t1 - t0)) "${msgs:-0}") us/msg CPU, peak RSS $hwm KiB, errors ${errs:-0}, others ${others}%"
 }
 
 # echo_idle RUN NAME COMMAND: resident memory per idle connection: RSS
@@ -117,8 +124,9 @@ section_echo() {
     log "-- echo run $run/$RUNS"
     for t in "${ECHO_TARGETS[@]}"; do
       name=${t%%|*} cmd=${t#*|}
-      for size in $ECHO_SIZES; do echo_load "$run" "$name" "$cmd" "$size"; done
+      for size in $ECHO_SIZES; do retry_disturbed echo_load "$run" "$name" "$cmd" "$size"; done
       echo_idle "$run" "$name" "$cmd"
     done
   done
+  disturbance_note echo
 }

@@ -39,9 +39,11 @@ parse_wrk() {
   END { printf "%s %s %s %d\n", (rps == "" ? 0 : rps), (n == "" ? 0 : n), (p99 == "" ? 0 : p99), err }' "$1"
 }
 
-# http_load RUN NAME COMMAND CONNS
+# http_load RUN NAME COMMAND CONNS: one server, checked, warmed up, then
+# loaded. Returns 2 (nothing recorded) when other processes disturbed the
+# load, unless LAST_TRY=1 (see retry_disturbed).
 http_load() {
-  local run=$1 name=$2 cmd=$3 c=$4 tag="http-$2-c$4-r$1" t0 t1 ns0 ns1 out hwm rps n p99 errs
+  local run=$1 name=$2 cmd=$3 c=$4 tag="http-$2-c$4-r$1" t0 t1 ns0 ns1 b0 b1 out hwm rps n p99 errs
   log "  $name c=$c"
   # shellcheck disable=SC2086
   start_server "$OUT/raw/$tag.server.log" $cmd || { note http "$name c=$c run $run: server did not start"; return; }
@@ -55,10 +57,12 @@ http_load() {
       "http://127.0.0.1:$SERVER_PORT/" >/dev/null 2>&1
   fi
   out="$OUT/raw/$tag.wrk"
-  t0=$(server_ticks); ns0=$(date +%s%N)
-  timeout -k 2 $((DURATION + 30)) taskset -c "$CLIENT_CPU" wrk -t1 -c"$c" -d"${DURATION}s" --latency \
-    "http://127.0.0.1:$SERVER_PORT/" >"$out" 2>&1
-  t1=$(server_ticks); ns1=$(date +%s%N)
+  # wrk's own CPU time comes from bash's `time`, in seconds
+  local TIMEFORMAT='%U %S'
+  t0=$(server_ticks); b0=$(cpu_busy); ns0=$(date +%s%N)
+  { time timeout -k 2 $((DURATION + 30)) taskset -c "$CLIENT_CPU" wrk -t1 -c"$c" -d"${DURATION}s" --latency \
+      "http://127.0.0.1:$SERVER_PORT/" >"$out" 2>&1; } 2>"$out.time"
+  t1=$(server_ticks); b1=$(cpu_busy); ns1=$(date +%s%N)
   hwm=$(status_kb VmHWM)
   kill -0 "$SERVER_PID" 2>/dev/null || note http "$name c=$c run $run: the server died"
   stop_server
@@ -67,13 +71,21 @@ http_load() {
     note http "$name c=$c run $run: no result: $(tail -c 200 "$out" | tr '\n' ' ')"
     return
   fi
+  local cticks others
+  cticks=$(awk -v hz="$CLK_TCK" '{ printf "%.0f", ($1 + $2) * hz }' "$out.time")
+  others=$(foreign_pct "$b0" "$b1" $((t1 - t0)) "${cticks:-0}" $((ns1 - ns0)))
+  if [ "$others" -gt "$DISTURBED_PCT" ]; then
+    [ "${LAST_TRY:-1}" = 1 ] || return 2
+    DISTURBED=$((DISTURBED + 1))
+  fi
   record http "http_$c" "$name" req/s "$run" "$rps"
   record http "http_$c" "$name" p99_ms "$run" "$p99"
   record http "http_$c" "$name" cpu_us "$run" "$(us_per_op $((t1 - t0)) "$n")"
   record http "http_$c" "$name" cpu_pct "$run" "$(cpu_pct $((t1 - t0)) $((ns1 - ns0)))"
+  record http "http_$c" "$name" others_pct "$run" "$others"
   record http "http_$c" "$name" rss_kb "$run" "$hwm"
   record http "http_$c" "$name" errors "$run" "$errs"
-  log "    $rps req/s, p99 $p99 ms, $(us_per_op $((t1 - t0)) "$n") us/req CPU, peak RSS $hwm KiB, errors $errs"
+  log "    $rps req/s, p99 $p99 ms, $(us_per_op $((t1 - t0)) "$n") us/req CPU, peak RSS $hwm KiB, errors $errs, others ${others}%"
 }
 
 section_http() {
@@ -88,7 +100,8 @@ section_http() {
     log "-- http run $run/$RUNS"
     for t in "${HTTP_TARGETS[@]}"; do
       name=${t%%|*} cmd=${t#*|}
-      for c in $HTTP_CONNS; do http_load "$run" "$name" "$cmd" "$c"; done
+      for c in $HTTP_CONNS; do retry_disturbed http_load "$run" "$name" "$cmd" "$c"; done
     done
   done
+  disturbance_note http
 }

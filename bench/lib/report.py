@@ -212,8 +212,8 @@ def detail_table(section, data):
     lat = "p99_us" if section == "echo" else "p99_ms"
     lines = ["", f"Details (medians; ± is (max-min)/median over the runs):", "",
              f"| target | load | {main} | ± | p99 {'µs' if section == 'echo' else 'ms'} | "
-             "server CPU % | CPU µs/op | peak RSS MiB | errors (all runs) |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "server CPU % | CPU µs/op | others % | peak RSS MiB | errors (all runs) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for fig in figures:
         for p in peers:
             vals = data.get((section, fig, p, main))
@@ -228,6 +228,7 @@ def detail_table(section, data):
                          f"{fmt(median(data, (section, fig, p, lat)), 'ms')} | "
                          f"{'' if cpu_pct is None else f'{cpu_pct:.0f}'} | "
                          f"{fmt(median(data, (section, fig, p, 'cpu_us')), 'µs')} | "
+                         f"{fmt(median(data, (section, fig, p, 'others_pct')), 'B')} | "
                          f"{fmt(median(data, (section, fig, p, 'rss_kb'), 'MiB'), 'MiB')} | {errs:.0f} |")
     return lines
 

@@ -7,7 +7,8 @@
  *           bytes, waits until all S bytes came back, then sends the next.
  *           Messages finished during the first W seconds are not counted;
  *           then D seconds are measured. Prints one line:
- *           "msgs=N msgs_per_s=R mib_per_s=M p50_us=A p99_us=B errors=E"
+ *           "msgs=N msgs_per_s=R mib_per_s=M p50_us=A p99_us=B errors=E cpu_ms=C"
+ *           (C: this client's own CPU time in the measured window)
  *   verify: echo_client -p PORT -v [-c 4] [-s 1024] [-n 50]
  *           every connection sends N messages of a varying pattern and checks
  *           the echo byte for byte; exit status 0 when everything matched.
@@ -26,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -62,6 +64,7 @@ static conn *pending_head;
 static int inflight, nconnected, nclosed, stopping;
 static int measuring;
 static uint64_t measure_start, measure_end;
+static uint64_t cpu_start, cpu_end;   /* our own CPU time (us) at both ends */
 static uint64_t counted, errors, mismatches;
 static uint32_t *hist;
 static uint64_t hist_over;
@@ -71,6 +74,21 @@ static uv_pipe_t stdin_pipe;
 static int stdin_open;
 static uint64_t progress;            /* bumped on every reply; watched by the stall timer */
 static uint64_t progress_seen;
+
+/* This process's CPU time (user + system) in microseconds. */
+static uint64_t own_cpu_us(void) {
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+  return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000u +
+         (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
+/* Marks the end of the measured window (once). */
+static void end_measure(void) {
+  if (measure_end != 0) return;
+  measure_end = uv_hrtime();
+  cpu_end = own_cpu_us();
+}
 
 static void die(const char *what, int err) {
   fprintf(stderr, "echo_client: %s: %s\n", what, err ? uv_strerror(err) : "error");
@@ -85,7 +103,7 @@ static void close_cb(uv_handle_t *h) {
   (void)h;
   if (++nclosed == nconns && !stopping) {
     stopping = 1;
-    if (measure_end == 0) measure_end = uv_hrtime();
+    end_measure();
     close_aux();
   }
 }
@@ -269,10 +287,11 @@ static void phase_cb(uv_timer_t *t) {
   if (measuring == 0) {
     measuring = 1;
     measure_start = uv_hrtime();
+    cpu_start = own_cpu_us();
     uv_timer_start(t, phase_cb, (uint64_t)(duration * 1000), 0);
   } else {
     measuring = 2;
-    measure_end = uv_hrtime();
+    end_measure();
     stop_all();
   }
 }
@@ -283,7 +302,7 @@ static void stall_cb(uv_timer_t *t) {
   if (progress == progress_seen) {
     fprintf(stderr, "echo_client: no reply for %d s, giving up\n", STALL_MS / 1000);
     errors++;
-    measure_end = uv_hrtime();
+    end_measure();
     stop_all();
   }
   progress_seen = progress;
@@ -295,7 +314,7 @@ static void deadline_cb(uv_timer_t *t) {
     fprintf(stderr, "echo_client: run deadline passed\n");
     errors++;
   }
-  if (measure_end == 0) measure_end = uv_hrtime();
+  end_measure();
   stop_all();
 }
 
@@ -339,7 +358,7 @@ static void usage(void) {
 
 int main(int argc, char **argv) {
   const char *host = "127.0.0.1";
-  int port = 0, opt, i, err, conns_given = 0;
+  int port = 0, opt, i, err, conns_given = 0, duration_given = 0;
   uint64_t limit_ms;
   while ((opt = getopt(argc, argv, "h:p:c:s:d:w:n:vi")) != -1) {
     switch (opt) {
@@ -347,7 +366,7 @@ int main(int argc, char **argv) {
       case 'p': port = atoi(optarg); break;
       case 'c': nconns = atoi(optarg); conns_given = 1; break;
       case 's': msg_size = (size_t)atol(optarg); break;
-      case 'd': duration = atof(optarg); break;
+      case 'd': duration = atof(optarg); duration_given = 1; break;
       case 'w': warmup = atof(optarg); break;
       case 'n': nmsgs = atoi(optarg); break;
       case 'v': mode = MODE_VERIFY; break;
@@ -357,7 +376,7 @@ int main(int argc, char **argv) {
   }
   if (mode == MODE_VERIFY && !conns_given) nconns = 4;
   if (mode == MODE_IDLE && !conns_given) nconns = 10000;
-  if (mode == MODE_IDLE && duration == 5) duration = 30;
+  if (mode == MODE_IDLE && !duration_given) duration = 30;
   if (port <= 0 || port > 65535 || nconns <= 0 || nconns > 1000000 || msg_size == 0 ||
       msg_size > (64u << 20) || duration <= 0 || warmup < 0 || nmsgs <= 0)
     usage();
@@ -427,10 +446,10 @@ int main(int argc, char **argv) {
   {
     double secs = measure_end > measure_start && measure_start ? (double)(measure_end - measure_start) / 1e9 : 0;
     double rate = secs > 0 ? (double)counted / secs : 0;
-    printf("msgs=%llu msgs_per_s=%.0f mib_per_s=%.1f p50_us=%llu p99_us=%llu errors=%llu\n",
+    printf("msgs=%llu msgs_per_s=%.0f mib_per_s=%.1f p50_us=%llu p99_us=%llu errors=%llu cpu_ms=%.0f\n",
            (unsigned long long)counted, rate, rate * (double)msg_size / (1024.0 * 1024.0),
            (unsigned long long)percentile(0.50), (unsigned long long)percentile(0.99),
-           (unsigned long long)errors);
+           (unsigned long long)errors, cpu_start ? (double)(cpu_end - cpu_start) / 1000.0 : 0.0);
   }
   return counted > 0 ? 0 : 1;
 }
