@@ -205,6 +205,7 @@ enum {
 #define TIDE_STREAM_LIMIT (64 * 1024)   /* read-ahead, high-water and line limits */
 
 typedef struct tide_sread tide_sread;   /* a pending read or accept */
+typedef struct tide_swait tide_swait;   /* a write waiting for the queue to drain */
 
 /* Per runtime: what every stream shares. malloc'd, as close callbacks may
  * run after the Lua state closed (a host frees the runtime last): every
@@ -251,7 +252,8 @@ typedef struct tide_stream {
   /* writer */
   size_t queued;                  /* read-only: bytes written but not yet taken by the kernel */
   int write_err;                  /* read-only: the first write error */
-  lpromise *drain, *shutdown, *closed;  /* private: held promises */
+  tide_swait *waiters, *last_waiter;   /* private: writes over the high-water mark */
+  lpromise *shutdown, *closed;    /* private: held promises */
   int pin;                        /* private: registry ref to the userdata, or LUA_NOREF */
   uint64_t bytes_read, bytes_written;   /* read-only */
   tide_stream_opts opts;          /* read-only: limits; a server's: for its connections */

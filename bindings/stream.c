@@ -18,8 +18,8 @@
  * Writing. write() tries uv_try_write first; what the kernel did not take
  * is queued with uv_write, the Lua strings pinned (no copy). Its promise is
  * settled at once while the queued bytes are under opts.high_water, else it
- * is the stream's drain promise, settled once the queue fell under
- * opts.low_water (or rejected by a write error).
+ * waits (in the stream's list of waiters, oldest first) until the queue fell
+ * to opts.low_water (or under), or is rejected by a write error.
  *
  * Liveness. A stream's handle is referenced (keeps the loop alive) exactly
  * while something waits on it: a read, queued writes, a shutdown, a close.
@@ -28,7 +28,7 @@
  *  - The userdata holds a pointer to the malloc'd tide_stream (NULL once
  *    it was freed); the stream points back to the userdata's slot (NULL
  *    once collected). Memory is freed in the last close callback.
- *  - A pending read, the drain promise, a shutdown and a close are held
+ *  - A pending read, a waiting write, a shutdown and a close are held
  *    promises (tide_lp_hold) with the stream's userdata in user value UV_A,
  *    so the stream stays alive while they wait. Queued writes hold one
  *    registry reference to the userdata (s->pin) and one per write to the
@@ -86,6 +86,13 @@ struct tide_sread {
   size_t dlen;
 };
 
+/* A write waiting for the queue to drain: a promise in the stream's list. */
+struct tide_swait {
+  lpromise base;            /* must be first */
+  tide_stream *s;
+  tide_swait *prev, *next;
+};
+
 /* A queued write. */
 typedef struct swrite {
   uv_write_t req;
@@ -96,6 +103,7 @@ typedef struct swrite {
 
 static void update(lua_State *L, tide_stream *s);
 static void close_now(tide_stream *s);
+static void settle_waiters(lua_State *L, tide_stream *s);
 
 /* The main lua_State, or NULL once the Lua side is gone: a callback
  * then only releases memory. */
@@ -255,6 +263,10 @@ tide_stream *tide_stream_check(lua_State *L, int idx, int kind) {
 static void finalize(tide_stream *s) {
   lua_State *L = live_state(s->io);
   if (L != NULL) {
+    if (s->waiters) {  /* their writes were cancelled by the close */
+      if (s->write_err == 0) s->write_err = UV_ECANCELED;
+      settle_waiters(L, s);
+    }
     if (s->closed) {
       tide_lp_push(L, s->closed);
       tide_lp_settle(L, -1, TIDE_FULFILLED, -1, 0);
@@ -735,28 +747,40 @@ static void pin(lua_State *L, tide_stream *s, int idx) {
   s->pin = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
-/* [-0, +0, m] Settles the drain promise of `s`: rejected with the write
- * error, if any. */
-static void settle_drain(lua_State *L, tide_stream *s) {
-  lpromise *lp = s->drain;
-  s->drain = NULL;
-  tide_lp_push(L, lp);
-  if (s->write_err) {
-    tide_lua_push_uverror(L, s->write_err);
-    tide_lp_settle(L, -2, TIDE_REJECTED, -1, 1);
-    lua_pop(L, 2);  /* remove the error and the promise */
-  } else {
-    tide_lp_settle(L, -1, TIDE_FULFILLED, -1, 0);
-    lua_pop(L, 1);  /* remove the promise */
-  }
-  tide_lp_drop(lp);
+/* Takes waiter `w` out of its stream's list. */
+static void unlink_waiter(tide_swait *w) {
+  tide_stream *s = w->s;
+  if (w->prev) w->prev->next = w->next; else s->waiters = w->next;
+  if (w->next) w->next->prev = w->prev; else s->last_waiter = w->prev;
+  w->prev = w->next = NULL;
 }
 
-static void drain_cancel(tide_promise *p, void *data) {
-  tide_stream *s = data;
+/* [-0, +0, m] Settles every write waiting on `s`, oldest first: rejected
+ * with the write error, if any. */
+static void settle_waiters(lua_State *L, tide_stream *s) {
+  tide_swait *w;
+  while ((w = s->waiters) != NULL) {
+    unlink_waiter(w);
+    tide_lp_push(L, &w->base);
+    if (s->write_err) {
+      tide_lua_push_uverror(L, s->write_err);
+      tide_lp_settle(L, -2, TIDE_REJECTED, -1, 1);
+      lua_pop(L, 2);  /* remove the error and the promise */
+    } else {
+      tide_lp_settle(L, -1, TIDE_FULFILLED, -1, 0);
+      lua_pop(L, 1);  /* remove the promise */
+    }
+    tide_lp_drop(&w->base);
+  }
+}
+
+/* The cancel hook of a waiting write: it leaves the list (its bytes stay
+ * queued). */
+static void waiter_cancel(tide_promise *p, void *data) {
+  tide_swait *w = data;
   (void)p;
-  tide_lp_drop(s->drain);
-  s->drain = NULL;
+  unlink_waiter(w);
+  tide_lp_drop(&w->base);
 }
 
 /* Closes a closing stream once its queue and its shutdown are done.
@@ -779,7 +803,7 @@ static void write_cb(uv_write_t *req, int status) {
   if (L) luaL_unref(L, LUA_REGISTRYINDEX, w->ref);
   free(w);
   if (L == NULL) return;
-  if (s->drain && (s->queued < s->opts.low_water || s->write_err)) settle_drain(L, s);
+  if (s->waiters && (s->queued <= s->opts.low_water || s->write_err)) settle_waiters(L, s);
   if (s->queued == 0 && !(s->flags & S_SERVE)) {
     luaL_unref(L, LUA_REGISTRYINDEX, s->pin);
     s->pin = LUA_NOREF;
@@ -812,7 +836,7 @@ static int file_write(lua_State *L, tide_stream *s, uv_buf_t *bufs, int nbufs) {
 
 /* s:write(data) -> promise: `data` is a string or a list of strings. The
  * promise is settled at once while the queued bytes stay under the
- * high-water mark, else when they fell under the low-water mark. */
+ * high-water mark, else when they came down to the low-water mark. */
 static int s_write(lua_State *L) {
   tide_stream *s = *(tide_stream **)luaL_checkudata(L, 1, TIDE_STREAM_MT);
   uv_buf_t small[8], *bufs = small;
@@ -820,6 +844,7 @@ static int s_write(lua_State *L) {
   int t = lua_type(L, 2), nbufs = 1, i, k, err;
   ssize_t n = 0;
   swrite *w;
+  tide_swait *wait;
   if (t == LUA_TSTRING) {
     bufs[0].base = (char *)lua_tolstring(L, 2, &len);
     bufs[0].len = len;
@@ -885,12 +910,12 @@ static int s_write(lua_State *L) {
   s->queued += rest;
   update(L, s);
   if (s->queued < s->opts.high_water) return push_done(L, s);
-  if (s->drain) {
-    tide_lp_push(L, s->drain);
-  } else {
-    s->drain = push_held(L, 1, sizeof(lpromise));
-    tide_promise_on_cancel(&s->drain->p, drain_cancel, s);
-  }
+  wait = (tide_swait *)push_held(L, 1, sizeof(tide_swait));
+  wait->s = s;
+  if ((wait->prev = s->last_waiter) != NULL) wait->prev->next = wait;
+  else s->waiters = wait;
+  s->last_waiter = wait;
+  tide_promise_on_cancel(&wait->base.p, waiter_cancel, wait);
   return 1;
 }
 

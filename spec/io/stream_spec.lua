@@ -251,6 +251,19 @@ describe("tide.stream", function()
       assert.is_true(a.read_buffered == 0)
     end, 30))
 
+    it("lets each waiting writer give up alone", async(function()
+      local a, b, _ <close> = pair{ high_water = 1024, low_water = 0 }
+      local big = ("w"):rep(4 * 1024 * 1024)
+      local first, second = b:write(big), b:write(big)
+      assert.equal("pending", first:state())
+      assert.equal("pending", second:state())
+      assert.equal("ETIMEDOUT", rejection(tide.timeout(first, 0.05)).code)
+      assert.equal(tide.Cancelled, select(2, first:result()))
+      assert.equal("pending", second:state())
+      assert.equal(2 * #big, #a:read_exactly(2 * #big):await())  -- every byte still came
+      second:await()
+    end))
+
     it("rejects EPIPE after shutdown and EBADF once closed", async(function()
       local a, b, _ <close> = pair()
       b:shutdown():await()
