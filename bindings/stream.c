@@ -513,7 +513,9 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
 static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
   tide_stream *s = h->data;
   lua_State *L = live_state(s->io);
+  int top;
   if (L == NULL || nread == 0) return;
+  top = lua_gettop(L);
   if (nread > 0) {
     feed(L, s, buf->base, (size_t)nread);
   } else {
@@ -523,6 +525,7 @@ static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
     serve(L, s);
   }
   update(L, s);
+  tide_stack_check(L, top, 0);
   tide_rt_drain(s->io->rt);
 }
 
@@ -797,18 +800,21 @@ static void write_cb(uv_write_t *req, int status) {
   tide_stream *s = w->s;
   tide_rt *rt = s->io->rt;
   lua_State *L = live_state(s->io);
+  int top;
   s->queued -= w->len;
   if (status == 0) s->bytes_written += w->len;
   else if (s->write_err == 0) s->write_err = status;
   if (L) luaL_unref(L, LUA_REGISTRYINDEX, w->ref);
   free(w);
   if (L == NULL) return;
+  top = lua_gettop(L);
   if (s->waiters && (s->queued <= s->opts.low_water || s->write_err)) settle_waiters(L, s);
   if (s->queued == 0 && !(s->flags & S_SERVE)) {
     luaL_unref(L, LUA_REGISTRYINDEX, s->pin);
     s->pin = LUA_NOREF;
   }
   if (!close_if_flushed(s)) update(L, s);
+  tide_stack_check(L, top, 0);
   tide_rt_drain(rt);
 }
 
@@ -1153,7 +1159,9 @@ static void connection_cb(uv_stream_t *h, int status) {
   tide_stream *s = h->data;
   tide_rt *rt = s->io->rt;
   lua_State *L = live_state(s->io);
+  int top;
   if (L == NULL) return;
+  top = lua_gettop(L);
   if (status < 0) {
     tide_lua_push_uverror(L, status);
     if (s->pending) settle_pending(L, s, TIDE_REJECTED);
@@ -1169,6 +1177,7 @@ static void connection_cb(uv_stream_t *h, int status) {
   } else {
     s->flags |= S_READY;  /* libuv holds it until uv_accept */
   }
+  tide_stack_check(L, top, 0);
   tide_rt_drain(rt);
 }
 
