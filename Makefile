@@ -91,9 +91,7 @@ TSAN_ENV := TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$
 tsan:
 	$(MAKE) BUILD=$(BUILD)-tsan OPT="-O1 -g" SANITIZE="-fsanitize=thread" \
 	  $(BUILD)-tsan/libtide.a $(BUILD)-tsan/core_tests
-	$(TSAN_ENV) $(BUILD)-tsan/core_tests
-	$(TSAN_ENV) TIDE_BUILD=$(CURDIR)/$(BUILD)-tsan bash spec/smoke/embed_threads.sh
-	$(TSAN_ENV) TIDE_BUILD=$(CURDIR)/$(BUILD)-tsan bash spec/smoke/embed_async_fn.sh
+	$(TSAN_ENV) TEST_TIMEOUT=300 BUILD=$(BUILD)-tsan ONLY="core embed_threads embed_async_fn" bash spec/run.sh
 
 bench: deps all
 	@BUILD=$(BUILD) bash bench/run.sh

@@ -2,12 +2,21 @@
 # Runs every suite — C tests of the core, busted specs, example smoke tests —
 # each under a timeout, and ends with one line: "N passed, N failed".
 # Environment: BUILD (build folder, default build), SUITE_TIMEOUT (seconds per
-# suite file, default 300), ONLY (a pattern: run only spec files matching it).
+# suite file, default 300), ONLY (patterns separated by spaces: run only the
+# suites whose path matches one; "core" names the C tests).
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 SUITE_TIMEOUT=${SUITE_TIMEOUT:-300}
 ONLY=${ONLY:-}
+
+# selected PATH: whether ONLY is empty or one of its patterns matches PATH.
+selected() {
+  [ -z "$ONLY" ] && return 0
+  local p
+  for p in $ONLY; do [[ "$1" == *$p* ]] && return 0; done
+  return 1
+}
 export TIDE_BUILD=$PWD/$BUILD
 export TIDE_BIN=$PWD/$BUILD/tide
 export LUA_CPATH="$PWD/$BUILD/?.so;;"
@@ -52,13 +61,13 @@ tap() {
   printf '%-40s %3d passed, %d failed\n' "$name" "$ok" "$nok" >&2
 }
 
-if [ -x "$BUILD/core_tests" ] && [[ -z "$ONLY" || "core" == *$ONLY* ]]; then
+if [ -x "$BUILD/core_tests" ] && selected core; then
   tap "core (C)" "$BUILD/core_tests"
 fi
 
 for f in spec/*_spec.lua spec/*/*_spec.lua; do
   [ -f "$f" ] || continue
-  [[ -n "$ONLY" && "$f" != *$ONLY* ]] && continue
+  selected "$f" || continue
   if [ -n "$PRELOAD" ]; then
     tap "$f" env LD_PRELOAD="${PRELOAD# }" lua5.4 /usr/bin/busted -o TAP "$f"
   else
@@ -69,7 +78,7 @@ done
 # Smoke tests: each spec/smoke/*.sh is one test; exit status 0 passes.
 for f in spec/smoke/*.sh; do
   [ -f "$f" ] || continue
-  [[ -n "$ONLY" && "$f" != *$ONLY* ]] && continue
+  selected "$f" || continue
   if timeout -k 5 "${SMOKE_TIMEOUT:-120}" bash "$f" >"$log/smoke" 2>&1; then
     passed=$((passed + 1)); printf '%-40s ok\n' "$f" >&2
   else

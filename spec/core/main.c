@@ -1,5 +1,5 @@
 /* main.c — the C test runner of spec/core: runs each TEST_IMPL in a child
- * process under an alarm and prints TAP. `core_tests NAME` runs one test
+ * process under an alarm (TEST_TIMEOUT seconds, default 60) and prints TAP. `core_tests NAME` runs one test
  * in-process (for a debugger). */
 #include "test.h"
 
@@ -20,6 +20,8 @@ static const struct tide_test tests[] = {
 
 int main(int argc, char **argv) {
   int i, n = 0, failed = 0;
+  const char *env = getenv("TEST_TIMEOUT");
+  unsigned timeout = env && atoi(env) > 0 ? (unsigned)atoi(env) : TEST_TIMEOUT_SECONDS;
   for (i = 0; tests[i].name; i++) n++;
   if (argc > 1) {
     for (i = 0; tests[i].name; i++)
@@ -33,7 +35,7 @@ int main(int argc, char **argv) {
     int status = 0;
     pid_t pid = fork();
     if (pid == 0) {
-      alarm(TEST_TIMEOUT_SECONDS);
+      alarm(timeout);
       _exit(tests[i].fn() == 0 ? 0 : 1);
     }
     waitpid(pid, &status, 0);
