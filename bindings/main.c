@@ -94,89 +94,17 @@ static void set_module_path(lua_State *L, const char *exe) {
 
 /* ------------------------------------------------------------------ REPL */
 
-/* Reads stdin line by line for the REPL, one promise per line. */
-typedef struct {
-  uv_tty_t tty;
-  char *buf;
-  size_t len, cap;
-  int eof;
-  int want_ref;       /* registry ref of the promise waiting for a line */
-  lua_State *L;
-} repl_in;
-
-static void repl_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
-  static char chunk[4096];
-  (void)h; (void)hint;
-  buf->base = chunk;
-  buf->len = sizeof(chunk);
-}
-
-/* Settles the waiting promise with the next complete line, if any. */
-static void repl_deliver(repl_in *in) {
-  lua_State *L = in->L;
-  char *nl = in->len ? memchr(in->buf, '\n', in->len) : NULL;
-  size_t n;
-  if (in->want_ref == LUA_NOREF || (!nl && !in->eof)) return;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, in->want_ref);
-  luaL_unref(L, LUA_REGISTRYINDEX, in->want_ref);
-  in->want_ref = LUA_NOREF;
-  if (nl) {
-    n = (size_t)(nl - in->buf);
-    lua_pushlstring(L, in->buf, n > 0 && in->buf[n - 1] == '\r' ? n - 1 : n);
-    memmove(in->buf, nl + 1, in->len - n - 1);
-    in->len -= n + 1;
-  } else if (in->len) {
-    lua_pushlstring(L, in->buf, in->len);
-    in->len = 0;
-  } else {
-    lua_pushnil(L);
-  }
-  tide_lp_settle(L, -2, TIDE_FULFILLED, -1, 1);
-  lua_pop(L, 2);  /* remove the line and the promise */
-  uv_read_stop((uv_stream_t *)&in->tty);
-}
-
-static void repl_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  repl_in *in = s->data;
-  tide_lua *tl = tide_lua_get(in->L);
-  if (nread < 0) {
-    in->eof = 1;
-  } else if (nread > 0) {
-    if (in->len + (size_t)nread > in->cap) {
-      size_t cap = (in->len + (size_t)nread) * 2;
-      char *p = realloc(in->buf, cap);
-      if (p == NULL) { in->eof = 1; goto out; }
-      in->buf = p;
-      in->cap = cap;
-    }
-    memcpy(in->buf + in->len, buf->base, (size_t)nread);
-    in->len += (size_t)nread;
-  }
-out:
-  repl_deliver(in);
-  tide_rt_drain(tl->rt);
-}
-
-/* read_line() -> promise of the next line of stdin (nil at the end). */
-static int repl_read_line(lua_State *L) {
-  repl_in *in = lua_touserdata(L, lua_upvalueindex(1));
-  tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
-  tide_lp_hold(L, -1);
-  lua_pushvalue(L, -1);
-  in->want_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  tide_lp_drop(lua_touserdata(L, -1));
-  repl_deliver(in);
-  if (in->want_ref != LUA_NOREF) uv_read_start((uv_stream_t *)&in->tty, repl_alloc, repl_read);
-  return 1;
-}
-
+/* The REPL runs as a task reading tide.stdin, so `await` works at the
+ * prompt and background tasks go on between lines. A line that does not
+ * compile as an expression is tried as a statement; an incomplete chunk
+ * asks for more. */
 static const char repl_lua[] =
-  "local read_line = ...\n"
+  "local tide = require 'tide'\n"
   "local function prompt(p) io.stdout:write(p) io.stdout:flush() end\n"
   "local pending\n"
   "prompt('> ')\n"
   "while true do\n"
-  "  local line = read_line():await()\n"
+  "  local line = tide.stdin:read_line():await()\n"
   "  if line == nil then io.stdout:write('\\n') return end\n"
   "  local src = pending and (pending .. '\\n' .. line) or line\n"
   "  local fn, err = load('return ' .. src, '=stdin')\n"
@@ -198,28 +126,10 @@ static const char repl_lua[] =
   "end\n";
 
 static int repl(lua_State *L) {
-  tide_lua *tl = tide_lua_get(L);
-  repl_in *in = lua_newuserdatauv(L, sizeof(repl_in), 0);
-  int ok;
-  memset(in, 0, sizeof(*in));
-  in->want_ref = LUA_NOREF;
-  in->L = L;
-  if (uv_tty_init(tide_rt_loop(tl->rt), &in->tty, 0, 1) != 0) {
-    fprintf(stderr, "%s: cannot read the terminal\n", progname);
-    return 0;
-  }
-  in->tty.data = in;
   print_version();
-  if (luaL_loadbuffer(L, repl_lua, sizeof(repl_lua) - 1, "=[tide repl]") != LUA_OK)
-    return load_report(L, LUA_ERRSYNTAX);
-  lua_pushvalue(L, -2);
-  lua_pushcclosure(L, repl_read_line, 1);
-  ok = run_chunk(L, 1);
-  uv_close((uv_handle_t *)&in->tty, NULL);
-  tide_rt_run(tl->rt, TIDE_RUN_NOWAIT);
-  free(in->buf);
-  lua_pop(L, 1);  /* remove the reader */
-  return ok;
+  if (!load_report(L, luaL_loadbuffer(L, repl_lua, sizeof(repl_lua) - 1, "=[tide repl]")))
+    return 0;
+  return run_chunk(L, 0);
 }
 
 /* ------------------------------------------------------------ arguments */
