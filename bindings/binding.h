@@ -13,6 +13,11 @@
  *  - A pending promise with listeners is therefore kept alive until it
  *    settles; a listener (derived promise, task) holds itself while it is
  *    registered.
+ *  - Closing order: the `tide` binary and hosts close the Lua state first
+ *    (finalizers close handles), then free the runtime, which runs the
+ *    close callbacks. From then on tide_lua_of(rt) is NULL: a callback
+ *    that runs after the state is gone must touch no Lua memory and not
+ *    drain the queue; per-handle state lives in malloc'd memory for that.
  *  - Lua values of a promise live in its user values (see UV_* below),
  *    never in the registry; values settled from C are converted at once
  *    (the core's store hook), so promises own no C memory and have no
