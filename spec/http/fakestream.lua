@@ -18,7 +18,8 @@ local function pump(s)
   local result, err, done
   if w.kind == "read" then
     if #buf > 0 then
-      result, s.buf, done = buf, "", true
+      local n = math.min(#buf, w.max or #buf)
+      result, s.buf, done = buf:sub(1, n), buf:sub(n + 1), true
     elseif s.eof then
       done = true
     end
@@ -70,8 +71,11 @@ local function wait(s, w, timeout)
   return p
 end
 
-function Stream:read(timeout)
-  return wait(self, { kind = "read" }, timeout)
+function Stream:read(opts)
+  if type(opts) == "table" then
+    return wait(self, { kind = "read", max = opts.max }, opts.timeout)
+  end
+  return wait(self, { kind = "read" }, opts)
 end
 
 function Stream:read_until(delim, opts)

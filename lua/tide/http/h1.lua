@@ -38,16 +38,24 @@ local TCHAR = "[!#$%%&'*+%-.^_`|~0-9A-Za-z]"
 local VCHAR = "[\t -~\128-\255]"
 local TARGET_CHAR = "[!\"$-~]"
 
-local REQUEST_LINE = "^(" .. TCHAR .. "+) (" .. TARGET_CHAR .. "+) HTTP/(%d)%.(%d)\r\n()"
+-- The request line without its end (CRLF, or the end of the block).
+local REQUEST_LINE = "^(" .. TCHAR .. "+) (" .. TARGET_CHAR .. "+) HTTP/(%d)%.(%d)()"
+-- The request line nearly every client sends: an upper-case method, an
+-- origin-form target, HTTP/1.1 or 1.0. A subset of REQUEST_LINE, matched
+-- faster; anything else falls back to the general pattern.
+local REQUEST_LINE_FAST = "^(%u+) (/" .. TARGET_CHAR .. "*) HTTP/1%.([01])()"
 local STATUS_LINE = "^HTTP/(%d)%.(%d) (%d%d%d)()"
 local REASON = "^ (" .. VCHAR .. "*)\r\n()"
 -- The value is captured greedily from after ": "; surrounding whitespace is
 -- trimmed afterwards. Leaving optional whitespace to the pattern would make
 -- a failing match backtrack quadratically on a long run of spaces.
 local FIELD_LINE = "^(" .. TCHAR .. "+):[ \t]?(" .. VCHAR .. "*)\r\n()"
--- The same with the names nearly every field uses: a short character set is
--- much cheaper for the matcher, so this is tried first.
-local FIELD_LINE_FAST = "^([A-Za-z0-9%-]+):[ \t]?(" .. VCHAR .. "*)\r\n()"
+-- A field line without its end, for heads: the line must then end with
+-- CRLF or at the end of the block. FIELD_START_FAST has the names nearly
+-- every field uses: a short character set is much cheaper for the matcher,
+-- so it is tried first.
+local FIELD_START = "^(" .. TCHAR .. "+):[ \t]?(" .. VCHAR .. "*)()"
+local FIELD_START_FAST = "^([A-Za-z0-9%-]+):[ \t]?(" .. VCHAR .. "*)()"
 local TOKEN = "^" .. TCHAR .. "+$"
 
 --------------------------------------------------------------------------
@@ -110,32 +118,45 @@ local function diagnose_field(s, pos, first, max_line)
   return 400, "invalid character in header value"
 end
 
+-- Where the line that ends at `e` of `s` is followed: the position after
+-- its CRLF, the end of `s` (a last line ends the block), or nil when
+-- anything else follows.
+local function line_end(s, e)
+  if e > #s then return e end
+  if byte(s, e) == 13 and byte(s, e + 1) == 10 then return e + 2 end
+  return nil
+end
+
 -- Lowercased names of the fields seen recently, so the common names are not
 -- lowercased again for every message. Bounded: emptied when full.
 local lower_cache, lower_cache_n = {}, 0
 
--- Parses the field lines of `s` from `pos` to its end (each ending in CRLF)
--- into a new headers object. Returns the headers, or nil, status, reason.
+-- Parses the field lines of `s` from `pos` to its end (each ending in
+-- CRLF, the last one maybe at the end of `s`) into a new headers object.
+-- Returns the headers, or nil, status, reason.
 local function parse_fields(s, pos, max_headers, max_line)
-  -- A headers object built by hand with room for ten fields in its array
+  -- A headers object built by hand with room for eight fields in its array
   -- part, so that typical heads never make the table grow (the slots past
   -- the last field are never read).
   local index = {}
   local h = setmetatable({ n = 0, _index = index,
-    false, false, false, false, false, false, false, false, false, false,
-    false, false, false, false, false, false, false, false, false, false,
-    false, false, false, false, false, false, false, false, false, false,
+    false, false, false, false, false, false, false, false, false, false, false, false,
+    false, false, false, false, false, false, false, false, false, false, false, false,
   }, headers_mt)
   local len, n = #s, 0
   while pos <= len do
-    local _, e, name, value, nextpos = find(s, FIELD_LINE_FAST, pos)
-    if not e then
-      _, e, name, value, nextpos = find(s, FIELD_LINE, pos)
-      if not e then
-        return nil, diagnose_field(s, pos, n == 0, max_line)
+    local _, _, name, value, e = find(s, FIELD_START_FAST, pos)
+    if not name then _, _, name, value, e = find(s, FIELD_START, pos) end
+    local nextpos
+    if name then
+      if e > len then
+        nextpos = e
+      elseif byte(s, e) == 13 and byte(s, e + 1) == 10 then
+        nextpos = e + 2
       end
     end
-    if e - pos - 1 > max_line then return nil, 431, "header field line too long" end
+    if not nextpos then return nil, diagnose_field(s, pos, n == 0, max_line) end
+    if e - pos > max_line then return nil, 431, "header field line too long" end
     n = n + 1
     if n > max_headers then return nil, 431, "too many header fields" end
     local vlen = #value
@@ -240,6 +261,11 @@ local function diagnose_request_line(s, pos, max_target)
   return 400, "malformed HTTP version"
 end
 
+-- Host values found valid recently (a server sees few distinct ones), so
+-- that they are not matched again for every request. Bounded: emptied
+-- when full.
+local valid_hosts, valid_hosts_n = {}, 0
+
 -- Host header: empty, a reg-name or IPv4 address, or an IPv6 literal, each
 -- with an optional port.
 local function valid_host(v)
@@ -263,62 +289,84 @@ Returns a request table:
   of an absolute- or authority-form target, else nil),
   body_kind ("none", "length" or "chunked") and content_length (0 for "none",
   the byte count for "length", nil for "chunked").
-or nil, status, reason with status the HTTP error code to answer. ]]
-function h1.parse_request_head(block, limits)
-  local max_target = option(limits, "max_target", DEFAULT_MAX_TARGET)
-  local max_headers = option(limits, "max_headers", DEFAULT_MAX_HEADERS)
-  local max_line = option(limits, "max_line", DEFAULT_MAX_LINE)
+or nil, status, reason with status the HTTP error code to answer.
+`into`, when given, is the table to fill and return instead of a new one
+(the server passes its request object, sized for these fields). ]]
+function h1.parse_request_head(block, limits, into)
+  local max_target, max_headers, max_line = DEFAULT_MAX_TARGET, DEFAULT_MAX_HEADERS, DEFAULT_MAX_LINE
+  if limits then
+    max_target = limits.max_target or max_target
+    max_headers = limits.max_headers or max_headers
+    max_line = limits.max_line or max_line
+  end
 
-  local s = block .. "\r\n"
+  local s = block
   local pos = 1
   while byte(s, pos) == 13 and byte(s, pos + 1) == 10 do pos = pos + 2 end
 
-  local _, _, method, target, major, minor, hpos = find(s, REQUEST_LINE, pos)
-  if not method then
-    return nil, diagnose_request_line(s, pos, max_target)
-  end
-  if #target > max_target then return nil, 414, "request-target too long" end
-  local version
-  if major == "1" and minor == "1" then
-    version = "1.1"
-  elseif major == "1" and minor == "0" then
-    version = "1.0"
-  else
-    return nil, 505, "HTTP version not supported"
-  end
-
-  -- Request-target forms (RFC 9112 section 3.2).
-  local path, query, authority
-  if method == "CONNECT" then
-    authority = target
-    if not valid_host(target) or not find(target, ":%d+$") then
-      return nil, 400, "invalid authority-form request-target"
-    end
-  elseif byte(target, 1) == 47 then -- "/": origin-form
+  local method, target, version, hpos, path, query, authority
+  -- The common shape first: an upper-case method, an origin-form target,
+  -- HTTP/1.0 or 1.1. Anything else takes the general pattern.
+  local _, _, m, t, minor, hp = find(s, REQUEST_LINE_FAST, pos)
+  if hp then hp = line_end(s, hp) end
+  if hp and m ~= "CONNECT" then
+    method, target, hpos = m, t, hp
+    version = minor == "1" and "1.1" or "1.0"
+    if #target > max_target then return nil, 414, "request-target too long" end
     local q = find(target, "?", 2, true)
     if q then
       path, query = sub(target, 1, q - 1), sub(target, q + 1)
     else
       path = target
     end
-  elseif target == "*" then
-    if method ~= "OPTIONS" then
-      return nil, 400, "asterisk-form request-target is only for OPTIONS"
-    end
-    path = "*"
   else
-    local rest
-    authority, rest = match(target, "^[Hh][Tt][Tt][Pp][Ss]?://([^/?]+)(.*)$")
-    if not authority or not valid_host(authority) or find(authority, "@", 1, true) then
-      return nil, 400, "invalid request-target"
+    local major
+    _, _, method, target, major, minor, hpos = find(s, REQUEST_LINE, pos)
+    if hpos then hpos = line_end(s, hpos) end
+    if not hpos then
+      return nil, diagnose_request_line(s, pos, max_target)
     end
-    local q = find(rest, "?", 1, true)
-    if q then
-      path, query = sub(rest, 1, q - 1), sub(rest, q + 1)
+    if #target > max_target then return nil, 414, "request-target too long" end
+    if major == "1" and minor == "1" then
+      version = "1.1"
+    elseif major == "1" and minor == "0" then
+      version = "1.0"
     else
-      path = rest
+      return nil, 505, "HTTP version not supported"
     end
-    if path == "" then path = "/" end
+
+    -- Request-target forms (RFC 9112 section 3.2).
+    if method == "CONNECT" then
+      authority = target
+      if not valid_host(target) or not find(target, ":%d+$") then
+        return nil, 400, "invalid authority-form request-target"
+      end
+    elseif byte(target, 1) == 47 then -- "/": origin-form
+      local q = find(target, "?", 2, true)
+      if q then
+        path, query = sub(target, 1, q - 1), sub(target, q + 1)
+      else
+        path = target
+      end
+    elseif target == "*" then
+      if method ~= "OPTIONS" then
+        return nil, 400, "asterisk-form request-target is only for OPTIONS"
+      end
+      path = "*"
+    else
+      local rest
+      authority, rest = match(target, "^[Hh][Tt][Tt][Pp][Ss]?://([^/?]+)(.*)$")
+      if not authority or not valid_host(authority) or find(authority, "@", 1, true) then
+        return nil, 400, "invalid request-target"
+      end
+      local q = find(rest, "?", 1, true)
+      if q then
+        path, query = sub(rest, 1, q - 1), sub(rest, q + 1)
+      else
+        path = rest
+      end
+      if path == "" then path = "/" end
+    end
   end
 
   local h, status, reason = parse_fields(s, hpos, max_headers, max_line)
@@ -327,8 +375,13 @@ function h1.parse_request_head(block, limits)
   local index = h._index
   local host = index.host
   if host then
-    if count(h, "host") > 1 then return nil, 400, "repeated Host" end
-    if not valid_host(h[3 * host]) then return nil, 400, "invalid Host" end
+    local v = h[3 * host]
+    if not valid_hosts[v] then
+      if not valid_host(v) then return nil, 400, "invalid Host" end
+      if valid_hosts_n >= 256 then valid_hosts, valid_hosts_n = {}, 0 end
+      valid_hosts[v], valid_hosts_n = true, valid_hosts_n + 1
+    end
+    if h.n > 1 and count(h, "host") > 1 then return nil, 400, "repeated Host" end
   elseif version == "1.1" then
     return nil, 400, "missing Host"
   end
@@ -353,6 +406,11 @@ function h1.parse_request_head(block, limits)
     if length > 0 then body_kind = "length" end
   end
 
+  if into then
+    into.method, into.target, into.path, into.query, into.authority = method, target, path, query, authority
+    into.version, into.headers, into.body_kind, into.content_length = version, h, body_kind, length
+    return into
+  end
   return {
     method = method,
     target = target,

@@ -12,19 +12,9 @@ local M = {}
 
 --- Returns the next bytes of `sock`, at least one and at most `max`, or nil
 -- at the end of the stream. Waits at most `timeout` seconds (nil: no
--- limit) for the first byte.
+-- limit).
 function M.read_some(sock, max, timeout)
-  local n = sock.read_buffered
-  if n == 0 then
-    local first = sock:read_exactly(1, timeout):await()
-    if first == nil or max == 1 then return first end
-    n = sock.read_buffered
-    if n == 0 then return first end
-    if n > max - 1 then n = max - 1 end
-    return first .. sock:read_exactly(n):await()
-  end
-  if n > max then n = max end
-  return sock:read_exactly(n):await()
+  return sock:read({ max = max, timeout = timeout }):await()
 end
 
 --[[ Returns a reader for h1.chunks over `sock`. `time_left(arg)` gives the

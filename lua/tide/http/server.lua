@@ -18,20 +18,18 @@ local h1 = require "tide.http.h1"
 local headers = require "tide.http.headers"
 local hio = require "tide.http.io"
 
-local find, sub, byte, lower, format, rep =
-  string.find, string.sub, string.byte, string.lower, string.format, string.rep
+local find, byte, lower, format =
+  string.find, string.byte, string.lower, string.format
 local concat = table.concat
 local type, tostring, tonumber, error, pcall, xpcall, setmetatable, rawset, next =
   type, tostring, tonumber, error, pcall, xpcall, setmetatable, rawset, next
-local mtype, floor, huge = math.type, math.floor, math.huge
+local mtype, huge = math.type, math.huge
 local ostime, osdate = os.time, os.date
 local traceback = debug.traceback
 
 local spawn, resolved, is_error, now, tide_error, timeout =
   tide.spawn, tide.resolved, tide.is_error, tide.now, tide.error, tide.timeout
 local parse_request_head, parse_query = h1.parse_request_head, h1.parse_query
-local headers_mt = headers.mt
-local hadd = headers.methods._add
 local reasons = h1.reasons
 
 local M = {}
@@ -154,14 +152,12 @@ local function current_date_line()
   return date_line
 end
 
--- "HTTP/1.1 200 OK\r\n" per status, made on first use.
-local status_lines = setmetatable({}, {
-  __index = function(t, status)
-    local line = "HTTP/1.1 " .. status .. " " .. (reasons[status] or "") .. "\r\n"
-    t[status] = line
-    return line
-  end,
-})
+-- "HTTP/1.1 200 OK\r\n" for every status a response may have (nil for
+-- anything else).
+local status_lines = {}
+for status = 200, 599 do
+  status_lines[status] = "HTTP/1.1 " .. status .. " " .. (reasons[status] or "") .. "\r\n"
+end
 
 -- Lowercased names of response header names already checked as tokens.
 local TOKEN = "^[!#$%%&'*+%-.^_`|~0-9A-Za-z]+$"
@@ -221,6 +217,27 @@ local function cancelled(e)
 end
 
 --------------------------------------------------------------------------
+-- Connections hold the state of the request in progress.
+--
+-- A connection `c` is one table per connection (private):
+--   sock, srv, o (the options), task, write (sock.write, looked up once)
+--   idle      waiting for the head of a request (server:close may end it)
+--   broken    the stream is out of step (a body half read): close after
+--             this request
+--   dead      a write failed: nothing more can be sent
+--   req, res  the request in progress and its response
+--   left      body bytes not read yet ("length" bodies)
+--   received  body bytes read so far
+--   done      the body was read to its end (true for no body)
+--   close     the connection closes after this response
+--   continue  the client waits for "100 Continue" before its body
+--   deadline  when the body must have arrived (set by the first read)
+--   chunks    the chunked-body iterator, once reading started
+--   started   the response head was sent
+-- Requests of one connection are handled one after the other, so this
+-- state lives in the connection rather than in each request object.
+
+--------------------------------------------------------------------------
 -- Request.
 
 local Request = {}
@@ -240,133 +257,127 @@ local request_mt = {
   end,
 }
 
+-- The connection of `req`, which must be the request in progress.
+local function current(req, what)
+  local c = req._c
+  if c.req ~= req then error(what .. ": the request is over", 3) end
+  return c
+end
+
 -- Sends "100 Continue" if the client waits for it before its body.
-local function send_continue(req)
-  if req._continue then
-    req._continue = false
-    local c = req._c
-    if not c.res_started then
-      local p = c.sock:write("HTTP/1.1 100 Continue\r\n\r\n")
-      if p:state() == "pending" then p = timeout(p, c.o.send_timeout) end
-      local ok, err = pcall(p.await, p)
-      if not ok then c.broken = true; error(err, 0) end
-    end
+local function send_continue(c)
+  c.continue = false
+  if c.started then return end
+  local p = c.write(c.sock, "HTTP/1.1 100 Continue\r\n\r\n")
+  if p:state() == "pending" then p = timeout(p, c.o.send_timeout) end
+  local ok, err = pcall(p.await, p)
+  if not ok then
+    c.broken, c.dead = true, true
+    error(err, 0)
   end
 end
 
--- Seconds left for the body of `req`, starting the clock on first use.
-local function body_time_left(req)
-  local d = req._deadline
+-- Seconds left for the body of the request of `c`, starting the clock on
+-- first use.
+local function body_time_left(c)
+  local d = c.deadline
   if not d then
-    d = now() + req._c.o.body_timeout
-    req._deadline = d
+    d = now() + c.o.body_timeout
+    c.deadline = d
   end
   local left = d - now()
   if left <= 0 then
-    req._c.broken = true
+    c.broken = true
     error(request_error(408, "ETIMEDOUT", "request body not received in time"), 0)
   end
   return left
 end
 
--- Turns the failure of a body read into the error the handler sees, and
--- marks the connection broken: a body half read leaves the stream out of
--- step.
-local function body_failed(c, v)
+-- Raises the failure `e` of a body read as the error the handler sees,
+-- and marks the connection broken: a body half read leaves the stream out
+-- of step.
+local function body_failed(c, e)
   c.broken = true
-  if is_error(v, "ETIMEDOUT") then
-    v = request_error(408, "ETIMEDOUT", "request body not received in time")
-  elseif is_error(v, "EOF") then
-    v = request_error(400, "EOF", "connection closed inside the request body")
+  if is_error(e, "ETIMEDOUT") then
+    e = request_error(408, "ETIMEDOUT", "request body not received in time")
+  elseif is_error(e, "EOF") then
+    e = request_error(400, "EOF", "connection closed inside the request body")
+  elseif type(e) == "table" and e.status == 413 then
+    e = request_error(413, "EMSGSIZE", e.message)
   end
-  error(v, 0)
+  error(e, 0)
 end
 
--- Awaits a read of the body of a request on connection `c`.
-local function body_await(c, p)
-  local ok, v = pcall(p.await, p)
-  if not ok then
-    c.broken = true
-    if is_error(v, "ETIMEDOUT") then
-      v = request_error(408, "ETIMEDOUT", "request body not received in time")
-    elseif is_error(v, "EOF") then
-      v = request_error(400, "EOF", "connection closed inside the request body")
-    end
-    error(v, 0)
-  end
-  return v
-end
-
-
--- Reads the next piece of the body of `req` (at most `max` bytes), or nil
--- at its end. Runs inside a task (the caller's, or one spawned by read).
-local function next_piece(req, max)
-  if req._done then return nil end
-  local c = req._c
+-- Reads the next piece of the body of the request of `c` (at most `max`
+-- bytes), or nil at its end. Runs in a task (the caller's, or one
+-- spawned by req:read).
+local function next_piece(c, max)
+  if c.done then return nil end
   if c.broken then error(tide_error("EPIPE", "the connection of this request failed"), 0) end
-  send_continue(req)
-  local data
-  if req.body_kind == "chunked" then
-    local chunks = req._chunks
+  if c.continue then send_continue(c) end
+  local data, ok
+  if c.req.body_kind == "chunked" then
+    local chunks = c.chunks
     if not chunks then
+      local req = c.req
       req.trailers = headers.new()
-      chunks = h1.chunks(hio.chunk_reader(c.sock, body_time_left, req), c.o.chunk_limits,
+      chunks = h1.chunks(hio.chunk_reader(c.sock, body_time_left, c), c.o.chunk_limits,
         req.trailers)
-      req._chunks = chunks
+      c.chunks = chunks
     end
-    local ok, v = pcall(chunks)
-    if not ok then
-      if type(v) == "table" and v.status == 413 then
-        v = request_error(413, "EMSGSIZE", v.message)
-      end
-      body_failed(c, v)
+    ok, data = pcall(chunks)
+    if not ok then body_failed(c, data) end
+    if not data then
+      c.done = true
+      return nil
     end
-    data = v
-    if not data then req._done = true; return nil end
   else
-    local left = req._left
-    local n = left < max and left or max
-    local ok
-    ok, data = pcall(hio.read_some, c.sock, n, body_time_left(req))
+    local left = c.left
+    ok, data = pcall(hio.read_some, c.sock, left < max and left or max, body_time_left(c))
     if not ok then body_failed(c, data) end
     if data == nil then
-      c.broken = true
-      error(request_error(400, "EOF", "connection closed inside the request body"), 0)
+      body_failed(c, tide_error("EOF", "connection closed inside the request body"))
     end
     left = left - #data
-    req._left = left
-    if left == 0 then req._done = true end
+    c.left = left
+    if left == 0 then c.done = true end
   end
-  req._received = req._received + #data
+  c.received = c.received + #data
   return data
 end
 
--- Reads the whole body of `req` into one string (task body).
-local function read_body(req, max)
-  local total_max = req._c.o.max_body
-  if max and max < total_max then total_max = max end
-  if req.body_kind == "length" then
-    local left = req._left
-    if req._received + left > total_max then
-      error(request_error(413, "EMSGSIZE", "request body larger than " .. total_max .. " bytes"), 0)
+-- Reads the whole body of the request of `c` into one string, refusing
+-- more than `max` bytes (task body).
+local function read_body(c, max)
+  local limit = c.o.max_body
+  if max and max < limit then limit = max end
+  if c.req.body_kind == "length" then
+    local left = c.left
+    if c.received + left > limit then
+      c.broken = true
+      error(request_error(413, "EMSGSIZE", "request body larger than " .. limit .. " bytes"), 0)
     end
-    if req._received == 0 then
+    if c.received == 0 then
       -- The common case: one exact read.
-      send_continue(req)
-      local c = req._c
-      local data = body_await(c, c.sock:read_exactly(left, body_time_left(req)))
-      req._left, req._done, req._received = 0, true, left
+      if c.continue then send_continue(c) end
+      local p = c.sock:read_exactly(left, body_time_left(c))
+      local ok, data = pcall(p.await, p)
+      if not ok then body_failed(c, data) end
+      if data == nil then
+        body_failed(c, tide_error("EOF", "connection closed inside the request body"))
+      end
+      c.left, c.done, c.received = 0, true, left
       return data
     end
   end
   local parts, n, size = {}, 0, 0
   while true do
-    local data = next_piece(req, 65536)
+    local data = next_piece(c, 65536)
     if not data then break end
     size = size + #data
-    if size > total_max then
-      req._c.broken = true
-      error(request_error(413, "EMSGSIZE", "request body larger than " .. total_max .. " bytes"), 0)
+    if size > limit then
+      c.broken = true
+      error(request_error(413, "EMSGSIZE", "request body larger than " .. limit .. " bytes"), 0)
     end
     n = n + 1
     parts[n] = data
@@ -377,14 +388,14 @@ end
 --- req:body([max]) -> promise of the whole body as a string ("" when the
 -- request has none). `max` lowers the server's max_body for this call; a
 -- larger body rejects with an error whose status is 413. The body deadline
--- (body_timeout) gives 408. Call it once; after req:read() it returns what
--- is left.
+-- (body_timeout) gives 408. After req:read() it returns what is left.
 function Request:body(max)
   if max ~= nil and (type(max) ~= "number" or max < 0) then
     error("req:body: max must be a non-negative number", 2)
   end
-  if self._done then return resolved("") end
-  return spawn(read_body, self, max)
+  local c = current(self, "req:body")
+  if c.done then return resolved("") end
+  return spawn(read_body, c, max)
 end
 
 --- req:read([max]) -> promise of the next piece of the body (a string of at
@@ -396,20 +407,22 @@ function Request:read(max)
   elseif mtype(max) ~= "integer" or max < 1 then
     error("req:read: max must be a positive integer", 2)
   end
-  if self._done then return resolved(nil) end
-  return spawn(next_piece, self, max)
+  local c = current(self, "req:read")
+  if c.done then return resolved(nil) end
+  return spawn(next_piece, c, max)
 end
 
---- req:chunks([max]) -> iterator over the pieces of the body, for use in a
+--- req:chunks([max]) -> iterator over the pieces of the body, for a
 -- generic for inside a task: `for data in req:chunks() do ... end`.
 function Request:chunks(max)
   if max ~= nil and (mtype(max) ~= "integer" or max < 1) then
     error("req:chunks: max must be a positive integer", 2)
   end
   max = max or 65536
+  local c = current(self, "req:chunks")
   return function()
-    if self._done then return nil end
-    return next_piece(self, max)
+    if c.req ~= self or c.done then return nil end
+    return next_piece(c, max)
   end
 end
 
@@ -428,47 +441,127 @@ local response_mt = {
 -- Response states.
 local FRESH, STREAMING, FINISHED = 0, 1, 2
 
+-- Layout (private): the fields the handler set live in the response's own
+-- array part, three slots each as in tide.http.headers ([3i-2] name,
+-- [3i-1] lowercased name, [3i] value), `_n` of them. Fields the server
+-- owns are noted when set: `_length` (Content-Length), `_date` (Date),
+-- `_conn_close` (Connection holding "close"), `_te` (Transfer-Encoding).
+-- Streaming: `_chunked` (chunked coding), `_sent` (body bytes sent).
+
+-- Values of response fields already checked (no CR, LF or NUL).
+local checked_values, checked_values_n = {}, 0
+
+-- Checks a field for a response; returns the lowercased name and the
+-- value as a string.
+local function check_field(name, value, level)
+  local lname = checked_names[name] or check_header_name(name, level + 1)
+  if checked_values[value] then return lname, value end
+  value = check_header_value(name, value, level + 1)
+  if #value <= 64 then
+    if checked_values_n >= 512 then checked_values, checked_values_n = {}, 0 end
+    checked_values[value], checked_values_n = true, checked_values_n + 1
+  end
+  return lname, value
+end
+
+-- Notes a field the server owns.
+local OWNED = { ["content-length"] = true, ["transfer-encoding"] = true,
+  ["connection"] = true, ["date"] = true }
+local function note_owned(res, lname, value)
+  if lname == "content-length" then
+    if not find(value, "^%d+$") or #value > 15 then
+      error("invalid Content-Length " .. format("%q", value), 4)
+    end
+    res._length = tonumber(value)
+  elseif lname == "date" then
+    res._date = true
+  elseif lname == "connection" then
+    res._conn_close = has_token(lower(value), "close")
+  else
+    res._te = true
+  end
+end
+
+-- Removes the fields named `lname` from position `from` on.
+local function remove_fields(res, lname, from)
+  local n, j = res._n, from - 1
+  for i = from, n do
+    local k = 3 * i
+    if res[k - 1] ~= lname then
+      j = j + 1
+      local kj = 3 * j
+      res[kj - 2], res[kj - 1], res[kj] = res[k - 2], res[k - 1], res[k]
+    end
+  end
+  for k = 3 * j + 1, 3 * n do res[k] = nil end
+  res._n = j
+end
+
 --- res:set_header(name, value): sets a header of the response, replacing
 -- any field of that name. Raises on an invalid name or a value holding CR,
--- LF or NUL, and once the head was sent.
+-- LF or NUL, and once the head was sent. Returns res.
 function Response:set_header(name, value)
-  local lname = check_header_name(name, 2)
-  value = check_header_value(name, value, 2)
+  local lname
+  lname, value = check_field(name, value, 2)
   if self._state ~= FRESH then error("res:set_header: the head was already sent", 2) end
-  local h = self.headers
-  if not h then
-    h = setmetatable({ n = 0, _index = {} }, headers_mt)
-    self.headers = h
+  if OWNED[lname] then note_owned(self, lname, value) end
+  local n = self._n
+  for i = 1, n do
+    local k = 3 * i
+    if self[k - 1] == lname then
+      self[k - 2], self[k] = name, value
+      if i < n then remove_fields(self, lname, i + 1) end
+      return self
+    end
   end
-  if h._index[lname] then h:set(name, value) else hadd(h, name, lname, value) end
+  local k = 3 * n
+  self[k + 1], self[k + 2], self[k + 3] = name, lname, value
+  self._n = n + 1
   return self
 end
 
 --- res:add_header(name, value): adds a field even if the name is present
--- (Set-Cookie).
+-- (Set-Cookie). Returns res.
 function Response:add_header(name, value)
-  local lname = check_header_name(name, 2)
-  value = check_header_value(name, value, 2)
+  local lname
+  lname, value = check_field(name, value, 2)
   if self._state ~= FRESH then error("res:add_header: the head was already sent", 2) end
-  local h = self.headers
-  if not h then
-    h = setmetatable({ n = 0, _index = {} }, headers_mt)
-    self.headers = h
+  if OWNED[lname] and lname ~= "connection" then
+    return self:set_header(name, value)  -- never two framings or dates
   end
-  hadd(h, name, lname, value)
+  if lname == "connection" then note_owned(self, lname, value) end
+  local n = self._n
+  local k = 3 * n
+  self[k + 1], self[k + 2], self[k + 3] = name, lname, value
+  self._n = n + 1
   return self
 end
 
---- res:get_header(name) -> the value of a response header set so far.
+--- res:get_header(name) -> the first value of a field set so far, or nil.
 function Response:get_header(name)
-  local h = self.headers
-  return h and h:get(name)
+  local lname = lower(name)
+  for i = 1, self._n do
+    if self[3 * i - 1] == lname then return self[3 * i] end
+  end
+  return nil
 end
 
--- Writes `data` to the connection of `c`; waits (bounded by send_timeout)
--- only when the stream applies backpressure.
+--- res:remove_header(name): removes the fields of that name set so far.
+function Response:remove_header(name)
+  if self._state ~= FRESH then error("res:remove_header: the head was already sent", 2) end
+  local lname = lower(name)
+  if lname == "content-length" then self._length = nil
+  elseif lname == "date" then self._date = nil
+  elseif lname == "connection" then self._conn_close = nil
+  elseif lname == "transfer-encoding" then self._te = nil end
+  remove_fields(self, lname, 1)
+end
+
+-- Writes `data` to connection `c`; waits (bounded by send_timeout) only
+-- when the stream applies backpressure.
 local function send(c, data)
-  local p = c.sock:write(data)
+  local p = c.write(c.sock, data)
+  if p:state() == "fulfilled" then return end
   if p:state() == "pending" then p = timeout(p, c.o.send_timeout) end
   local ok, err = pcall(p.await, p)
   if not ok then
@@ -478,50 +571,45 @@ local function send(c, data)
 end
 
 -- Decides whether the connection stays open after this response and
--- returns the Connection header line to send ("" for none).
-local function connection_line(res, req, c)
-  local close = req._close or c.srv.closing or c.broken
-  if not close and not req._done then
+-- returns the Connection field to send ("" for none).
+local function connection_line(res, c)
+  local close = c.close or c.srv.closing or c.broken or res._conn_close
+  if not close and not c.done then
     -- A body nobody read: it can be skipped after the response, unless the
     -- client still waits for 100 Continue (it may never send it) or it is
     -- too large to be worth reading.
-    if req._continue then
+    if c.continue then
       close = true
-    elseif req.body_kind == "length" and req._left > c.o.max_body then
+    elseif c.req.body_kind == "length" and c.left > c.o.max_body then
       close = true
     end
   end
-  local h = res.headers
-  if not close and h and h._index.connection then
-    close = has_token(lower(h:get_joined("connection")), "close")
-  end
-  res._close = close
+  c.close = close
   if close then return "Connection: close\r\n" end
-  if req.version == "1.0" then return "Connection: keep-alive\r\n" end
+  if c.req.version == "1.0" then return "Connection: keep-alive\r\n" end
   return ""
 end
 
--- Serializes the fields the handler set, without the ones the server
--- owns (Content-Length, Transfer-Encoding, Connection, Date).
-local OWNED = { ["content-length"] = true, ["transfer-encoding"] = true,
+-- The field lines the handler set, without the framing the server owns
+-- (Content-Length, Transfer-Encoding, Connection).
+local NOT_SENT = { ["content-length"] = true, ["transfer-encoding"] = true,
   ["connection"] = true }
-local function user_fields(h)
-  local n = h.n
-  if n == 1 and not OWNED[h[2]] then
-    return h[1] .. ": " .. h[3] .. "\r\n"
-  end
+local function user_fields(res)
+  local n = res._n
+  if n == 0 then return "" end
+  if n == 1 and not NOT_SENT[res[2]] then return res[1] .. ": " .. res[3] .. "\r\n" end
   local buf, m = {}, 0
   for i = 1, n do
     local k = 3 * i
-    if not OWNED[h[k - 1]] then
-      buf[m + 1], buf[m + 2], buf[m + 3], buf[m + 4] = h[k - 2], ": ", h[k], "\r\n"
+    if not NOT_SENT[res[k - 1]] then
+      buf[m + 1], buf[m + 2], buf[m + 3], buf[m + 4] = res[k - 2], ": ", res[k], "\r\n"
       m = m + 4
     end
   end
   return concat(buf)
 end
 
--- The status line of `res`, checking the status.
+-- The status line of `res`, checking the status and the reason.
 local function status_line(res)
   local status = res.status
   if mtype(status) ~= "integer" or status < 200 or status > 599 then
@@ -535,116 +623,142 @@ local function status_line(res)
   return "HTTP/1.1 " .. status .. " " .. reason .. "\r\n"
 end
 
+-- "Content-Length: n\r\n" per length, for the lengths seen recently.
+local length_lines, length_lines_n = {}, 0
+local function length_line(n)
+  local line = length_lines[n]
+  if line then return line end
+  line = "Content-Length: " .. n .. "\r\n"
+  if length_lines_n >= 1024 then length_lines, length_lines_n = {}, 0 end
+  length_lines[n], length_lines_n = line, length_lines_n + 1
+  return line
+end
+
 -- Whether a response with this status has no body at all.
 local function bodiless(status)
   return status == 204 or status == 304
 end
 
+-- res:finish once the head is out (after res:write).
+local function finish_streaming(res, c, body)
+  res._state = FINISHED
+  if c.req.method == "HEAD" or bodiless(res.status) then return end
+  if res._chunked then
+    if body ~= "" then
+      send(c, h1.chunk(body) .. "0\r\n\r\n")
+    else
+      send(c, "0\r\n\r\n")
+    end
+    return
+  end
+  local length = res._length
+  if body ~= "" then
+    res._sent = res._sent + #body
+    if length and res._sent > length then
+      c.broken = true
+      error("res:finish: more bytes than the Content-Length", 3)
+    end
+    send(c, body)
+  end
+  if length and res._sent < length then
+    c.broken = true
+    error("res:finish: fewer bytes than the Content-Length", 3)
+  end
+end
+
 --- res:finish([body]): sends the response with `body` (a string, "" by
--- default) and ends it; after res:write(), sends `body` as the last chunk.
--- The head carries Content-Length (unless the status forbids a body) and
--- Date. For HEAD requests the body is not sent. Returns after the bytes
--- were handed to the connection (waiting only under backpressure).
+-- default) and ends it; after res:write(), sends `body` as the last piece.
+-- The head carries Content-Length (none for 204 and 304) and Date. For
+-- HEAD requests the body is not sent. Returns once the bytes were handed
+-- to the connection (waiting only under backpressure).
 function Response:finish(body)
-  local state = self._state
-  if state == FINISHED then error("res:finish: the response is already finished", 2) end
   if body == nil then
     body = ""
   elseif type(body) ~= "string" then
     error("res:finish: body must be a string, got " .. type(body), 2)
   end
-  local req, c = self._req, self._c
-  if state == STREAMING then
-    self._state = FINISHED
-    if req.method == "HEAD" then return end
-    if self._chunked then
-      if body ~= "" then
-        send(c, h1.chunk(body) .. "0\r\n\r\n")
-      else
-        send(c, "0\r\n\r\n")
-      end
-    elseif body ~= "" then
-      self._sent = self._sent + #body
-      if self._length and self._sent > self._length then
-        c.broken = true
-        error("res:finish: more bytes than the Content-Length", 2)
-      end
-      send(c, body)
-    end
-    if self._length and self._sent < self._length and req.method ~= "HEAD" then
-      c.broken = true
-      error("res:finish: fewer bytes than the Content-Length", 2)
-    end
-    return
+  local c = self._c
+  local state = self._state
+  if state ~= FRESH then
+    if state == FINISHED then error("res:finish: the response is already finished", 2) end
+    return finish_streaming(self, c, body)
   end
-  local line = status_line(self)
+  local req = c.req
   local status = self.status
-  local h = self.headers
-  local fields = h and user_fields(h) or ""
-  if h and h._index["content-length"] then
-    local v = h:get("content-length")
-    if tonumber(v) ~= #body and not (req.method == "HEAD" and body == "") then
-      error("res:finish: Content-Length " .. v .. " does not match the body (" .. #body .. " bytes)", 2)
-    end
+  local line = self.reason == nil and status_lines[status] or status_line(self)
+  local length = self._length
+  if length and length ~= #body and not (req.method == "HEAD" and body == "") then
+    error("res:finish: Content-Length " .. length .. " does not match the body (" ..
+      #body .. " bytes)", 2)
   end
+  if self._te then error("res:finish: Transfer-Encoding is set by the server", 2) end
+  local fields = user_fields(self)
+  local date = self._date and "" or (ostime() == date_time and date_line or current_date_line())
   self._state = FINISHED
-  c.res_started = true
-  local conn = connection_line(self, req, c)
-  local date = (h and h._index.date) and "" or current_date_line()
+  c.started = true
+  local conn = ""
+  if c.close or not c.done or c.broken or self._conn_close or c.srv.closing
+    or req.version ~= "1.1" then
+    conn = connection_line(self, c)
+  end
   local out
-  if bodiless(status) then
+  if status == 204 or status == 304 then
     if body ~= "" then error("res:finish: a " .. status .. " response has no body", 2) end
     out = line .. fields .. date .. conn .. "\r\n"
   elseif req.method == "HEAD" then
-    if body == "" and h and h._index["content-length"] then
-      out = line .. fields .. date .. "Content-Length: " .. h:get("content-length") .. "\r\n" .. conn .. "\r\n"
-    else
-      out = line .. fields .. date .. "Content-Length: " .. #body .. "\r\n" .. conn .. "\r\n"
-    end
+    out = line .. fields .. date .. length_line(length or #body) .. conn .. "\r\n"
   else
-    out = line .. fields .. date .. "Content-Length: " .. #body .. "\r\n" .. conn .. "\r\n" .. body
+    out = line .. fields .. date .. length_line(#body) .. conn .. "\r\n" .. body
   end
-  send(c, out)
+  local p = c.write(c.sock, out)
+  if p:state() ~= "fulfilled" then
+    -- Backpressure or a failure: the slow path.
+    if p:state() == "pending" then p = timeout(p, c.o.send_timeout) end
+    local ok, err = pcall(p.await, p)
+    if not ok then
+      c.broken, c.dead = true, true
+      error(err, 0)
+    end
+  end
 end
 
 --- res:write(chunk): sends a piece of the body. The first call sends the
 -- head: with Content-Length when the handler set one, otherwise with
 -- chunked transfer coding (close-delimited for HTTP/1.0 clients). Returns
--- after the bytes were handed to the connection (waiting under
+-- once the bytes were handed to the connection (waiting under
 -- backpressure).
 function Response:write(data)
   if type(data) ~= "string" then
     error("res:write: data must be a string, got " .. type(data), 2)
   end
+  local c = self._c
   local state = self._state
   if state == FINISHED then error("res:write: the response is already finished", 2) end
-  local req, c = self._req, self._c
+  local req = c.req
   if state == FRESH then
     local line = status_line(self)
     local status = self.status
-    local h = self.headers
-    local fields = h and user_fields(h) or ""
+    if self._te then error("res:write: Transfer-Encoding is set by the server", 2) end
+    local fields = user_fields(self)
     local framing = ""
-    local length = h and h._index["content-length"] and h:get("content-length")
+    local length = self._length
     if bodiless(status) then
       if data ~= "" then error("res:write: a " .. status .. " response has no body", 2) end
     elseif length then
-      if not find(length, "^%d+$") then error("res:write: invalid Content-Length " .. length, 2) end
-      self._length = tonumber(length)
       self._sent = 0
-      framing = "Content-Length: " .. length .. "\r\n"
+      framing = length_line(length)
     elseif req.version == "1.1" then
       self._chunked = true
       framing = "Transfer-Encoding: chunked\r\n"
     else
       -- An HTTP/1.0 client: the body ends when the connection closes.
-      req._close = true
+      c.close = true
       self._sent = 0
     end
     self._state = STREAMING
-    c.res_started = true
-    local conn = connection_line(self, req, c)
-    local date = (h and h._index.date) and "" or current_date_line()
+    c.started = true
+    local conn = connection_line(self, c)
+    local date = self._date and "" or current_date_line()
     local head = line .. fields .. date .. framing .. conn .. "\r\n"
     if req.method == "HEAD" or bodiless(status) or data == "" then
       send(c, head)
@@ -655,7 +769,7 @@ function Response:write(data)
       return
     end
     self._sent = #data
-    if self._length and self._sent > self._length then
+    if length and self._sent > length then
       c.broken = true
       error("res:write: more bytes than the Content-Length", 2)
     end
@@ -675,7 +789,7 @@ function Response:write(data)
   send(c, data)
 end
 
---- res.started: whether the head was sent.
+--- res:started() -> whether the head was sent.
 function Response:started()
   return self._state ~= FRESH
 end
@@ -700,8 +814,7 @@ local LINGER_TIME, LINGER_BYTES = 2, 256 * 1024
 local function refuse(c, status, message)
   c.broken = true
   local sock = c.sock
-  local ok = pcall(send, c, error_response(status, message))
-  if not ok then return end
+  if not pcall(send, c, error_response(status, message)) then return end
   local p = sock:shutdown()
   if not pcall(p.await, p) then return end
   local deadline, got = now() + LINGER_TIME, 0
@@ -709,8 +822,8 @@ local function refuse(c, status, message)
     local left = deadline - now()
     if left <= 0 then return end
     p = sock:read(left)
-    local ok2, data = pcall(p.await, p)
-    if not ok2 or not data then return end
+    local ok, data = pcall(p.await, p)
+    if not ok or not data then return end
     got = got + #data
   end
 end
@@ -719,24 +832,24 @@ end
 local GONE = { EOF = true, ECONNRESET = true, EPIPE = true, ECONNABORTED = true,
   ENOTCONN = true, ETIMEDOUT = true, ECANCELED = true }
 
--- Reads the next request head of `c`. Returns it (without the empty line
--- that ends it), or nil when the connection should close: the client
--- closed it or stayed idle, or the head was refused (answered already).
-local function read_head(c, first)
+-- Decides what follows a read of a request head that did not give one
+-- (`ok`, `v` are what pcall of its await returned). Returns the head when
+-- a second read (after the idle time) got it; otherwise nil, and the
+-- connection closes: the client closed it or stayed idle (quietly), or
+-- the head was refused (answered).
+local function head_failed(c, first, ok, v)
+  if ok then return nil end  -- the end of the stream between requests
   local sock, o = c.sock, c.o
-  local p = sock:read_until("\r\n\r\n", first and o.head_first or o.head_idle)
-  local ok, head = pcall(p.await, p)
-  if ok then return head end
-  local e = head
+  local e = v
   if is_error(e, "ETIMEDOUT") then
     if sock.read_buffered == 0 then return nil end  -- idle: close quietly
     if not first and o.header_timeout > o.idle_timeout then
       -- The client started a request while the idle time ran out: give
       -- it the rest of the header time.
-      p = sock:read_until("\r\n\r\n", o.head_rest)
-      ok, head = pcall(p.await, p)
-      if ok then return head end
-      e = head
+      local p = sock:read_until("\r\n\r\n", o.head_rest)
+      ok, v = pcall(p.await, p)
+      if ok then return v end
+      e = v
     end
     if is_error(e, "ETIMEDOUT") then
       refuse(c, 408, "request head not received in time")
@@ -746,7 +859,7 @@ local function read_head(c, first)
   if is_error(e, "ELINETOOLONG") then
     -- No end of the head within the limits: is the request line too long
     -- or the field block too large? The bytes are still buffered.
-    p = sock:read_until("\r\n", o.line_check)
+    local p = sock:read_until("\r\n", o.line_check)
     if pcall(p.await, p) then
       refuse(c, 431, "request header block too large")
     else
@@ -764,7 +877,7 @@ local function read_head(c, first)
 end
 
 -- What the message handler of the handler's xpcall keeps: the error
--- value itself and its traceback.
+-- value itself and, for errors that are not the client's, its traceback.
 local function capture(e)
   if type(e) == "table" and (e.status or cancelled(e)) then return { e } end
   return { e, traceback(tostring(e), 2) }
@@ -777,49 +890,102 @@ local function log_handler_error(o, req, e, tb)
   if o.log then o.log(msg) else io.stderr:write(msg, "\n") end
 end
 
--- Skips the unread body of `req` so that the next request can be read.
-local function skip_body(req)
-  local c = req._c
-  if req.body_kind == "length" then
-    local left = req._left
+-- Empties a response before the server answers in the handler's place.
+local function reset_response(res)
+  for k = 1, 3 * res._n do res[k] = nil end
+  res._n, res.status, res.reason = 0, 200, nil
+  res._length, res._date, res._conn_close, res._te = nil, nil, nil, nil
+end
+
+-- Handles the failure of the handler of the request of `c`: error `e`
+-- with traceback `tb` (nil for errors that carry a status). Answers 500,
+-- or the error's status, when nothing was sent yet. Returns true when
+-- the connection can go on.
+local function handler_failed(c, res, e, tb)
+  if cancelled(e) then error(e, 0) end
+  -- A handler that failed because its connection did: nothing to say.
+  if c.dead then return false end
+  local st = type(e) == "table" and e.status
+  if c.broken and not st and type(e) == "table" and GONE[e.code] then return false end
+  if not (mtype(st) == "integer" and st >= 400 and st <= 599) then
+    st = nil
+    c.srv.errors = c.srv.errors + 1
+    log_handler_error(c.o, c.req, e, tb)
+  end
+  -- Once the head is out the response cannot be mended: close.
+  if res._state ~= FRESH then return false end
+  if st then
+    refuse(c, st, e.message)
+    return false
+  end
+  if c.broken then
+    refuse(c, 500)
+    return false
+  end
+  reset_response(res)
+  res.status = 500
+  res:set_header("Content-Type", "text/plain; charset=utf-8")
+  res:finish("Internal Server Error\n")
+  return true
+end
+
+-- Skips the unread body of the request of `c` so that the next request
+-- can be read. Returns whether it could.
+local function skip_rest(c)
+  while next_piece(c, 65536) do end
+end
+local function skip_body(c)
+  if c.req.body_kind == "length" then
+    local left = c.left
     if left > c.o.max_body then return false end
-    local ok, t = pcall(body_time_left, req)
+    local ok, t = pcall(body_time_left, c)
     if not ok then return false end
     local p = c.sock:read_exactly(left, t)
     return (pcall(p.await, p))
   end
-  local ok = pcall(function()
-    while next_piece(req, 65536) do end
-  end)
-  return ok
+  return (pcall(skip_rest, c))
 end
 
 -- Handles one connection: requests one after the other until the client
 -- closes, a limit or an error ends it, or the server closes.
 local function serve_conn(srv, c, handler)
   local sock, o = c.sock, c.o
-  local h1_limits, max_request_line, max_header_size =
-    o.h1_limits, o.max_request_line, o.max_header_size
+  local h1_limits, max_request_line, max_header_size, max_body =
+    o.h1_limits, o.max_request_line, o.max_header_size, o.max_body
+  local small_head = max_request_line < max_header_size and max_request_line or max_header_size
+  local head_first, head_idle = o.head_first, o.head_idle
+  local read_until = sock.read_until  -- stream methods are looked up through a C function
   local first = true
   while true do
     c.idle = true
     if srv.closing then return end
-    local head = read_head(c, first)
-    if not head then return end
+    local p = read_until(sock, "\r\n\r\n", first and head_first or head_idle)
+    local ok, head = pcall(p.await, p)
+    if not ok or not head then
+      head = head_failed(c, first, ok, head)
+      if not head then return end
+    end
     c.idle = false
     first = false
     srv.requests = srv.requests + 1
 
-    -- Parse and check the head.
-    local req, status, reason = parse_request_head(head, h1_limits)
+    -- Parse and check the head into the request object: the constructor
+    -- sizes it for the fields it will hold.
+    local req, status, reason = parse_request_head(head, h1_limits, {
+      method = false, target = false, path = false, version = false,
+      headers = false, body_kind = false, content_length = false, _c = c,
+    })
     if not req then return refuse(c, status, reason) end
-    local le = find(head, "\r\n", 1, true) or #head + 1
-    if le - 1 > max_request_line then
-      return refuse(c, 414, "request line too long")
+    if #head > small_head then
+      local le = find(head, "\r\n", 1, true) or #head + 1
+      if le - 1 > max_request_line then
+        return refuse(c, 414, "request line too long")
+      end
+      if #head - le - 1 > max_header_size then
+        return refuse(c, 431, "request header block too large")
+      end
     end
-    if #head - le - 1 > max_header_size then
-      return refuse(c, 431, "request header block too large")
-    end
+    local version, kind = req.version, req.body_kind
     local index = req.headers._index
     local q = req.query
     if q then
@@ -828,72 +994,60 @@ local function serve_conn(srv, c, handler)
       req.raw_query = q
       req.query = decoded
     end
+    local close = version == "1.0"
     if index.connection then
       local v = lower(req.headers:get_joined("connection"))
-      if req.version == "1.1" then
-        req._close = has_token(v, "close")
+      if close then
+        close = not has_token(v, "keep-alive")
       else
-        req._close = not has_token(v, "keep-alive")
+        close = has_token(v, "close")
       end
-    elseif req.version == "1.0" then
-      req._close = true
     end
+    local continue = false
     if index.expect then
       local v = lower(req.headers:get_joined("expect"))
       if v ~= "100-continue" then return refuse(c, 417, "unsupported expectation") end
-      if req.version == "1.1" and req.body_kind ~= "none" then req._continue = true end
+      continue = version == "1.1" and kind ~= "none"
     end
-    local kind = req.body_kind
-    if kind == "length" and req.content_length > o.max_body then
-      return refuse(c, 413, "request body larger than " .. o.max_body .. " bytes")
+    if kind == "none" then
+      c.done, c.left = true, 0
+    else
+      if kind == "length" and req.content_length > max_body then
+        return refuse(c, 413, "request body larger than " .. max_body .. " bytes")
+      end
+      c.done, c.left = false, req.content_length
     end
-    req._c = c
-    req._left = req.content_length
-    req._received = 0
-    req._done = kind == "none"
-    c.res_started = false
+    c.req, c.close, c.continue, c.started = req, close, continue, false
+    c.received, c.deadline, c.chunks = 0, nil, nil
     setmetatable(req, request_mt)
 
-    local res = setmetatable({ status = 200, _state = FRESH, _req = req, _c = c }, response_mt)
+    local res = setmetatable({ status = 200, _state = FRESH, _c = c, _n = 0,
+      false, false, false }, response_mt)
+    c.res = res
 
     -- Run the handler.
-    local ok, err = xpcall(handler, capture, req, res)
+    ok, status = xpcall(handler, capture, req, res)
     if not ok then
-      local e, tb = err[1], err[2]
-      if cancelled(e) then error(e, 0) end
-      -- A handler that failed because its connection did: nothing to say.
-      if c.dead then return end
-      local st = type(e) == "table" and e.status
-      if c.broken and not st and type(e) == "table" and GONE[e.code] then return end
-      if not (mtype(st) == "integer" and st >= 400 and st <= 599) then
-        st = nil
-        srv.errors = srv.errors + 1
-        log_handler_error(o, req, e, tb)
-      end
-      -- Once the head is out the response cannot be mended: close.
-      if res._state ~= FRESH then return end
-      if st then return refuse(c, st, e.message) end
-      if c.broken then return refuse(c, 500) end
-      res.headers, res.status, res.reason = nil, 500, nil
-      res:set_header("Content-Type", "text/plain; charset=utf-8")
-      res:finish("Internal Server Error\n")
-    end
-    if res._state ~= FINISHED then
+      if not handler_failed(c, res, status[1], status[2]) then return end
+    elseif res._state ~= FINISHED then
       res:finish()
     end
-    if res._close or c.broken then return end
-    if not req._done and not skip_body(req) then return end
+    if c.close or c.broken then return end
+    if not c.done and not skip_body(c) then return end
   end
 end
 
 -- The task of one connection: serves it, then closes the stream and
 -- forgets the connection.
 local function conn_task(srv, sock, handler)
-  local c = { sock = sock, srv = srv, o = srv._o, idle = true, broken = false,
-    dead = false, res_started = false, task = tide.current() }
+  local c = { sock = sock, srv = srv, o = srv._o, task = tide.current(), write = sock.write,
+    idle = true, broken = false, dead = false, req = false, res = false, left = 0,
+    received = 0, done = true, close = false, continue = false, deadline = false,
+    chunks = false, started = false }
   srv._conns[c] = true
   srv.connections = srv.connections + 1
   local ok, err = pcall(serve_conn, srv, c, handler)
+  c.req = false
   srv._conns[c] = nil
   srv.connections = srv.connections - 1
   local p = sock:close()
