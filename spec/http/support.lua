@@ -102,14 +102,20 @@ function M.node(src, ...)
   return out, err, status
 end
 
--- Starts a peer server (a list: program and arguments) that prints a line
--- holding its port on stdout; returns the process and the port.
-function M.start_peer(cmd)
-  local p = tide.process.spawn { cmd[1], args = { table.unpack(cmd, 2) }, stdout = "pipe" }
-  local line = tide.timeout(p.stdout:read_line(), 5):await()
-  local port = tonumber(line and line:match("(%d+)%s*$"))
-  assert(port, "peer did not report its port: " .. tostring(line))
-  return p, port
+-- Starts a peer server (a list: program and arguments, then an optional
+-- table of environment variables) that prints lines "NAME PORT" on stdout,
+-- the last one "port N"; returns the process and a table NAME -> port.
+function M.start_peer(cmd, env)
+  local p = tide.process.spawn { cmd[1], args = { table.unpack(cmd, 2) }, stdout = "pipe", env = env }
+  local ports = {}
+  repeat
+    local line = tide.timeout(p.stdout:read_line(), 5):await()
+    assert(line, "the peer ended before reporting its port")
+    local name, port = line:match("^(%w+)%s+(%d+)%s*$")
+    assert(name, "unexpected line from the peer: " .. line)
+    ports[name] = tonumber(port)
+  until name == "port"
+  return p, ports
 end
 
 -- Stops a peer started by start_peer.

@@ -1,0 +1,258 @@
+-- Specs for tide.http.request / http.get against real servers: a Node.js
+-- http server (spec/http/peers/node_server.js, with a raw socket server
+-- beside it for malformed answers) and Python's http.server
+-- (spec/http/peers/python_server.py).
+local tide = require "tide"
+local http = require "tide.http"
+local support = require "http.support"
+
+local node_peer, node_port, raw_port, python_peer, python_port
+
+-- Runs fn with the Node.js peer started (once for the whole file).
+local function with_node(fn)
+  return async(function()
+    if not node_peer then
+      local ports
+      node_peer, ports = support.start_peer { "node", "spec/http/peers/node_server.js" }
+      node_port, raw_port = ports.port, ports.raw
+    end
+    fn("http://127.0.0.1:" .. node_port)
+  end)
+end
+
+local function with_python(fn)
+  return async(function()
+    if not python_peer then
+      local ports
+      python_peer, ports = support.start_peer { "python3", "spec/http/peers/python_server.py" }
+      python_port = ports.port
+    end
+    fn("http://127.0.0.1:" .. python_port)
+  end)
+end
+
+-- Awaits `p` and returns the error it was rejected with.
+local function rejection(p)
+  local ok, err = pcall(p.await, p)
+  assert.is_false(ok, "expected a rejection")
+  return err
+end
+
+describe("tide.http client", function()
+  teardown(function()
+    tide.run(function()
+      http.close_idle()
+      if node_peer then support.stop_peer(node_peer) end
+      if python_peer then support.stop_peer(python_peer) end
+    end)
+  end)
+
+  describe("against Node.js", function()
+    it("gets status, reason, headers and body", with_node(function(base)
+      local res = http.get(base .. "/hello"):await()
+      assert.are.equal(200, res.status)
+      assert.are.equal("OK", res.reason)
+      assert.are.equal("1.1", res.version)
+      assert.are.equal("Hello from Node", res.body)
+      assert.are.equal("text/plain", res.headers:get("content-type"))
+      assert.are.same({ "a", "b" }, res.headers:get_all("x-multi"))
+      assert.are.equal(0, res.redirects)
+    end))
+
+    it("keeps one connection per host alive across requests", with_node(function(base)
+      http.close_idle()
+      local before = tonumber(http.get(base .. "/connections"):await().body)
+      for _ = 1, 5 do assert.are.equal(200, http.get(base .. "/hello"):await().status) end
+      local after = tonumber(http.get(base .. "/connections"):await().body)
+      assert.are.equal(before, after)
+    end))
+
+    it("opens more connections for concurrent requests", with_node(function(base)
+      local ps = {}
+      for i = 1, 4 do ps[i] = http.get(base .. "/length?n=5000") end
+      for i = 1, 4 do assert.are.equal(5000, #ps[i]:await().body) end
+    end))
+
+    it("reads a chunked body with progress events in order", with_node(function(base)
+      local p = http.get(base .. "/chunked?n=6")
+      local events = {}
+      p:on("progress", function(got, total) events[#events + 1] = { got, total } end)
+      local res = p:await()
+      assert.are.equal("chunk0;chunk1;chunk2;chunk3;chunk4;chunk5;", res.body)
+      assert.are.equal("6", res.trailers:get("x-count"))
+      assert.is_true(#events >= 2)
+      for i, e in ipairs(events) do
+        assert.is_nil(e[2])
+        if i > 1 then assert.is_true(e[1] > events[i - 1][1]) end
+      end
+      assert.are.equal(#res.body, events[#events][1])
+    end))
+
+    it("reports progress against Content-Length", with_node(function(base)
+      local p = http.get(base .. "/length?n=20000")
+      local events = {}
+      p:on("progress", function(got, total) events[#events + 1] = { got, total } end)
+      local res = p:await()
+      assert.are.equal(20000, #res.body)
+      assert.is_true(#events >= 2)
+      for i, e in ipairs(events) do
+        assert.are.equal(20000, e[2])
+        if i > 1 then assert.is_true(e[1] > events[i - 1][1]) end
+      end
+      assert.are.equal(20000, events[#events][1])
+    end))
+
+    it("streams a body in stream mode", with_node(function(base)
+      local res = http.get(base .. "/chunked?n=4", { stream = true }):await()
+      assert.are.equal(200, res.status)
+      assert.is_nil(res.body)
+      local seen = {}
+      res.done:on("progress", function(got) seen[#seen + 1] = got end)
+      local parts = {}
+      for piece in res:chunks() do parts[#parts + 1] = piece end
+      assert.are.equal("chunk0;chunk1;chunk2;chunk3;", table.concat(parts))
+      assert.are.equal(28, res.done:await())
+      assert.are.equal(28, seen[#seen])
+      -- res:read() after the end gives nil.
+      assert.is_nil(res:read():await())
+    end))
+
+    it("sends a body and headers with POST", with_node(function(base)
+      local res = http.request {
+        method = "POST", url = base .. "/echo?x=1",
+        headers = { ["Content-Type"] = "text/plain", ["X-Token"] = "t" },
+        body = "payload",
+      }:await()
+      local body = res.body
+      assert.truthy(body:find('"method":"POST"', 1, true))
+      assert.truthy(body:find('"url":"/echo?x=1"', 1, true))
+      assert.truthy(body:find('"body":"payload"', 1, true))
+      assert.truthy(body:find('"content-length":"7"', 1, true))
+      assert.truthy(body:find('"x-token":"t"', 1, true))
+      assert.truthy(body:find('"host":"127.0.0.1:' .. node_port .. '"', 1, true))
+    end))
+
+    it("follows redirects, up to 5", with_node(function(base)
+      local res = http.get(base .. "/redirect?n=3"):await()
+      assert.are.equal(200, res.status)
+      assert.are.equal(3, res.redirects)
+      assert.are.equal("/echo", res.url.target)
+      local err = rejection(http.get(base .. "/loop"))
+      assert.are.equal("ETOOMANYREDIRECTS", err.code)
+      res = http.get(base .. "/loop", { redirects = 0 }):await()
+      assert.are.equal(302, res.status)
+      assert.are.equal("/loop", res.headers:get("location"))
+    end))
+
+    it("resolves relative locations", with_node(function(base)
+      local res = http.get(base .. "/relative/a/b"):await()
+      assert.are.equal("relative ok ?from=b", res.body)
+    end))
+
+    it("turns POST into GET on 303 and keeps it on 307", with_node(function(base)
+      local res = http.request { method = "POST", url = base .. "/redirect?n=1&code=303", body = "x",
+        redirects = 2 }:await()
+      assert.truthy(res.body:find('"method":"GET"', 1, true))
+      assert.truthy(res.body:find('"body":""', 1, true))
+      res = http.request { method = "POST", url = base .. "/redirect?n=1&code=307", body = "kept",
+        redirects = 2 }:await()
+      assert.truthy(res.body:find('"method":"POST"', 1, true))
+      assert.truthy(res.body:find('"body":"kept"', 1, true))
+      -- Not followed by default for POST.
+      res = http.request { method = "POST", url = base .. "/redirect?n=1&code=307", body = "k" }:await()
+      assert.are.equal(307, res.status)
+    end))
+
+    it("gets 204 and 304 without a body", with_node(function(base)
+      local res = http.get(base .. "/204"):await()
+      assert.are.equal(204, res.status)
+      assert.are.equal("", res.body)
+      assert.are.equal("yes", res.headers:get("x-empty"))
+      res = http.get(base .. "/304"):await()
+      assert.are.equal(304, res.status)
+      assert.are.equal("", res.body)
+      -- The connection is still good afterwards.
+      assert.are.equal("Hello from Node", http.get(base .. "/hello"):await().body)
+    end))
+
+    it("answers HEAD without reading a body", with_node(function(base)
+      local res = http.request { method = "HEAD", url = base .. "/length?n=5000" }:await()
+      assert.are.equal(200, res.status)
+      assert.are.equal("5000", res.headers:get("content-length"))
+      assert.are.equal("", res.body)
+    end))
+
+    it("times out waiting for a response", with_node(function(base)
+      local t0 = tide.now()
+      local err = rejection(http.get(base .. "/silent", { timeout = 0.3 }))
+      assert.are.equal("ETIMEDOUT", err.code)
+      assert.is_true(tide.now() - t0 < 2)
+    end))
+
+    it("rejects malformed responses with EPROTO", with_node(function()
+      local raw = "http://127.0.0.1:" .. raw_port
+      for _, path in ipairs { "/bad-status", "/bad-length", "/two-lengths", "/bad-chunk" } do
+        local err = rejection(http.get(raw .. path))
+        assert.are.equal("EPROTO", err.code, path .. ": " .. tostring(err))
+      end
+      local err = rejection(http.get(raw .. "/truncated"))
+      assert.truthy(err.code == "EPROTO" or err.code == "EOF", tostring(err))
+    end))
+
+    it("reads a body delimited by the end of the connection", with_node(function()
+      local res = http.get("http://127.0.0.1:" .. raw_port .. "/close-delimited"):await()
+      assert.are.equal("until the end", res.body)
+    end))
+
+    it("retries a GET on a keep-alive connection the server closed", async(function()
+      local peer, ports = support.start_peer({ "node", "spec/http/peers/node_server.js" },
+        { KEEPALIVE_MS = "100" })
+      local base = "http://127.0.0.1:" .. ports.port
+      assert.are.equal(200, http.get(base .. "/hello"):await().status)
+      tide.sleep(0.3):await()  -- the server closes the idle connection
+      assert.are.equal(200, http.get(base .. "/hello"):await().status)
+      support.stop_peer(peer)
+    end))
+  end)
+
+  describe("against Python's http.server", function()
+    it("reads an HTTP/1.0 body that ends with the connection", with_python(function(base)
+      local p = http.get(base .. "/close")
+      local events = {}
+      p:on("progress", function(got, total) events[#events + 1] = { got, total } end)
+      local res = p:await()
+      assert.are.equal("1.0", res.version)
+      assert.are.equal("python-0;python-1;python-2;python-3;python-4;", res.body)
+      assert.is_nil(events[#events][2])
+      assert.are.equal(#res.body, events[#events][1])
+    end))
+
+    it("reads a body with a length, a 304 and a HEAD", with_python(function(base)
+      assert.are.equal(3000, #http.get(base .. "/length"):await().body)
+      local res = http.get(base .. "/304"):await()
+      assert.are.equal(304, res.status)
+      assert.are.equal("", res.body)
+      res = http.request { method = "HEAD", url = base .. "/any" }:await()
+      assert.are.equal("1234", res.headers:get("content-length"))
+      assert.are.equal("", res.body)
+    end))
+  end)
+
+  describe("errors", function()
+    it("rejects a refused connection", async(function()
+      local server = tide.tcp.listen { port = 0 }
+      local port = server.port
+      server:close()
+      local err = rejection(http.get("http://127.0.0.1:" .. port .. "/"))
+      assert.are.equal("ECONNREFUSED", err.code)
+    end))
+
+    it("raises at once on misuse", function()
+      assert.has_error(function() http.get("ftp://x/") end)
+      assert.has_error(function() http.get("https://x/") end)
+      assert.has_error(function() http.request { url = "http://x/", method = "BAD METHOD" } end)
+      assert.has_error(function() http.request { url = "http://x/", bogus = 1 } end)
+      assert.has_error(function() http.request { url = "http://x/", body = 42 } end)
+    end)
+  end)
+end)
