@@ -23,7 +23,7 @@ DEPS_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null || echo -I/usr/in
 UV_LIBS    := $(shell pkg-config --libs libuv 2>/dev/null || echo -luv)
 LUA_LIBS   := $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
 
-CFLAGS     := $(OPT) -std=c11 -D_GNU_SOURCE -fPIC -Wall -Wextra -Wno-unused-parameter \
+CFLAGS     := $(OPT) -std=c11 -D_GNU_SOURCE -fPIC -Wall -Wextra \
               -Icore -Ibindings $(DEPS_CFLAGS) $(SANITIZE) $(EXTRA_CFLAGS)
 LDFLAGS    := $(SANITIZE) $(EXTRA_LDFLAGS)
 LIBS       := $(UV_LIBS) -lm -lpthread -ldl
