@@ -466,7 +466,7 @@ local function run_request(o, progress)
       reason = head.reason,
       version = head.version,
       headers = head.headers,
-      url = url,
+      url = "http://" .. url.authority .. url.target,
       redirects = redirects,
     }, response_mt)
     local st = {
