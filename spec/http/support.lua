@@ -7,6 +7,10 @@ local h1 = require "tide.http.h1"
 
 local M = {}
 
+-- Peers run without the sanitizer runtime the specs may be preloaded with
+-- (spec/run.sh under make check): it is not theirs.
+local CHILD_ENV = { LD_PRELOAD = false, ASAN_OPTIONS = false, LSAN_OPTIONS = false }
+
 -- Parses every response in `out`. Returns a list of {status=, headers=,
 -- body=, head=}; the bytes after the last complete response are in
 -- list.rest. `methods` (optional) lists the request method of each
@@ -79,7 +83,7 @@ end
 function M.run(cmd, opts)
   opts = opts or {}
   local r = tide.timeout(tide.process.exec {
-    cmd[1], args = { table.unpack(cmd, 2) }, input = opts.input,
+    cmd[1], args = { table.unpack(cmd, 2) }, input = opts.input, env = CHILD_ENV,
   }, opts.timeout or 8):await()
   return r.stdout, r.stderr, r.status
 end
@@ -106,7 +110,10 @@ end
 -- table of environment variables) that prints lines "NAME PORT" on stdout,
 -- the last one "port N"; returns the process and a table NAME -> port.
 function M.start_peer(cmd, env)
-  local p = tide.process.spawn { cmd[1], args = { table.unpack(cmd, 2) }, stdout = "pipe", env = env }
+  local e = {}
+  for k, v in pairs(CHILD_ENV) do e[k] = v end
+  for k, v in pairs(env or {}) do e[k] = v end
+  local p = tide.process.spawn { cmd[1], args = { table.unpack(cmd, 2) }, stdout = "pipe", env = e }
   local ports = {}
   repeat
     local line = tide.timeout(p.stdout:read_line(), 5):await()
