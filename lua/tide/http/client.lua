@@ -13,17 +13,15 @@ local h1 = require "tide.http.h1"
 local headers = require "tide.http.headers"
 local hio = require "tide.http.io"
 
-local find, sub, byte, lower, match, gsub =
-  string.find, string.sub, string.byte, string.lower, string.match, string.gsub
+local find, sub, lower, match = string.find, string.sub, string.lower, string.match
 local concat = table.concat
-local type, tostring, error, pcall, setmetatable, next, getmetatable =
-  type, tostring, error, pcall, setmetatable, next, getmetatable
+local type, tostring, error, pcall, setmetatable, next =
+  type, tostring, error, pcall, setmetatable, next
 local mtype, huge = math.type, math.huge
 
 local spawn, now, is_error, tide_error, resolved =
   tide.spawn, tide.now, tide.is_error, tide.error, tide.resolved
 local parse_url, parse_response_head = h1.parse_url, h1.parse_response_head
-local headers_mt = headers.mt
 
 local M = {}
 
@@ -121,6 +119,8 @@ local function check_options(opts, level)
   }
   return o
 end
+
+local function ignore() end
 
 local function proto_error(message)
   return tide_error("EPROTO", message)
@@ -522,6 +522,9 @@ local function run_request(o, progress)
     else
       if o.stream then
         st.done_p = tide.promise()
+        -- Reading the body raises its errors already: res.done need not be
+        -- awaited, so its rejection is never reported as unhandled.
+        st.done_p:catch(ignore)
         res.done = st.done_p
         if st.done then st.done_p:resolve(0, res.trailers) end
         return res

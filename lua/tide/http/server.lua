@@ -11,7 +11,8 @@
 --
 -- The hot path (one keep-alive request) is: one read_until of the head, one
 -- parse, the handler, one write of head and body together. Nothing in it
--- creates closures or tables beyond the request and response objects.
+-- creates closures, and no tables but the request (with its headers) and
+-- the response.
 
 local tide = require "tide"
 local h1 = require "tide.http.h1"
@@ -48,8 +49,10 @@ local M = {}
   max_body          largest request body in bytes (1 MiB); larger -> 413.
                     Checked against Content-Length before the handler runs
                     and while a chunked body is read. math.huge lifts it.
-  header_timeout    seconds to receive a whole request head once it started
-                    (10); expiry -> 408
+  header_timeout    seconds to receive a whole request head, from the
+                    connection's start or the previous response (10);
+                    expiry -> 408 (a connection that sent nothing of it is
+                    closed quietly)
   idle_timeout      seconds a keep-alive connection may wait for the next
                     request (5); expiry closes it quietly
   body_timeout      seconds to receive a whole request body (30), counted
