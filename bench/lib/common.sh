@@ -26,14 +26,25 @@ record() {
 # MICRO_TIMEOUT seconds and records its "RESULT <figure> <value> <unit>"
 # lines; "SKIP <why>" lines become notes (once, on the first run).
 # MICRO_ONLY=regex keeps only the figures matching it, and MICRO_SUFFIX is
-# appended to their names (e.g. "_1cpu" for a pinned variant).
+# appended to their names (e.g. "_1cpu" for a pinned variant). A run that
+# other processes disturbed is repeated (retry_disturbed): MICRO_CPUS
+# (default 1) is how many CPUs the benchmark needs to itself; others may
+# use the rest.
 run_micro() {
+  retry_disturbed micro_once "$@"
+}
+
+micro_once() {
   local section=$1 peer=$2 run=$3; shift 3
-  local out rc
+  local out rc b0 b1 ns0 ns1 others need=${MICRO_CPUS:-1} flag=0
   MICRO_SEQ=$((${MICRO_SEQ:-0} + 1))
   out="$OUT/raw/$section-$peer-r$run-$MICRO_SEQ.out"
-  timeout -k 5 "$MICRO_TIMEOUT" "$@" >"$out" 2>&1 </dev/null
+  # the benchmark's own CPU time comes from bash's `time`, in seconds
+  local TIMEFORMAT='%U %S'
+  b0=$(machine_busy); ns0=$(date +%s%N)
+  { time timeout -k 5 "$MICRO_TIMEOUT" "$@" >"$out" 2>&1 </dev/null; } 2>"$out.time"
   rc=$?
+  b1=$(machine_busy); ns1=$(date +%s%N)
   if grep -q '^SKIP ' "$out"; then
     [ "$run" = 1 ] && note "$section" "$peer: $(sed -n 's/^SKIP //p' "$out" | head -1)"
     return 0
@@ -42,11 +53,28 @@ run_micro() {
     note "$section" "$peer run $run: no result (exit $rc$([ $rc = 124 ] && echo ", killed after ${MICRO_TIMEOUT}s")): $(tail -c 300 "$out" | tr '\n' ' ')"
     return 1
   fi
-  awk -v s="$section" -v p="$peer" -v r="$run" -v only="${MICRO_ONLY:-.}" -v suffix="${MICRO_SUFFIX:-}" \
-    '$1 == "RESULT" && $2 ~ only { printf "%s\t%s%s\t%s\t%s\t%s\t%s\n", s, $2, suffix, p, $4, r, $3 }' \
+  [ "$need" -gt "$CPUS" ] && need=$CPUS
+  others=$(awk -v b0="$b0" -v b1="$b1" -v ns=$((ns1 - ns0)) -v hz="$CLK_TCK" '
+    { own = ($1 + $2) * hz }
+    END { win = ns / 1e9 * hz; f = (b1 - b0) - own; if (f < 0) f = 0
+          printf "%.0f", (win > 0 ? f / win * 100 : 0) }' "$out.time")
+  if [ "$others" -gt $(((CPUS - need) * 100 + DISTURBED_PCT)) ]; then
+    [ "${LAST_TRY:-1}" = 1 ] || return 2
+    DISTURBED=$((DISTURBED + 1))
+    flag=1
+  fi
+  awk -v s="$section" -v p="$peer" -v r="$run" -v only="${MICRO_ONLY:-.}" -v suffix="${MICRO_SUFFIX:-}" -v d="$flag" '
+    $1 == "RESULT" && $2 ~ only {
+      printf "%s\t%s%s\t%s\t%s\t%s\t%s\n", s, $2, suffix, p, $4, r, $3
+      printf "%s\t%s%s\t%s\tdisturbed\t%s\t%s\n", s, $2, suffix, p, r, d }' \
     "$out" >>"$OUT/results.tsv"
   sed -n 's/^RESULT /    /p' "$out" >&2
   [ $rc = 0 ] || note "$section" "$peer run $run exited with status $rc"
+}
+
+# Ticks all CPUs together spent busy so far (as cpu_busy).
+machine_busy() {
+  awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 }' /proc/stat
 }
 
 # A free TCP port on 127.0.0.1 (the kernel picks it).
@@ -110,10 +138,13 @@ cpu_pct() {
   awk -v t="$1" -v ns="$2" -v hz="$CLK_TCK" 'BEGIN { printf "%.0f", (ns > 0 ? t / hz / (ns / 1e9) * 100 : 0) }'
 }
 
-# --- disturbance: other processes on the pinned CPUs ---------------------
+# --- disturbance: other processes on our CPUs -----------------------------
 # The machines we share run other work. A load whose pinned CPUs were busy
-# with other processes measures that, not the server: such a load is
-# repeated (RETRIES times at most) and counted in the section's notes.
+# with other processes (or a micro benchmark that found fewer free CPUs than
+# it needs) measures that, not the program: it is repeated (RETRIES times at
+# most), counted in the section's notes, and a run still disturbed on its
+# last try is recorded with disturbed=1 so the report leaves it out of the
+# medians when undisturbed runs exist.
 RETRIES=${RETRIES:-2}
 DISTURBED_PCT=${DISTURBED_PCT:-15}
 LOADS=0 REPEATED=0 DISTURBED=0
@@ -159,7 +190,7 @@ retry_disturbed() {
 
 # disturbance_note SECTION: what retry_disturbed did, for the notes.
 disturbance_note() {
-  [ "$REPEATED" -gt 0 ] && note "$1" "$REPEATED load(s) of $LOADS were repeated: other processes used more than ${DISTURBED_PCT}% of a pinned CPU during them"
-  [ "$DISTURBED" -gt 0 ] && note "$1" "$DISTURBED load(s) stayed disturbed after $RETRIES repeats (their figures are in the table; see 'others %' in the details)"
+  [ "$REPEATED" -gt 0 ] && note "$1" "$REPEATED repeat(s) for $LOADS measurement(s): other processes took the CPUs they needed (more than ${DISTURBED_PCT}% of one)"
+  [ "$DISTURBED" -gt 0 ] && note "$1" "$DISTURBED measurement(s) stayed disturbed after $RETRIES repeats: left out of the medians when an undisturbed run exists, marked † when none does"
   LOADS=0 REPEATED=0 DISTURBED=0
 }

@@ -57,4 +57,5 @@ section_core() {
     have node && run_micro core node "$run" node --expose-gc "$M/mem.js" 100000
     startup_times "$run"
   done
+  disturbance_note core
 }

@@ -62,10 +62,13 @@ echo_load() {
     return
   fi
   others=$(foreign_pct "$b0" "$b1" $((t1 - t0)) $((${cms:-0} * CLK_TCK / 1000)) $((ns1 - ns0)))
+  local flag=0
   if [ "$others" -gt "$DISTURBED_PCT" ]; then
     [ "${LAST_TRY:-1}" = 1 ] || return 2
     DISTURBED=$((DISTURBED + 1))
+    flag=1
   fi
+  record echo "echo_$size" "$name" disturbed "$run" "$flag"
   record echo "echo_$size" "$name" msgs/s "$run" "$rate"
   record echo "echo_$size" "$name" p99_us "$run" "$p99"
   record echo "echo_$size" "$name" cpu_us "$run" "$(us_per_op $((t1 - t0)) "${msgs:-0}")"

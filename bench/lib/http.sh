@@ -74,10 +74,13 @@ http_load() {
   local cticks others
   cticks=$(awk -v hz="$CLK_TCK" '{ printf "%.0f", ($1 + $2) * hz }' "$out.time")
   others=$(foreign_pct "$b0" "$b1" $((t1 - t0)) "${cticks:-0}" $((ns1 - ns0)))
+  local flag=0
   if [ "$others" -gt "$DISTURBED_PCT" ]; then
     [ "${LAST_TRY:-1}" = 1 ] || return 2
     DISTURBED=$((DISTURBED + 1))
+    flag=1
   fi
+  record http "http_$c" "$name" disturbed "$run" "$flag"
   record http "http_$c" "$name" req/s "$run" "$rps"
   record http "http_$c" "$name" p99_ms "$run" "$p99"
   record http "http_$c" "$name" cpu_us "$run" "$(us_per_op $((t1 - t0)) "$n")"

@@ -127,7 +127,7 @@ def fmt(v, unit):
 
 
 def load(out):
-    data = collections.defaultdict(list)   # (section, figure, peer, metric) -> values
+    data = collections.defaultdict(dict)   # (section, figure, peer, metric) -> {run: value}
     path = os.path.join(out, "results.tsv")
     if os.path.exists(path):
         with open(path) as f:
@@ -135,9 +135,9 @@ def load(out):
                 parts = line.rstrip("\n").split("\t")
                 if len(parts) != 6:
                     continue
-                section, figure, peer, metric, _run, value = parts
+                section, figure, peer, metric, run, value = parts
                 try:
-                    data[(section, figure, peer, metric)].append(float(value))
+                    data[(section, figure, peer, metric)][run] = float(value)
                 except ValueError:
                     pass
     notes = collections.defaultdict(list)
@@ -151,12 +151,35 @@ def load(out):
     return data, notes
 
 
+TAINTED = set()   # figures whose every run was disturbed by other processes
+
+
+def values(data, key):
+    """The values of the runs of `key` that other processes did not disturb
+    (all of them, and `key` noted in TAINTED, when every run was)."""
+    runs = data.get(key)
+    if not runs:
+        return []
+    flags = data.get(key[:3] + ("disturbed",), {})
+    clean = [v for r, v in runs.items() if not flags.get(r)]
+    if clean:
+        return clean
+    TAINTED.add(key[:3])
+    return list(runs.values())
+
+
 def median(data, key, unit=None):
-    values = data.get(key)
-    if not values:
+    vals = values(data, key)
+    if not vals:
         return None
-    m = statistics.median(values)
+    m = statistics.median(vals)
     return m / 1024 if unit == "MiB" else m
+
+
+def cell(data, key, unit):
+    """A table cell: the median, marked † when only disturbed runs exist."""
+    text = fmt(median(data, key, unit), unit)
+    return text + " †" if text and key[:3] in TAINTED else text
 
 
 def section_table(section, title, peers, rows, data, tally):
@@ -167,7 +190,7 @@ def section_table(section, title, peers, rows, data, tally):
              "| figure | unit | " + " | ".join(PEERS[p] for p in present) + " | tide ratio | goal | met |",
              "|---|---|" + "---:|" * len(present) + "---|---|---|"]
     for row in rows:
-        cells = [fmt(median(data, (section, row.figure, p, row.metric), row.unit), row.unit) for p in present]
+        cells = [cell(data, (section, row.figure, p, row.metric), row.unit) for p in present]
         tide = median(data, (section, row.figure, "tide", row.metric), row.unit)
         ratios, goals, mets = [], [], []
         for g in row.goals:
@@ -210,21 +233,22 @@ def detail_table(section, data):
                      key=lambda f: int(f[len(prefix):]))
     peers = [p for p in PEERS if any(k[0] == section and k[2] == p for k in data)]
     lat = "p99_us" if section == "echo" else "p99_ms"
-    lines = ["", f"Details (medians; ± is (max-min)/median over the runs):", "",
-             f"| target | load | {main} | ± | p99 {'µs' if section == 'echo' else 'ms'} | "
+    lines = ["", "Details (medians of the undisturbed runs, `runs` of them; ± is (max-min)/median):", "",
+             f"| target | load | {main} | runs | ± | p99 {'µs' if section == 'echo' else 'ms'} | "
              "server CPU % | CPU µs/op | others % | peak RSS MiB | errors (all runs) |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for fig in figures:
         for p in peers:
-            vals = data.get((section, fig, p, main))
+            vals = values(data, (section, fig, p, main))
             if not vals:
                 continue
             m = statistics.median(vals)
             spread = (max(vals) - min(vals)) / m * 100 if m else 0
+            runs = f"{len(vals)}" + (" †" if (section, fig, p) in TAINTED else "")
             load = fig[len(prefix):] + (" B" if section == "echo" else " conns")
             cpu_pct = median(data, (section, fig, p, "cpu_pct"))
-            errs = sum(data.get((section, fig, p, "errors"), []))
-            lines.append(f"| {PEERS[p]} | {load} | {fmt(m, main)} | ±{spread:.0f}% | "
+            errs = sum(data.get((section, fig, p, "errors"), {}).values())
+            lines.append(f"| {PEERS[p]} | {load} | {fmt(m, main)} | {runs} | ±{spread:.0f}% | "
                          f"{fmt(median(data, (section, fig, p, lat)), 'ms')} | "
                          f"{'' if cpu_pct is None else f'{cpu_pct:.0f}'} | "
                          f"{fmt(median(data, (section, fig, p, 'cpu_us')), 'µs')} | "
@@ -245,7 +269,8 @@ def main():
         print("```")
         print(open(machine).read().rstrip())
         print("```\n")
-    print("Medians of the runs. `tide ratio` is tide's figure divided by the peer's "
+    print("Medians of the runs that other processes did not disturb († where every run was). "
+          "`tide ratio` is tide's figure divided by the peer's "
           "(higher is better for rates, lower for µs, ms, B and MiB).\n")
     for n in notes.get("all", []):
         print(f"- {n}")
