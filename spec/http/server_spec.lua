@@ -286,15 +286,19 @@ function post(path, chunks) {
   end)
 
   describe("under load", function()
-    it("serves wrk with 100 connections for 3 s without errors", async(function()
+    -- Issue 5 asks for a 10 s run; make test runs 3 s to stay fast.
+    -- HTTP_WRK_SECONDS=10 gives the full run.
+    local seconds = tonumber(os.getenv("HTTP_WRK_SECONDS")) or 3
+    it("serves wrk with 100 connections for " .. seconds .. " s without errors", async(function()
       serving({}, hello, function(port, server)
-        local out = run({ "wrk", "-t1", "-c100", "-d3s", url(port) }, { timeout = 15 })
+        local out = run({ "wrk", "-t1", "-c100", "-d" .. seconds .. "s", url(port) },
+          { timeout = seconds + 12 })
         local n = tonumber(out:match("(%d+) requests in"))
         assert.truthy(n and n > 1000, out)
         assert.is_nil(out:find("Socket errors", 1, true), out)
         assert.is_nil(out:find("Non%-2xx"), out)
         assert.are.equal(0, server.errors)
       end)
-    end), 20)
+    end, seconds + 17))
   end)
 end)

@@ -30,6 +30,7 @@ local traceback = debug.traceback
 
 local spawn, resolved, is_error, now, tide_error, timeout =
   tide.spawn, tide.resolved, tide.is_error, tide.now, tide.error, tide.timeout
+local await, pstate = tide.await, tide.resolved().state
 local parse_request_head, parse_query = h1.parse_request_head, h1.parse_query
 local reasons = h1.reasons
 
@@ -272,8 +273,8 @@ local function send_continue(c)
   c.continue = false
   if c.started then return end
   local p = c.write(c.sock, "HTTP/1.1 100 Continue\r\n\r\n")
-  if p:state() == "pending" then p = timeout(p, c.o.send_timeout) end
-  local ok, err = pcall(p.await, p)
+  if pstate(p) == "pending" then p = timeout(p, c.o.send_timeout) end
+  local ok, err = pcall(await, p)
   if not ok then
     c.broken, c.dead = true, true
     error(err, 0)
@@ -364,7 +365,7 @@ local function read_body(c, max)
       -- The common case: one exact read.
       if c.continue then send_continue(c) end
       local p = c.sock:read_exactly(left, body_time_left(c))
-      local ok, data = pcall(p.await, p)
+      local ok, data = pcall(await, p)
       if not ok then body_failed(c, data) end
       if data == nil then
         body_failed(c, tide_error("EOF", "connection closed inside the request body"))
@@ -564,9 +565,9 @@ end
 -- when the stream applies backpressure.
 local function send(c, data)
   local p = c.write(c.sock, data)
-  if p:state() == "fulfilled" then return end
-  if p:state() == "pending" then p = timeout(p, c.o.send_timeout) end
-  local ok, err = pcall(p.await, p)
+  if pstate(p) == "fulfilled" then return end
+  if pstate(p) == "pending" then p = timeout(p, c.o.send_timeout) end
+  local ok, err = pcall(await, p)
   if not ok then
     c.broken, c.dead = true, true
     error(err, 0)
@@ -714,10 +715,10 @@ function Response:finish(body)
     out = line .. fields .. date .. length_line(#body) .. conn .. "\r\n" .. body
   end
   local p = c.write(c.sock, out)
-  if p:state() ~= "fulfilled" then
+  if pstate(p) ~= "fulfilled" then
     -- Backpressure or a failure: the slow path.
-    if p:state() == "pending" then p = timeout(p, c.o.send_timeout) end
-    local ok, err = pcall(p.await, p)
+    if pstate(p) == "pending" then p = timeout(p, c.o.send_timeout) end
+    local ok, err = pcall(await, p)
     if not ok then
       c.broken, c.dead = true, true
       error(err, 0)
@@ -819,13 +820,13 @@ local function refuse(c, status, message)
   local sock = c.sock
   if not pcall(send, c, error_response(status, message)) then return end
   local p = sock:shutdown()
-  if not pcall(p.await, p) then return end
+  if not pcall(await, p) then return end
   local deadline, got = now() + LINGER_TIME, 0
   while got < LINGER_BYTES do
     local left = deadline - now()
     if left <= 0 then return end
     p = sock:read(left)
-    local ok, data = pcall(p.await, p)
+    local ok, data = pcall(await, p)
     if not ok or not data then return end
     got = got + #data
   end
@@ -850,7 +851,7 @@ local function head_failed(c, first, ok, v)
       -- The client started a request while the idle time ran out: give
       -- it the rest of the header time.
       local p = sock:read_until("\r\n\r\n", o.head_rest)
-      ok, v = pcall(p.await, p)
+      ok, v = pcall(await, p)
       if ok then return v end
       e = v
     end
@@ -863,7 +864,7 @@ local function head_failed(c, first, ok, v)
     -- No end of the head within the limits: is the request line too long
     -- or the field block too large? The bytes are still buffered.
     local p = sock:read_until("\r\n", o.line_check)
-    if pcall(p.await, p) then
+    if pcall(await, p) then
       refuse(c, 431, "request header block too large")
     else
       refuse(c, 414, "request line too long")
@@ -944,7 +945,7 @@ local function skip_body(c)
     local ok, t = pcall(body_time_left, c)
     if not ok then return false end
     local p = c.sock:read_exactly(left, t)
-    return (pcall(p.await, p))
+    return (pcall(await, p))
   end
   return (pcall(skip_rest, c))
 end
@@ -963,7 +964,7 @@ local function serve_conn(srv, c, handler)
     c.idle = true
     if srv.closing then return end
     local p = read_until(sock, "\r\n\r\n", first and head_first or head_idle)
-    local ok, head = pcall(p.await, p)
+    local ok, head = pcall(await, p)
     if not ok or not head then
       head = head_failed(c, first, ok, head)
       if not head then return end
@@ -1054,7 +1055,7 @@ local function conn_task(srv, sock, handler)
   srv._conns[c] = nil
   srv.connections = srv.connections - 1
   local p = sock:close()
-  pcall(p.await, p)
+  pcall(await, p)
   if not ok and not cancelled(err) and not (type(err) == "table" and GONE[err.code]) then
     local msg = "tide: http connection error: " .. tostring(err)
     if srv._o.log then srv._o.log(msg) else io.stderr:write(msg, "\n") end
@@ -1080,7 +1081,7 @@ local server_mt = {
 local function accept_loop(srv, listener, handler)
   while true do
     local p = listener:accept()
-    local ok, sock = pcall(p.await, p)
+    local ok, sock = pcall(await, p)
     if not ok then
       if srv.closing then return end
       -- A failure of one accept (EMFILE, ...) must not stop the server:
