@@ -322,6 +322,12 @@ local function reusable(head, method)
   return true
 end
 
+-- Whether the request itself asked to close the connection.
+local function asked_close(hdrs)
+  local v = hdrs:get_joined("connection")
+  return v ~= nil and find(lower(v), "close", 1, true) ~= nil
+end
+
 -- Builds the bytes of a request.
 local function request_bytes(method, url, hdrs, body)
   local h = hdrs:clone()
@@ -391,7 +397,9 @@ local function exchange(o, method, url, hdrs, body)
     local reused = conn ~= nil
     if not conn then conn = connect(url, o) end
     local ok, head = pcall(function()
-      await_io(conn.sock:write(bytes), "sending the request")
+      local w = conn.sock:write(bytes)
+      if w:state() == "pending" then w = tide.timeout(w, o.timeout) end
+      await_io(w, "sending the request")
       return read_final_head(conn, method, o)
     end)
     if ok then return conn, head end
@@ -476,7 +484,7 @@ local function run_request(o, progress)
       left = head.content_length,
       total = head.content_length,
       received = 0,
-      reusable = reusable(head, method),
+      reusable = reusable(head, method) and not asked_close(hdrs),
       done = head.body_kind == "none",
       max_body = o.stream and huge or o.max_body,
     }

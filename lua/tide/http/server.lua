@@ -887,11 +887,16 @@ local function capture(e)
   return { e, traceback(tostring(e), 2) }
 end
 
--- Logs a failed handler: on stderr, or through the server's log option.
-local function log_handler_error(o, req, e, tb)
-  local msg = "tide: http handler error: " .. req.method .. " " .. req.target .. ": " ..
-    (tb or tostring(e))
+-- Reports a server problem: through the server's log option, or on
+-- stderr.
+local function report(o, msg)
   if o.log then o.log(msg) else io.stderr:write(msg, "\n") end
+end
+
+-- Logs a failed handler with its traceback.
+local function log_handler_error(o, req, e, tb)
+  report(o, "tide: http handler error: " .. req.method .. " " .. req.target .. ": " ..
+    (tb or tostring(e)))
 end
 
 -- Empties a response before the server answers in the handler's place.
@@ -1057,8 +1062,7 @@ local function conn_task(srv, sock, handler)
   local p = sock:close()
   pcall(await, p)
   if not ok and not cancelled(err) and not (type(err) == "table" and GONE[err.code]) then
-    local msg = "tide: http connection error: " .. tostring(err)
-    if srv._o.log then srv._o.log(msg) else io.stderr:write(msg, "\n") end
+    report(srv._o, "tide: http connection error: " .. tostring(err))
   end
   if srv.closing and srv.connections == 0 and srv._closed then
     srv._closed:resolve()
@@ -1086,7 +1090,7 @@ local function accept_loop(srv, listener, handler)
       if srv.closing then return end
       -- A failure of one accept (EMFILE, ...) must not stop the server:
       -- wait a little and go on.
-      io.stderr:write("tide: http accept error: ", tostring(sock), "\n")
+      report(srv._o, "tide: http accept error: " .. tostring(sock))
       tide.sleep(0.1):await()
     elseif sock then
       spawn(conn_task, srv, sock, handler)
