@@ -238,6 +238,22 @@ describe("tide.http client", function()
     end))
   end)
 
+  describe("resolve_location", function()
+    local resolve = require("tide.http.client").resolve_location
+    local base = require("tide.http.h1").parse_url("http://h:8080/a/b/c?q=1")
+    it("resolves absolute, scheme-relative, absolute-path and relative references", function()
+      assert.are.equal("http://other/x", resolve(base, "http://other/x"))
+      assert.are.equal("http://other/y", resolve(base, "//other/y"))
+      assert.are.equal("http://h:8080/z?k=v", resolve(base, "/z?k=v"))
+      assert.are.equal("http://h:8080/a/b/d", resolve(base, "d"))
+      assert.are.equal("http://h:8080/a/d", resolve(base, "../d"))
+      assert.are.equal("http://h:8080/d", resolve(base, "../../../../d"))
+      assert.are.equal("http://h:8080/a/b/", resolve(base, "."))
+      assert.are.equal("http://h:8080/a/b/c?x=2", resolve(base, "?x=2"))
+      assert.are.equal("http://h:8080/x/z", resolve(base, "/x/./y/../z"))
+    end)
+  end)
+
   describe("errors", function()
     it("rejects a refused connection", async(function()
       local server = tide.tcp.listen { port = 0 }
