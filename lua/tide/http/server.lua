@@ -42,7 +42,7 @@ local M = {}
 --[[ Options of http.serve (every limit has a default):
   host              address to bind ("127.0.0.1")
   port              port to bind (0: any free port; read server.port)
-  backlog           listen backlog (511)
+  backlog           listen backlog (1024)
   max_request_line  longest request line in bytes (8 KiB); longer -> 414
   max_header_size   largest header block (field lines) in bytes (16 KiB);
                     larger -> 431
@@ -66,7 +66,7 @@ local M = {}
 local DEFAULTS = {
   host = "127.0.0.1",
   port = 0,
-  backlog = 511,
+  backlog = 1024,
   max_request_line = 8 * 1024,
   max_header_size = 16 * 1024,
   max_headers = 100,
