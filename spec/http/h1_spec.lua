@@ -54,6 +54,26 @@ end
 
 describe("tide.http.h1", function()
   describe("parse_request_head", function()
+    it("fills the table it is given", function()
+      local into = { extra = 1 }
+      local req = assert(h1.parse_request_head("GET /x?q HTTP/1.1\r\nHost: h", nil, into))
+      assert.are.equal(into, req)
+      assert.are.equal("/x", req.path)
+      assert.are.equal("q", req.query)
+      assert.are.equal(1, req.extra)
+    end)
+
+    it("parses a request line without fields, and a last line without CRLF", function()
+      local req = assert(h1.parse_request_head("GET / HTTP/1.0"))
+      assert.are.equal(0, req.headers:len())
+      req = assert(h1.parse_request_head("GET / HTTP/1.1\r\nHost: h\r\nA: 1"))
+      assert.are.equal("1", req.headers:get("a"))
+      local _, status = h1.parse_request_head("GET / HTTP/1.1\r\nHost: h\r\nA: 1\r")
+      assert.are.equal(400, status)
+      _, status = h1.parse_request_head("GET / HTTP/1.10\r\nHost: h")
+      assert.are.equal(400, status)
+    end)
+
     it("parses a simple GET", function()
       local req = assert(h1.parse_request_head("GET /index.html HTTP/1.1\r\nHost: example.com"))
       assert.are.equal("GET", req.method)
