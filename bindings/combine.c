@@ -6,6 +6,11 @@
  * table collecting per-input outcomes. The result is held once per
  * registered node; once it settles, the nodes still registered are
  * removed (the inputs are not cancelled, except by tide.timeout).
+ *
+ * Stack discipline: helpers state their effect as [-o, +p, x]; node_cb runs
+ * on the main thread and leaves its stack as it found it. Ownership: the
+ * `combine` userdata is reachable from the result (UV_B), which its
+ * registered nodes hold, so node memory lives as long as a node can fire.
  */
 #include "binding.h"
 

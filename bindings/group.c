@@ -3,6 +3,10 @@
  * cancelled and the group fails with that error. Written in Lua on the
  * public API (spawn, next, cancel), loaded once per state; nothing here
  * touches the C stack of the other bindings.
+ *
+ * Stack discipline: tide_open_group leaves the stack as it found it.
+ * Ownership: a group is a plain Lua table; its children are tasks (which
+ * hold themselves while they run) and its `done` promise.
  */
 #include "binding.h"
 

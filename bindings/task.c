@@ -8,6 +8,11 @@
  * listener on the promise and yields with lua_yieldk; the listener
  * callback moves the values onto the coroutine's stack and resumes it, and
  * the continuation returns them or raises the rejection.
+ *
+ * Stack discipline: helpers state their effect as [-o, +p, x]; callbacks run
+ * on tl->L and leave its stack as they found it; values cross to a task's
+ * coroutine only with lua_xmove. Ownership: the task holds itself (one
+ * hold, see binding.h) from spawn to its end; its coroutine is its UV_A.
  */
 #include "binding.h"
 

@@ -3,6 +3,10 @@
  * it creates a runtime with its own loop, freed when the state closes; in
  * the `tide` binary and in C hosts it uses the runtime they attached with
  * tide_lua_open_rt().
+ *
+ * Stack discipline: luaopen_tide leaves the module table, also kept in
+ * registry["tide.module"] (one module per state); each tide_open_* call adds
+ * its functions to the table on top and leaves the stack as it found it.
  */
 #include "binding.h"
 

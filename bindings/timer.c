@@ -2,7 +2,9 @@
  * released when cancelled) and tide.interval (a task calling a function on
  * a fixed schedule). tide.timer lives in task.c: it is a delayed task.
  *
- * Ownership: the sleep promise is held by the core timer while it runs.
+ * Stack discipline: each function leaves one result, as documented.
+ * Ownership: the sleep promise is held by the core timer while it runs;
+ * the interval body is a Lua chunk kept in registry["tide.interval"].
  */
 #include "binding.h"
 
