@@ -10,9 +10,21 @@
  *    holds with tide_lp_hold() while the promise is on the stack, and drop
  *    them with tide_lp_drop(). The reference is dropped when the count
  *    reaches 0, so a promise nobody holds is collected like any Lua value.
- *  - A pending promise with listeners is therefore kept alive until it
- *    settles; a listener (derived promise, task) holds itself while it is
- *    registered.
+ *  - Listeners of a promise are kept alive in one of two ways:
+ *    - retained (tasks, combinators, adoption, host awaiters): the
+ *      registration holds the source, and the listener's object holds
+ *      itself (a hold or a registry reference) while registered: a pending
+ *      promise with such listeners is kept alive until it settles;
+ *    - unretained (next, catch, finally: TIDE_LISTENER_UNRETAINED), by
+ *      reachability alone, with no registry reference: the source keeps
+ *      the derived promise in its listener user value (lp->luv: the one
+ *      derived promise, or a table derived -> true when there are more)
+ *      and the derived promise keeps its source in UV_VALUES until its
+ *      callback runs. An unreachable pending source goes with its derived
+ *      promises (nothing could settle it). Settling holds the source for
+ *      its queued callbacks, which keeps the derived promises reachable;
+ *      each callback takes its derived promise out of the source's user
+ *      value. Such a listener is never removed before its source settles.
  *  - Closing order: the `tide` binary and hosts close the Lua state first
  *    (finalizers close handles), then free the runtime, which runs the
  *    close callbacks. From then on tide_lua_of(rt) is NULL: a callback
@@ -84,6 +96,7 @@ typedef struct lpromise {
   int ref;                  /* registry reference while held */
   unsigned holds;
   unsigned char kind, flags;
+  unsigned char luv;        /* user value of the unretained listeners (the last) */
   int nv;                   /* number of settled values */
   unsigned events_queued;   /* emitted events not delivered yet */
 } lpromise;
@@ -97,6 +110,7 @@ tide_lua *tide_lua_of(tide_rt *rt);
 int tide_lua_open_rt(lua_State *L, tide_rt *rt);
 int tide_lua_traceback_handler(lua_State *L);
 int tide_lua_pcall(lua_State *L, int nargs, int nresults, int *has_tb);
+int tide_lua_pcallh(lua_State *L, int nargs, int nresults, int msgh);
 void tide_lua_push_error(lua_State *L, const char *code, const char *message);
 void tide_lua_push_uverror(lua_State *L, int status);
 void tide_lua_report(lua_State *L, const char *what, int tb_idx);

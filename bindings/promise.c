@@ -69,14 +69,16 @@ static int lp_store(tide_promise *p, const tide_value *values, int n) {
 static const tide_promise_ops lp_ops = {lp_retain, lp_release, lp_store};
 
 /* [-0, +1, m] Pushes a new pending promise userdata of `size` bytes (at
- * least sizeof(lpromise)) with `nuv` user values. */
+ * least sizeof(lpromise)) with `nuv` user values, plus one more for its
+ * unretained listeners (lp->luv, see binding.h). */
 lpromise *tide_lp_new(lua_State *L, size_t size, int kind, int nuv) {
   tide_lua *tl = tide_lua_get(L);
-  lpromise *lp = lua_newuserdatauv(L, size, nuv);
-  memset(lp, 0, size);
-  tide_promise_init(tl->rt, &lp->p, &lp_ops);
+  lpromise *lp = lua_newuserdatauv(L, size, nuv + 1);
+  tide_promise_init(tl->rt, &lp->p, &lp_ops);  /* zeroes the core part */
+  memset((char *)lp + sizeof(tide_promise), 0, size - sizeof(tide_promise));
   lp->ref = LUA_NOREF;
   lp->kind = (unsigned char)kind;
+  lp->luv = (unsigned char)(nuv + 1);
   lua_rawgeti(L, LUA_REGISTRYINDEX, tl->promise_mt_ref);
   lua_setmetatable(L, -2);
   return lp;
@@ -158,7 +160,14 @@ static void store_values(lua_State *L, int idx, int first, int n) {
 static void settle_raw(lua_State *L, int idx, tide_state state, int first, int n) {
   lpromise *lp = lua_touserdata(L, idx);
   store_values(L, idx, first, n);
-  tide_lp_hold(L, idx);  /* the core may retain it (queued listeners) */
+  /* The core retains it for queued listeners and the unhandled list: it
+   * may only do so while a binding holds it. Without either, no hold (and
+   * no registry reference) is needed. */
+  if (lp->p.head == NULL && state == TIDE_FULFILLED) {
+    tide_promise_settle(&lp->p, state);
+    return;
+  }
+  tide_lp_hold(L, idx);
   tide_promise_settle(&lp->p, state);
   tide_lp_drop(lp);
 }
@@ -259,47 +268,105 @@ static void follow_cb(tide_listener *l, tide_promise *src) {
   tide_lp_drop(lp);  /* the hold taken when it started following */
 }
 
+/* [-0, +0, m] Makes the promise at `src_idx` keep the promise at
+ * `owner_idx`, whose listener it is about to register unretained: in its
+ * listener user value directly, or in a table lightuserdata(owner) ->
+ * owner when it keeps several. */
+static void keep_owner(lua_State *L, int src_idx, int owner_idx) {
+  lpromise *src = lua_touserdata(L, src_idx);
+  switch (lua_getiuservalue(L, src_idx, src->luv)) {
+    case LUA_TNIL:                      /* the first: kept directly */
+      lua_pop(L, 1);  /* remove the nil */
+      lua_pushvalue(L, owner_idx);
+      lua_setiuservalue(L, src_idx, src->luv);
+      return;
+    case LUA_TTABLE:                    /* a table already */
+      lua_pushvalue(L, owner_idx);
+      lua_rawsetp(L, -2, lua_touserdata(L, owner_idx));
+      lua_pop(L, 1);  /* remove the table */
+      return;
+    default:                            /* one kept directly: make a table */
+      lua_createtable(L, 0, 2);
+      lua_insert(L, -2);  /* the table below the one kept */
+      lua_rawsetp(L, -2, lua_touserdata(L, -1));
+      lua_pushvalue(L, owner_idx);
+      lua_rawsetp(L, -2, lua_touserdata(L, owner_idx));
+      lua_setiuservalue(L, src_idx, src->luv);
+  }
+}
+
+/* [-0, +1, m] Pushes `owner`, kept by the promise at `src_idx` for its
+ * unretained listener (keep_owner), and lets it go there. */
+static void take_owner(lua_State *L, int src_idx, lpromise *owner) {
+  lpromise *src = lua_touserdata(L, src_idx);
+  if (lua_getiuservalue(L, src_idx, src->luv) == LUA_TTABLE) {
+    lua_rawgetp(L, -1, owner);
+    lua_pushnil(L);
+    lua_rawsetp(L, -3, owner);  /* table[owner] = nil */
+    lua_remove(L, -2);  /* remove the table */
+  } else {
+    lua_pushnil(L);
+    lua_setiuservalue(L, src_idx, src->luv);
+  }
+  assert(lua_touserdata(L, -1) == owner);
+}
+
 /* Listener of a promise made by next/catch/finally: runs the handler and
- * settles with what it returns or raises. */
+ * settles with what it returns or raises. The source is held by the
+ * queued call; this promise is found in the source's listener user value
+ * (an unretained listener, see binding.h). */
 static void next_cb(tide_listener *l, tide_promise *src) {
   lpromise *lp = tide__lp_of_listener(l);
   tide_lua *tl = tide_lua_of(src->rt);
   lua_State *L = tl->L;
   int top = lua_gettop(L), nargs, status;
   int is_finally = (lp->flags & LP_FINALLY) != 0;
-  tide_lp_push(L, lp);                    /* top+1: this promise */
-  tide_lp_push(L, (lpromise *)src);       /* top+2: its source */
-  lua_getiuservalue(L, top + 1, src->state == TIDE_FULFILLED ? UV_A : UV_B);
-  if (lua_isnil(L, -1)) {
+  tide_lp_push(L, (lpromise *)src);       /* top+1: the source */
+  take_owner(L, top + 1, lp);             /* top+2: this promise */
+  lua_rotate(L, top + 1, 1);              /* top+1: this promise, top+2: the source */
+  lua_pushnil(L);
+  lua_setiuservalue(L, top + 1, UV_VALUES);  /* drop the link to the source */
+  lua_pushcfunction(L, tide_lua_traceback_handler);  /* top+3 */
+  if (lua_getiuservalue(L, top + 1, src->state == TIDE_FULFILLED ? UV_A : UV_B) == LUA_TNIL) {
     copy_outcome(L, top + 1, top + 2);    /* no handler: pass it on */
-  } else {
+  } else {                                /* top+4: the handler */
     nargs = is_finally ? 0 : tide_lp_push_values(L, top + 2);
-    status = tide_lua_pcall(L, nargs, is_finally ? 0 : LUA_MULTRET, NULL);
+    status = tide_lua_pcallh(L, nargs, is_finally ? 0 : LUA_MULTRET, top + 3);
     if (status != LUA_OK) {
       tide_lp_set_traceback(L, top + 1, -1);
       settle_raw(L, top + 1, TIDE_REJECTED, lua_gettop(L) - 1, 1);
     } else if (is_finally) {
       copy_outcome(L, top + 1, top + 2);
     } else {
-      tide_lp_settle(L, top + 1, TIDE_FULFILLED, top + 3, lua_gettop(L) - top - 2);
+      tide_lp_settle(L, top + 1, TIDE_FULFILLED, top + 4, lua_gettop(L) - top - 3);
     }
   }
   lua_settop(L, top);
-  tide_lp_drop(lp);  /* the registration's hold */
 }
 
 /* [-0, +1, m] p:next(on_ok, on_err), with `flags` for finally. */
 static int chain(lua_State *L, int ok_idx, int err_idx, unsigned flags) {
-  lpromise *d;
-  tide_lp_check(L, 1);
-  if (ok_idx) luaL_argexpected(L, lua_isnoneornil(L, ok_idx) || lua_isfunction(L, ok_idx), ok_idx, "function or nil");
-  if (err_idx) luaL_argexpected(L, lua_isnoneornil(L, err_idx) || lua_isfunction(L, err_idx), err_idx, "function or nil");
-  d = tide_lp_new(L, sizeof(lpromise), LP_NEXT, 4);
+  lpromise *d, *src;
+  int t;
+  src = tide_lp_check(L, 1);
+  /* the callers set the top: an absent handler is nil */
+  if (ok_idx && (t = lua_type(L, ok_idx)) != LUA_TFUNCTION && t != LUA_TNIL)
+    luaL_typeerror(L, ok_idx, "function or nil");
+  if (err_idx && err_idx != ok_idx && (t = lua_type(L, err_idx)) != LUA_TFUNCTION && t != LUA_TNIL)
+    luaL_typeerror(L, err_idx, "function or nil");
+  lua_settop(L, 3);
+  d = tide_lp_new(L, sizeof(lpromise), LP_NEXT, 4);  /* at 4 */
   d->flags |= flags;
-  if (ok_idx) { lua_pushvalue(L, ok_idx); lua_setiuservalue(L, -2, UV_A); }
-  if (err_idx) { lua_pushvalue(L, err_idx); lua_setiuservalue(L, -2, UV_B); }
-  tide_lp_hold(L, -1);  /* held while registered */
-  tide_lp_listen(L, 1, &d->l, next_cb);
+  if (ok_idx) { lua_pushvalue(L, ok_idx); lua_setiuservalue(L, 4, UV_A); }
+  if (err_idx) { lua_pushvalue(L, err_idx); lua_setiuservalue(L, 4, UV_B); }
+  /* Unretained: the source keeps d, d keeps the source (UV_VALUES while
+   * pending); no registry reference while the source is pending. */
+  d->l.flags = TIDE_LISTENER_UNRETAINED;
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, 4, UV_VALUES);
+  keep_owner(L, 1, 4);
+  if (src->p.state == TIDE_PENDING) tide_promise_listen(&src->p, &d->l, next_cb);
+  else tide_lp_listen(L, 1, &d->l, next_cb);  /* its call is queued at once */
   return 1;
 }
 

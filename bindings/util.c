@@ -101,8 +101,16 @@ int tide_lua_pcall(lua_State *L, int nargs, int nresults, int *unused) {
   (void)unused;
   lua_pushcfunction(L, tide_lua_traceback_handler);
   lua_insert(L, base);  /* handler below the function */
-  status = lua_pcall(L, nargs, nresults, base);
+  status = tide_lua_pcallh(L, nargs, nresults, base);
   lua_remove(L, base);  /* remove the handler */
+  return status;
+}
+
+/* [-(nargs+1), +(nresults|2), e] As tide_lua_pcall, with the handler
+ * already on the stack at `msgh` (absolute, below the function), where
+ * it stays: hot paths push it before the function instead of moving it. */
+int tide_lua_pcallh(lua_State *L, int nargs, int nresults, int msgh) {
+  int status = lua_pcall(L, nargs, nresults, msgh);
   if (status != LUA_OK) {
     if (status == LUA_ERRRUN) lua_getfield(L, LUA_REGISTRYINDEX, "tide.traceback");
     else lua_pushnil(L);

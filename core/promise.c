@@ -116,11 +116,13 @@ int tide_promise_settle(tide_promise *p, tide_state state) {
     else rt->unhandled_head = p;
     rt->unhandled_tail = p;
   }
-  /* Each registered listener trades its registration hold for a job hold. */
+  /* Each registered listener trades its registration hold (if it took
+   * one) for a job hold. */
   while ((l = p->head) != NULL) {
     p->head = l->next;
     queue_listener(p, l);
-    tide__promise_release(p);        /* the registration's */
+    if (!(l->flags & TIDE_LISTENER_UNRETAINED))
+      tide__promise_release(p);      /* the registration's */
   }
   p->tail = NULL;
   return 0;
@@ -155,7 +157,8 @@ int tide_promise_listen(tide_promise *p, tide_listener *l, tide_listener_cb cb) 
     queue_listener(p, l);
     return 0;
   }
-  tide__promise_retain(p);           /* for the registration */
+  if (!(l->flags & TIDE_LISTENER_UNRETAINED))
+    tide__promise_retain(p);         /* for the registration */
   l->source = p;
   l->next = NULL;
   l->prev = p->tail;
@@ -173,7 +176,7 @@ int tide_listener_remove(tide_listener *l) {
   if (l->next) l->next->prev = l->prev; else p->tail = l->prev;
   l->prev = l->next = NULL;
   l->source = NULL;
-  tide__promise_release(p);
+  if (!(l->flags & TIDE_LISTENER_UNRETAINED)) tide__promise_release(p);
   return 0;
 }
 

@@ -239,9 +239,10 @@ typedef enum {
 } tide_state;
 
 /* Owner hooks: how the runtime keeps a promise alive while it needs it.
- * The runtime retains a promise for each registered listener, each queued
- * callback, a running timer and a place in the unhandled list, and releases
- * it when that ends. Both hooks may be NULL (the owner keeps the memory
+ * The runtime retains a promise for each registered listener (unless the
+ * listener is flagged TIDE_LISTENER_UNRETAINED), each queued callback, a
+ * running timer and a place in the unhandled list, and releases it when
+ * that ends. Both hooks may be NULL (the owner keeps the memory
  * alive some other way). */
 typedef struct tide_promise_ops {
   void (*retain)(tide_promise *p);
@@ -261,9 +262,20 @@ typedef void (*tide_cancel_cb)(tide_promise *p, void *data);
  * promise; `l->source` is NULL by then. */
 typedef void (*tide_listener_cb)(tide_listener *l, tide_promise *source);
 
+/* Listener flags (tide_listener.flags). */
+enum {
+  /* The registration does not retain the promise listened to: the owner
+   * keeps both alive some other way (the Lua bindings: the promise keeps
+   * its listener's object, which keeps the promise). The queued call
+   * still retains it. */
+  TIDE_LISTENER_UNRETAINED = 1u << 0
+};
+
 struct tide_listener {
   tide_listener_cb cb;        /* read-only: set by tide_promise_listen */
   void *data;                 /* public */
+  unsigned flags;             /* public: TIDE_LISTENER_*, set before listening
+                                 and left alone while registered */
   tide_promise *source;       /* read-only: the promise listened to, while pending */
   /* private */
   tide_listener *prev, *next;
@@ -317,7 +329,9 @@ int tide_promise_settle(tide_promise *p, tide_state state);
 /* Registers `l` to run `cb` when `p` settles, after every listener registered
  * before it. On a settled promise the callback is queued at once (it still
  * runs from the queue, never inside this call). A listener counts as a
- * consumer: a rejection it receives is never reported as unhandled.
+ * consumer: a rejection it receives is never reported as unhandled. The
+ * registration retains `p` (see tide_promise_ops) unless `l->flags` has
+ * TIDE_LISTENER_UNRETAINED.
  * Returns 0, UV_EINVAL for NULL, UV_EBUSY when `l` listens to a promise or
  * its call is queued (a listener listens to one promise at a time). */
 int tide_promise_listen(tide_promise *p, tide_listener *l, tide_listener_cb cb);
