@@ -147,7 +147,8 @@ cpu_pct() {
 # medians when undisturbed runs exist.
 RETRIES=${RETRIES:-2}
 DISTURBED_PCT=${DISTURBED_PCT:-15}
-LOADS=0 REPEATED=0 DISTURBED=0
+REPEAT_BUDGET=${REPEAT_BUDGET:-300}   # seconds all repeats may take together
+LOADS=0 REPEATED=0 DISTURBED=0 REPEAT_SECS=0
 
 # "S C": ticks the server's and the client's CPU spent busy so far (user,
 # nice, system, irq, softirq: everything but idle, iowait and steal).
@@ -174,14 +175,18 @@ foreign_pct() {
 }
 
 # retry_disturbed FUNCTION ARGS...: runs one load, again while it returns 2
-# (disturbed), RETRIES times at most; the last try runs with LAST_TRY=1 and
-# must record whatever it measured.
+# (disturbed), RETRIES times at most and while the repeats of the whole run
+# took less than REPEAT_BUDGET seconds; the last try runs with LAST_TRY=1
+# and must record whatever it measured.
 retry_disturbed() {
-  local try rc
+  local try rc last t0
   LOADS=$((LOADS + 1))
   for ((try = 0; try <= RETRIES; try++)); do
-    LAST_TRY=$((try == RETRIES ? 1 : 0)) "$@"
+    last=$((try == RETRIES || REPEAT_SECS >= REPEAT_BUDGET ? 1 : 0))
+    t0=$SECONDS
+    LAST_TRY=$last "$@"
     rc=$?
+    [ "$try" -gt 0 ] && REPEAT_SECS=$((REPEAT_SECS + SECONDS - t0))
     [ "$rc" = 2 ] || return 0
     REPEATED=$((REPEATED + 1))
     log "    disturbed by other processes: again"
@@ -191,6 +196,6 @@ retry_disturbed() {
 # disturbance_note SECTION: what retry_disturbed did, for the notes.
 disturbance_note() {
   [ "$REPEATED" -gt 0 ] && note "$1" "$REPEATED repeat(s) for $LOADS measurement(s): other processes took the CPUs they needed (more than ${DISTURBED_PCT}% of one)"
-  [ "$DISTURBED" -gt 0 ] && note "$1" "$DISTURBED measurement(s) stayed disturbed after $RETRIES repeats: left out of the medians when an undisturbed run exists, marked † when none does"
+  [ "$DISTURBED" -gt 0 ] && note "$1" "$DISTURBED measurement(s) stayed disturbed (after $RETRIES repeats, or once the ${REPEAT_BUDGET} s for repeats were spent): left out of the medians when an undisturbed run exists, marked † when none does"
   LOADS=0 REPEATED=0 DISTURBED=0
 }
