@@ -13,7 +13,7 @@ typedef struct tide__post {
   void *data;
 } tide__post;
 
-struct tide__sleep;
+typedef struct tide__sleep tide__sleep;
 
 struct tide_rt {
   uv_loop_t *loop;
@@ -50,8 +50,12 @@ struct tide_rt {
   void *binding;
   tide_binding_close_cb binding_close;  /* closes the binding first at free */
 
-  /* Running tide_sleep timers, closed by tide_rt_free. */
-  struct tide__sleep *sleeps;
+  /* Running sleeps (timer.c): a min-heap by due time and start order, and
+   * one libuv timer armed for the earliest. */
+  uv_timer_t sleep_timer;
+  tide__sleep **sleep_heap;
+  size_t nsleeps, sleep_cap;
+  uint64_t sleep_seq;
 
   /* The thread pool (pool.c), created on the first submit. */
   struct tide__pool *pool;
@@ -71,8 +75,11 @@ void tide__report_unhandled(tide_rt *rt);
 /* Shuts the pool down (pool.c): called by tide_rt_free once `closing` is
  * set, before the handles close. */
 void tide__pool_free(tide_rt *rt);
-/* Closes the timers of sleeps still running (timer.c), without touching
- * their promises, whose owners may be gone already: tide_rt_free. */
+/* Initialises the runtime's sleep timer (timer.c): tide_rt_new. */
+int tide__sleeps_init(tide_rt *rt);
+/* Drops the sleeps still running (timer.c), without touching their
+ * promises, whose owners may be gone already, and closes the sleep timer:
+ * tide_rt_free. */
 void tide__sleep_close_all(tide_rt *rt);
 
 /* Debug builds check that functions other than tide_post run on the loop

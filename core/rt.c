@@ -111,6 +111,7 @@ int tide_rt_new(const tide_options *opts, tide_rt **out) {
   if ((err = uv_mutex_init(&rt->post_lock)) != 0) goto err_loop;
   uv_prepare_init(rt->loop, &rt->prepare);
   uv_check_init(rt->loop, &rt->check);
+  tide__sleeps_init(rt);  /* cannot fail on Unix, as the two above */
   rt->prepare.data = rt->check.data = rt;
   uv_prepare_start(&rt->prepare, drain_cb);
   uv_check_start(&rt->check, drain_check_cb);
@@ -127,6 +128,7 @@ int tide_rt_new(const tide_options *opts, tide_rt **out) {
 err_async:
   uv_close((uv_handle_t *)&rt->async, NULL);
 err_handles:
+  uv_close((uv_handle_t *)&rt->sleep_timer, NULL);
   uv_close((uv_handle_t *)&rt->prepare, NULL);
   uv_close((uv_handle_t *)&rt->check, NULL);
   uv_run(rt->loop, UV_RUN_NOWAIT);
