@@ -86,7 +86,8 @@ enum {
 };
 
 enum {
-  LP_PACKED = 1u << 0,      /* UV_VALUES holds a table of nv values */
+  LP_PACKED = 1u << 0,      /* UV_VALUES holds a table {n = count, ...} */
+  LP_ONE = 1u << 2,         /* UV_VALUES holds the one value */
   LP_FINALLY = 1u << 1      /* LP_NEXT: the handler is a finally handler */
 };
 
@@ -97,7 +98,6 @@ typedef struct lpromise {
   unsigned holds;
   unsigned char kind, flags;
   unsigned char luv;        /* user value of the unretained listeners (the last) */
-  int nv;                   /* number of settled values */
   unsigned events_queued;   /* emitted events not delivered yet */
 } lpromise;
 

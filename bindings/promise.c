@@ -126,32 +126,42 @@ void tide_lp_push_cancelled(lua_State *L) {
  * error, for a rejected one) and returns their count. */
 int tide_lp_push_values(lua_State *L, int idx) {
   lpromise *lp = lua_touserdata(L, idx);
-  int i, n = lp->nv;
-  if (n == 0) return 0;
+  int i, n;
+  if (!(lp->flags & (LP_ONE | LP_PACKED))) return 0;
   lua_getiuservalue(L, idx, UV_VALUES);
-  if (!(lp->flags & LP_PACKED)) return 1;
+  if (lp->flags & LP_ONE) return 1;
+  lua_getfield(L, -1, "n");
+  n = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);  /* remove n */
   luaL_checkstack(L, n, "too many results");
   for (i = 1; i <= n; i++) lua_rawgeti(L, -i, i);
   lua_remove(L, -n - 1);  /* remove the values table */
   return n;
 }
 
-/* [-0, +0, m] Stores the `n` values from `first` in the promise at `idx`. */
+/* [-0, +0, m] Stores the `n` values from `first` in the promise at `idx`:
+ * one value as it is, more in a table {n = count, ...}. A task's slot held
+ * its coroutine until now, so it is overwritten even with no values. */
 static void store_values(lua_State *L, int idx, int first, int n) {
   lpromise *lp = lua_touserdata(L, idx);
   int i;
-  lp->nv = n;
   if (n == 1) {
     lua_pushvalue(L, first);
     lua_setiuservalue(L, idx, UV_VALUES);
+    lp->flags |= LP_ONE;
   } else if (n > 1) {
-    lua_createtable(L, n, 0);
+    lua_createtable(L, n, 1);
     for (i = 0; i < n; i++) {
       lua_pushvalue(L, first + i);
       lua_rawseti(L, -2, i + 1);
     }
+    lua_pushinteger(L, n);
+    lua_setfield(L, -2, "n");
     lua_setiuservalue(L, idx, UV_VALUES);
     lp->flags |= LP_PACKED;
+  } else if (lp->kind == LP_TASK) {
+    lua_pushnil(L);
+    lua_setiuservalue(L, idx, UV_VALUES);
   }
 }
 

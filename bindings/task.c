@@ -2,8 +2,8 @@
  * (and p:await), cancellation with tide.Cancelled, tide.current and
  * tide.run, the entry point that drives the loop until a task is done.
  *
- * A task is a promise userdata (kind LP_TASK) whose user value UV_A is its
- * coroutine. It is held (see binding.h) from spawn until it finishes.
+ * A task is a promise userdata (kind LP_TASK) whose user value UV_VALUES
+ * is its coroutine until it finishes (then its results). It is held (see binding.h) from spawn until it finishes.
  * tl->current is the task on the CPU, which is how await finds its task. Awaiting registers the task's
  * listener on the promise and yields with lua_yieldk; the listener
  * callback moves the values onto the coroutine's stack and resumes it, and
@@ -12,7 +12,8 @@
  * Stack discipline: helpers state their effect as [-o, +p, x]; callbacks run
  * on tl->L and leave its stack as they found it; values cross to a task's
  * coroutine only with lua_xmove. Ownership: the task holds itself (one
- * hold, see binding.h) from spawn to its end; its coroutine is its UV_A.
+ * hold, see binding.h) from spawn to its end; its coroutine is its UV_VALUES
+ * until then.
  */
 #include "binding.h"
 
@@ -31,11 +32,11 @@ struct ltask {
   lpromise base;          /* kind LP_TASK; base.l listens while awaiting */
   lua_State *co;
   tide_job job;           /* start, or a queued resumption */
-  int status;
-  int cancel;             /* cancellation requested */
-  int nargs;              /* arguments of the first resumption */
-  tide_state resume_state;
-  int nresume;
+  unsigned char status;
+  unsigned char cancel;   /* cancellation requested */
+  unsigned char resume_state;  /* a tide_state: how the awaited one settled */
+  int n;                  /* arguments of the first resumption, then the
+                             values of each resumption */
 };
 
 #define task_of_listener(lst) ((ltask *)tide__lp_of_listener(lst))
@@ -50,7 +51,12 @@ static ltask *running_task(tide_lua *tl, lua_State *co) {
  * lua_resume and `nres` results (or the error) on the coroutine. */
 static void task_finish(tide_lua *tl, ltask *t, int status, int nres) {
   lua_State *L = tl->L, *co = t->co;
-  int top = lua_gettop(L);
+  int top;
+  /* Settling overwrites the user value that held the coroutine: keep it
+   * on the stack until we are done with it. */
+  lua_pushthread(co);
+  lua_xmove(co, L, 1);
+  top = lua_gettop(L);
   tide_lp_push(L, &t->base);                           /* top+1: the task */
   if (status == LUA_OK) {
     luaL_checkstack(L, nres + 1, "too many results");
@@ -60,16 +66,14 @@ static void task_finish(tide_lua *tl, ltask *t, int status, int nres) {
   } else {
     lua_xmove(co, L, 1);                               /* top+2: the error */
     luaL_traceback(L, co, NULL, 0);                    /* top+3 */
-    if (lua_type(L, top + 2) == LUA_TTABLE && luaL_testudata(L, top + 2, TIDE_ERROR_MT) == NULL) {
-      /* error objects carry their traceback (tide.Error instances) */
-      if (lua_getmetatable(L, top + 2)) {
-        luaL_getmetatable(L, TIDE_ERROR_MT);
-        if (lua_rawequal(L, -1, -2) && lua_getfield(L, top + 2, "traceback") == LUA_TNIL) {
-          lua_pushvalue(L, top + 3);
-          lua_setfield(L, top + 2, "traceback");
-        }
-        lua_settop(L, top + 3);
+    if (lua_type(L, top + 2) == LUA_TTABLE && lua_getmetatable(L, top + 2)) {
+      /* error objects (tide.Error) carry their traceback */
+      luaL_getmetatable(L, TIDE_ERROR_MT);
+      if (lua_rawequal(L, -1, -2) && lua_getfield(L, top + 2, "traceback") == LUA_TNIL) {
+        lua_pushvalue(L, top + 3);
+        lua_setfield(L, top + 2, "traceback");
       }
+      lua_settop(L, top + 3);
     }
     if (tide_lp_is_cancelled_value(L, top + 2)) tide_promise_mark_handled(&t->base.p);
     tide_lp_set_traceback(L, top + 1, top + 3);
@@ -81,7 +85,7 @@ static void task_finish(tide_lua *tl, ltask *t, int status, int nres) {
     lua_resetthread(co);
 #endif
   }
-  lua_settop(L, top);
+  lua_settop(L, top - 1);  /* and the coroutine */
   tide_lp_drop(&t->base);  /* the hold taken by spawn */
 }
 
@@ -101,7 +105,7 @@ static void task_resume(tide_lua *tl, ltask *t, int nargs) {
       /* A bare coroutine.yield in a task: give others a turn. */
       t->status = T_WAKING;
       t->resume_state = TIDE_FULFILLED;
-      t->nresume = 0;
+      t->n = 0;
       tide_job_queue(tl->rt, &t->job, task_job_cb);
     }
     return;
@@ -126,7 +130,7 @@ static void task_job_cb(tide_rt *rt, tide_job *job) {
       tide_lp_push_cancelled(t->co);
       task_finish(tl, t, LUA_ERRRUN, 1);
     } else {
-      task_resume(tl, t, t->nargs);
+      task_resume(tl, t, t->n);
     }
     return;
   }
@@ -137,7 +141,7 @@ static void task_job_cb(tide_rt *rt, tide_job *job) {
   }
   if (t->resume_state == TIDE_REJECTED) {
     tide_lp_push_cancelled(t->co);
-    t->nresume = 1;
+    t->n = 1;
     task_resume(tl, t, 1);
   } else {
     task_resume(tl, t, 0);
@@ -154,7 +158,7 @@ static void task_await_cb(tide_listener *l, tide_promise *src) {
     t->cancel = 0;
     tide_lp_push_cancelled(t->co);
     t->resume_state = TIDE_REJECTED;
-    t->nresume = 1;
+    t->n = 1;
     task_resume(tl, t, 1);
     return;
   }
@@ -164,14 +168,14 @@ static void task_await_cb(tide_listener *l, tide_promise *src) {
     lua_settop(L, top);
     lua_pushliteral(t->co, "tide.await: too many values");
     t->resume_state = TIDE_REJECTED;
-    t->nresume = 1;
+    t->n = 1;
     task_resume(tl, t, 1);
     return;
   }
   lua_xmove(L, t->co, n);
   lua_settop(L, top);
   t->resume_state = src->state;
-  t->nresume = n;
+  t->n = n;
   task_resume(tl, t, n);
 }
 
@@ -180,7 +184,7 @@ static int await_k(lua_State *co, int status, lua_KContext ctx) {
   ltask *t = (ltask *)ctx;
   (void)status;
   if (t->resume_state == TIDE_REJECTED) return lua_error(co);
-  return t->nresume;
+  return t->n;
 }
 
 /* tide.await(p) / p:await() -> the values of p, or raises its error. */
@@ -222,13 +226,13 @@ static ltask *task_new(lua_State *L, int fn_idx, int nargs, int status) {
   ltask *t;
   lua_State *co;
   fn_idx = lua_absindex(L, fn_idx);
-  t = (ltask *)tide_lp_new(L, sizeof(ltask), LP_TASK, 3);
+  t = (ltask *)tide_lp_new(L, sizeof(ltask), LP_TASK, 2);
   co = lua_newthread(L);
   t->co = co;
-  lua_setiuservalue(L, -2, UV_A);                   /* the task owns co */
+  lua_setiuservalue(L, -2, UV_VALUES);              /* the task owns co */
   lua_rotate(L, fn_idx, 1);                         /* task below fn */
   lua_xmove(L, co, nargs + 1);                      /* fn and args to co */
-  t->nargs = nargs;
+  t->n = nargs;
   t->status = status;
   tide_lp_hold(L, -1);                              /* held until done */
   return t;

@@ -287,11 +287,11 @@ struct tide_promise {
   void *data;                     /* public */
   tide_rt *rt;                    /* read-only */
   const tide_promise_ops *ops;    /* read-only */
-  tide_state state;               /* read-only */
+  unsigned char state;            /* read-only: a tide_state */
+  unsigned char flags;            /* private */
   int nvalues;                    /* read-only: C values it was settled with */
   tide_value *values;             /* read-only: owned copies (bytes included) */
   /* private */
-  unsigned flags;
   tide_listener *head, *tail;
   tide_cancel_cb cancel_cb;
   void *cancel_data;
