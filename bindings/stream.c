@@ -461,7 +461,7 @@ static int outcome(lua_State *L, tide_sread *r, const char *p, size_t len, int e
 
 /* [-1, +0, m] Settles the pending read or accept of `s` with the value on
  * top of the stack. */
-static void settle_pending(lua_State *L, tide_stream *s, tide_state st) {
+static void settle_waiter(lua_State *L, tide_stream *s, tide_state st) {
   tide_sread *r = s->pending;
   s->pending = NULL;
   if (s->timer_use == TM_READ) timer_stop(s);
@@ -478,7 +478,7 @@ static void serve(lua_State *L, tide_stream *s) {
   size_t used;
   if (s->pending == NULL || s->pending->op == OP_ACCEPT) return;
   if (!outcome(L, s->pending, buffered(s), s->len, s->read_err, &st, &used)) return;
-  settle_pending(L, s, st);
+  settle_waiter(L, s, st);
   consume(s, used);
 }
 
@@ -490,7 +490,7 @@ static void feed(lua_State *L, tide_stream *s, const char *p, size_t n) {
   s->bytes_read += n;
   if (s->len == 0 && s->pending != NULL && s->pending->op != OP_ACCEPT &&
       outcome(L, s->pending, p, n, 0, &st, &used)) {
-    settle_pending(L, s, st);
+    settle_waiter(L, s, st);
     p += used;
     n -= used;
   }
@@ -669,7 +669,7 @@ static int begin_read(lua_State *L, int op, size_t n, int delim_idx, double time
   tide_promise_on_cancel(&r->base.p, read_cancel, s);
   if (timeout >= 0 && (err = timer_start(s, timeout, TM_READ)) != 0) {
     tide_lua_push_uverror(L, err);
-    settle_pending(L, s, TIDE_REJECTED);
+    settle_waiter(L, s, TIDE_REJECTED);
   }
   update(L, s);
   return 1;
@@ -1017,9 +1017,9 @@ void tide_stream_close(lua_State *L, tide_stream *s, double linger) {
   if (s->pending && L) {
     if (s->pending->op == OP_ACCEPT) {
       lua_pushnil(L);
-      settle_pending(L, s, TIDE_FULFILLED);
+      settle_waiter(L, s, TIDE_FULFILLED);
     } else if (outcome(L, s->pending, buffered(s), s->len, UV_EOF, &st, &used)) {
-      settle_pending(L, s, st);
+      settle_waiter(L, s, st);
       consume(s, used);
     }
   }
@@ -1040,7 +1040,7 @@ static void timer_cb(uv_timer_t *t) {
   if (L == NULL) return;
   if (use == TM_READ && s->pending) {
     tide_lua_push_error(L, "ETIMEDOUT", s->pending->op == OP_ACCEPT ? "accept timed out" : "read timed out");
-    settle_pending(L, s, TIDE_REJECTED);
+    settle_waiter(L, s, TIDE_REJECTED);
     update(L, s);
   } else if (use == TM_LINGER) {
     close_now(s);  /* the peer did not take the queued bytes in time */
@@ -1164,7 +1164,7 @@ static void connection_cb(uv_stream_t *h, int status) {
   top = lua_gettop(L);
   if (status < 0) {
     tide_lua_push_uverror(L, status);
-    if (s->pending) settle_pending(L, s, TIDE_REJECTED);
+    if (s->pending) settle_waiter(L, s, TIDE_REJECTED);
     else {
       tide_lua_report(L, "accept failed: ", 0);
       lua_pop(L, 1);  /* remove the error */
@@ -1173,7 +1173,7 @@ static void connection_cb(uv_stream_t *h, int status) {
     serve_one(L, s);
   } else if (s->pending) {
     int err = accept_one(L, s);
-    settle_pending(L, s, err ? TIDE_REJECTED : TIDE_FULFILLED);
+    settle_waiter(L, s, err ? TIDE_REJECTED : TIDE_FULFILLED);
   } else {
     s->flags |= S_READY;  /* libuv holds it until uv_accept */
   }
@@ -1238,7 +1238,7 @@ static int srv_accept(lua_State *L) {
   tide_promise_on_cancel(&r->base.p, read_cancel, s);
   if (timeout >= 0 && (err = timer_start(s, timeout, TM_READ)) != 0) {
     tide_lua_push_uverror(L, err);
-    settle_pending(L, s, TIDE_REJECTED);
+    settle_waiter(L, s, TIDE_REJECTED);
   }
   return 1;
 }
