@@ -7,46 +7,8 @@ local h1 = require "tide.http.h1"
 local server = require "tide.http.server"
 local fakestream = require "http.fakestream"
 
--- Parses every response in `out` (a string of bytes written by the
--- server). Returns a list of {status=, headers=, body=, raw_head=}; the
--- bytes after the last complete response are in list.rest.
-local function responses(out, method)
-  local list, pos = {}, 1
-  while pos <= #out do
-    local e = out:find("\r\n\r\n", pos, true)
-    if not e then break end
-    local block = out:sub(pos, e - 1)
-    local head = assert(h1.parse_response_head(block, nil, method))
-    pos = e + 4
-    local body
-    if head.body_kind == "length" then
-      body = out:sub(pos, pos + head.content_length - 1)
-      pos = pos + head.content_length
-    elseif head.body_kind == "chunked" then
-      local parts = {}
-      while true do
-        local le = assert(out:find("\r\n", pos, true))
-        local size = tonumber(out:sub(pos, le - 1):match("^%x+"), 16)
-        pos = le + 2
-        if size == 0 then
-          pos = assert(out:find("\r\n", pos, true)) + 2
-          break
-        end
-        parts[#parts + 1] = out:sub(pos, pos + size - 1)
-        pos = pos + size + 2
-      end
-      body = table.concat(parts)
-    elseif head.body_kind == "close" then
-      body = out:sub(pos)
-      pos = #out + 1
-    else
-      body = ""
-    end
-    list[#list + 1] = { status = head.status, headers = head.headers, body = body, raw_head = block }
-  end
-  list.rest = out:sub(pos)
-  return list
-end
+-- Parses the bytes the server wrote into responses (spec/http/support.lua).
+local responses = require("http.support").responses
 
 -- Serves the bytes `input` (then the end of the stream, unless keep_open)
 -- with `handler`; returns the parsed responses, the raw output and the

@@ -364,10 +364,6 @@ describe("tide.work", function()
     end, 20))
 
     it("is not starved of file reads by a busy pool (libuv's pool is separate)", async(function()
-      if not (tide.fs and tide.fs.readfile) then
-        pending("tide.fs is not built: spec/core/test_pool.c covers this in C")
-        return
-      end
       local busy = fill_pool(1)
       local t0 = tide.hrtime()
       local data = tide.fs.readfile("spec/pool/work_spec.lua"):await()
