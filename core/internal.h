@@ -14,6 +14,7 @@ typedef struct tide__post {
 } tide__post;
 
 typedef struct tide__sleep tide__sleep;
+typedef struct tide__sleeps tide__sleeps;
 
 struct tide_rt {
   uv_loop_t *loop;
@@ -50,11 +51,13 @@ struct tide_rt {
   void *binding;
   tide_binding_close_cb binding_close;  /* closes the binding first at free */
 
-  /* Running sleeps (timer.c): a min-heap by due time and start order, and
-   * one libuv timer armed for the earliest. */
+  /* Running sleeps (timer.c): one list per duration, the lists in a
+   * min-heap by their first sleep's due time and start order and in a hash
+   * table by duration, and one libuv timer armed for the earliest. */
   uv_timer_t sleep_timer;
-  tide__sleep **sleep_heap;
-  size_t nsleeps, sleep_cap;
+  tide__sleeps **sleep_heap;        /* room for nsleep_buckets lists */
+  tide__sleeps **sleep_buckets;
+  size_t nsleep_lists, nsleep_buckets;
   uint64_t sleep_seq;
 
   /* The thread pool (pool.c), created on the first submit. */

@@ -1,76 +1,144 @@
 /* timer.c — tide_sleep: promises settled when their time is up, whose
  * cancellation takes them off the schedule.
  *
- * Sleeps do not get a libuv timer each: the runtime keeps running sleeps
- * in a binary min-heap ordered by due time, then start order (the order
- * libuv gives timers due at the same time), and one libuv timer of its own
- * (rt->sleep_timer) armed for the earliest. That saves a handle to
- * initialise, start, close and free per sleep. The timer is active, and so
- * keeps the loop alive, exactly while a sleep runs. Each due sleep is
- * settled on its own, with a drain of the callback queue after it, as if
- * it had had its own timer; sleeps started while due ones are fired wait
- * for the next turn of the timer. tide_rt_free() drops running sleeps
- * without touching their promises (their owners may be gone). */
+ * Sleeps do not get a libuv timer each. The runtime keeps the running
+ * sleeps in one list per duration: a sleep of `ms` started later is due
+ * later (or at the same time, and started after), so each list is in due
+ * order by construction and appending to it costs nothing more. A min-heap
+ * orders the lists by their first sleep (due time, then start order: the
+ * order libuv gives timers due at the same time), and one libuv timer of
+ * the runtime's own (rt->sleep_timer) is armed for the earliest. Programs
+ * use few distinct durations, so the heap stays small whatever the number
+ * of sleeps; a hash table finds the list of a duration. The timer is
+ * active, and so keeps the loop alive, exactly while a sleep runs. Each
+ * due sleep is settled on its own, with a drain of the callback queue
+ * after it, as if it had had its own timer; sleeps started while due ones
+ * are fired wait for the next turn of the timer. tide_rt_free() drops
+ * running sleeps without touching their promises (their owners may be
+ * gone). */
 #include "internal.h"
 
 #include <stdlib.h>
 
 struct tide__sleep {
   tide_rt *rt;
+  tide__sleeps *list;  /* the list of its duration */
   tide_promise *p;
   uint64_t due;        /* loop time (ms) it is due at */
   uint64_t seq;        /* start order */
-  size_t pos;          /* index in rt->sleep_heap */
+  tide__sleep *prev, *next;
 };
 
-/* Whether sleep `a` is due before `b`. */
-static int sleep_before(const tide__sleep *a, const tide__sleep *b) {
-  return a->due < b->due || (a->due == b->due && a->seq < b->seq);
+/* The running sleeps of one duration, oldest (so earliest due) first. */
+struct tide__sleeps {
+  uint64_t ms;
+  tide__sleep *head, *tail;
+  size_t pos;          /* index in rt->sleep_heap */
+  tide__sleeps *chain; /* the next list in its hash bucket */
+};
+
+/* Whether list `a` is due before list `b`. */
+static int list_before(const tide__sleeps *a, const tide__sleeps *b) {
+  const tide__sleep *x = a->head, *y = b->head;
+  return x->due < y->due || (x->due == y->due && x->seq < y->seq);
 }
 
-static void heap_set(tide__sleep **heap, size_t pos, tide__sleep *s) {
-  heap[pos] = s;
-  s->pos = pos;
+static void heap_set(tide__sleeps **heap, size_t pos, tide__sleeps *l) {
+  heap[pos] = l;
+  l->pos = pos;
 }
 
-/* Moves the sleep at `pos` up, then down, to its place. */
+/* Moves the list at `pos` up, then down, to its place. */
 static void heap_fix(tide_rt *rt, size_t pos) {
-  tide__sleep **heap = rt->sleep_heap, *s = heap[pos];
-  size_t n = rt->nsleeps;
-  while (pos > 0 && sleep_before(s, heap[(pos - 1) / 2])) {
+  tide__sleeps **heap = rt->sleep_heap, *l = heap[pos];
+  size_t n = rt->nsleep_lists;
+  while (pos > 0 && list_before(l, heap[(pos - 1) / 2])) {
     heap_set(heap, pos, heap[(pos - 1) / 2]);
     pos = (pos - 1) / 2;
   }
   for (;;) {
     size_t child = 2 * pos + 1;
     if (child >= n) break;
-    if (child + 1 < n && sleep_before(heap[child + 1], heap[child])) child++;
-    if (!sleep_before(heap[child], s)) break;
+    if (child + 1 < n && list_before(heap[child + 1], heap[child])) child++;
+    if (!list_before(heap[child], l)) break;
     heap_set(heap, pos, heap[child]);
     pos = child;
   }
-  heap_set(heap, pos, s);
+  heap_set(heap, pos, l);
 }
 
-static int heap_push(tide_rt *rt, tide__sleep *s) {
-  if (rt->nsleeps == rt->sleep_cap) {
-    size_t cap = rt->sleep_cap ? 2 * rt->sleep_cap : 16;
-    tide__sleep **heap = realloc(rt->sleep_heap, cap * sizeof(*heap));
-    if (heap == NULL) return UV_ENOMEM;
+static tide__sleeps **bucket_of(tide_rt *rt, uint64_t ms) {
+  uint64_t h = ms * UINT64_C(0x9E3779B97F4A7C15);
+  return &rt->sleep_buckets[(h >> 32) & (rt->nsleep_buckets - 1)];
+}
+
+/* Room for one more list in the heap and the hash table (which keeps at
+ * most one list per bucket on average). */
+static int lists_reserve(tide_rt *rt) {
+  size_t n = rt->nsleep_lists + 1;
+  if (n > rt->nsleep_buckets) {
+    size_t nb = rt->nsleep_buckets ? 2 * rt->nsleep_buckets : 16, i;
+    tide__sleeps **old = rt->sleep_buckets, **heap;
+    size_t oldn = rt->nsleep_buckets;
+    if ((heap = realloc(rt->sleep_heap, nb * sizeof(*heap))) == NULL) return UV_ENOMEM;
     rt->sleep_heap = heap;
-    rt->sleep_cap = cap;
+    if ((rt->sleep_buckets = calloc(nb, sizeof(*old))) == NULL) {
+      rt->sleep_buckets = old;
+      return UV_ENOMEM;
+    }
+    rt->nsleep_buckets = nb;
+    for (i = 0; i < oldn; i++) {
+      tide__sleeps *l, *next;
+      for (l = old[i]; l; l = next) {
+        tide__sleeps **b = bucket_of(rt, l->ms);
+        next = l->chain;
+        l->chain = *b;
+        *b = l;
+      }
+    }
+    free(old);
   }
-  heap_set(rt->sleep_heap, rt->nsleeps++, s);
-  heap_fix(rt, s->pos);
   return 0;
 }
 
-static void heap_remove(tide_rt *rt, tide__sleep *s) {
-  size_t pos = s->pos;
-  tide__sleep *last = rt->sleep_heap[--rt->nsleeps];
-  if (last == s) return;
-  heap_set(rt->sleep_heap, pos, last);
-  heap_fix(rt, pos);
+/* The list of duration `ms`, made (empty, outside the heap) when none
+ * runs; NULL when memory runs out. */
+static tide__sleeps *list_get(tide_rt *rt, uint64_t ms) {
+  tide__sleeps *l, **b;
+  if (rt->nsleep_buckets) {
+    for (l = *bucket_of(rt, ms); l; l = l->chain)
+      if (l->ms == ms) return l;
+  }
+  if (lists_reserve(rt) != 0 || (l = calloc(1, sizeof(*l))) == NULL) return NULL;
+  l->ms = ms;
+  b = bucket_of(rt, ms);
+  l->chain = *b;
+  *b = l;
+  return l;
+}
+
+/* Drops list `l`, empty now, from the heap and the hash table. */
+static void list_drop(tide_rt *rt, tide__sleeps *l) {
+  tide__sleeps **b = bucket_of(rt, l->ms), *last;
+  while (*b != l) b = &(*b)->chain;
+  *b = l->chain;
+  last = rt->sleep_heap[--rt->nsleep_lists];
+  if (last != l) {
+    heap_set(rt->sleep_heap, l->pos, last);
+    heap_fix(rt, l->pos);
+  }
+  free(l);
+}
+
+/* Takes sleep `s` off its list (and the list off the schedule when it was
+ * the last one), and frees it. */
+static void sleep_remove(tide_rt *rt, tide__sleep *s) {
+  tide__sleeps *l = s->list;
+  if (s->prev) s->prev->next = s->next; else l->head = s->next;
+  if (s->next) s->next->prev = s->prev; else l->tail = s->prev;
+  if (l->head == NULL) list_drop(rt, l);
+  else if (s->prev == NULL) heap_fix(rt, l->pos);  /* its first is due later now */
+  free(s);
 }
 
 static void sleeps_due_cb(uv_timer_t *t);
@@ -79,11 +147,11 @@ static void sleeps_due_cb(uv_timer_t *t);
  * keeps the loop alive no longer) when none runs. */
 static void sleeps_arm(tide_rt *rt) {
   uint64_t now = uv_now(rt->loop), due;
-  if (rt->nsleeps == 0) {
+  if (rt->nsleep_lists == 0) {
     uv_timer_stop(&rt->sleep_timer);
     return;
   }
-  due = rt->sleep_heap[0]->due;
+  due = rt->sleep_heap[0]->head->due;
   uv_timer_start(&rt->sleep_timer, sleeps_due_cb, due > now ? due - now : 0, 0);
 }
 
@@ -94,10 +162,9 @@ static void sleeps_due_cb(uv_timer_t *t) {
   tide_rt *rt = tide__container_of(t, tide_rt, sleep_timer);
   uint64_t now = uv_now(rt->loop), limit = rt->sleep_seq;
   tide__sleep *s;
-  while (rt->nsleeps > 0 && (s = rt->sleep_heap[0])->due <= now && s->seq < limit) {
+  while (rt->nsleep_lists > 0 && (s = rt->sleep_heap[0]->head)->due <= now && s->seq < limit) {
     tide_promise *p = s->p;
-    heap_remove(rt, s);
-    free(s);
+    sleep_remove(rt, s);
     tide_promise_settle(p, TIDE_FULFILLED);
     tide__promise_release(p);
     tide_rt_drain(rt);
@@ -108,32 +175,42 @@ static void sleeps_due_cb(uv_timer_t *t) {
 static void sleep_cancel_cb(tide_promise *p, void *data) {
   tide__sleep *s = data;
   tide_rt *rt = s->rt;
-  heap_remove(rt, s);
-  free(s);
+  sleep_remove(rt, s);
   sleeps_arm(rt);
   tide__promise_release(p);
 }
 
 int tide_sleep(tide_rt *rt, tide_promise *p, uint64_t ms) {
+  tide__sleeps *l;
   tide__sleep *s;
-  int err;
   if (rt == NULL || p == NULL || p->state != TIDE_PENDING || p->cancel_cb) return UV_EINVAL;
   TIDE__LOOP_THREAD(rt, UV_EPERM);
-  s = malloc(sizeof(*s));
-  if (s == NULL) return UV_ENOMEM;
+  if ((s = malloc(sizeof(*s))) == NULL) return UV_ENOMEM;
+  if ((l = list_get(rt, ms)) == NULL) {
+    free(s);
+    return UV_ENOMEM;
+  }
   s->rt = rt;
+  s->list = l;
   s->p = p;
   /* Count from now, not from the loop's cached time: a sleep lasts at
-   * least `ms` even when the current callback ran long. */
+   * least `ms` even when the current callback ran long. The clock never
+   * goes back, so the list stays in due order. */
   uv_update_time(rt->loop);
   s->due = uv_now(rt->loop) + ms;
   if (s->due < ms) s->due = UINT64_MAX;  /* as libuv clamps */
   s->seq = rt->sleep_seq++;
-  if ((err = heap_push(rt, s)) != 0) {
-    free(s);
-    return err;
+  s->next = NULL;
+  s->prev = l->tail;
+  if (l->tail) {
+    l->tail->next = s;
+    l->tail = s;
+  } else {                               /* a new list: onto the schedule */
+    l->head = l->tail = s;
+    heap_set(rt->sleep_heap, rt->nsleep_lists++, l);
+    heap_fix(rt, l->pos);
+    if (l->pos == 0) sleeps_arm(rt);     /* the earliest now */
   }
-  if (s->pos == 0) sleeps_arm(rt);  /* the earliest now */
   tide__promise_retain(p);
   tide_promise_on_cancel(p, sleep_cancel_cb, s);
   return 0;
@@ -144,9 +221,18 @@ int tide__sleeps_init(tide_rt *rt) {
 }
 
 void tide__sleep_close_all(tide_rt *rt) {
-  while (rt->nsleeps > 0) free(rt->sleep_heap[--rt->nsleeps]);
+  while (rt->nsleep_lists > 0) {
+    tide__sleeps *l = rt->sleep_heap[--rt->nsleep_lists];
+    tide__sleep *s, *next;
+    for (s = l->head; s; s = next) {
+      next = s->next;
+      free(s);
+    }
+    free(l);
+  }
   free(rt->sleep_heap);
-  rt->sleep_heap = NULL;
-  rt->sleep_cap = 0;
+  free(rt->sleep_buckets);
+  rt->sleep_heap = rt->sleep_buckets = NULL;
+  rt->nsleep_buckets = 0;
   uv_close((uv_handle_t *)&rt->sleep_timer, NULL);
 }

@@ -7,7 +7,8 @@
  *        promise_listener_order promise_never_synchronous
  *        promise_listener_remove promise_cancel promise_retain_balance
  *        promise_store_hook promise_dispose promise_unhandled
- *        promise_sleep promise_sleep_cancel promise_sleep_bad_args */
+ *        promise_sleep promise_sleep_order promise_sleep_cancel
+ *        promise_sleep_bad_args */
 #include "rt_helpers.h"
 
 TEST_IMPL(promise_resolve_values) {
@@ -447,6 +448,63 @@ TEST_IMPL(promise_sleep) {
   ASSERT(tide_rt_now(rt) >= 50);
   tide_promise_dispose(&p);
   tide_promise_dispose(&zero);
+  RT_CLOSE(&loop, rt);
+  return 0;
+}
+
+/* Sleeps of many durations (more than the hash table's first 16 buckets),
+ * started in descending order and interleaved, some cancelled (first,
+ * last, middle of a list, and a whole list): the rest fire by due time,
+ * then start order. */
+TEST_IMPL(promise_sleep_order) {
+  enum { K = 20, R = 3 };
+  uv_loop_t loop;
+  tide_rt *rt;
+  tide_promise p[K][R];
+  probe pr[K][R];
+  int clock = 0, k, r, at = 0;
+  RT_OPEN(&loop, rt);
+  for (r = 0; r < R; r++)
+    for (k = K - 1; k >= 0; k--) {
+      tide_promise_init(rt, &p[k][r], NULL);
+      probe_init(&pr[k][r], &clock);
+      ASSERT_OK(tide_promise_listen(&p[k][r], &pr[k][r].l, probe_cb));
+      ASSERT_OK(tide_sleep(rt, &p[k][r], 5 * (uint64_t)k));
+    }
+  ASSERT_OK(tide_promise_cancel(&p[3][0]));
+  ASSERT_OK(tide_promise_cancel(&p[4][2]));
+  ASSERT_OK(tide_promise_cancel(&p[6][1]));
+  for (r = 0; r < R; r++) ASSERT_OK(tide_promise_cancel(&p[5][r]));
+  tide_rt_drain(rt);
+  clock = 0;
+  ASSERT_EQ(tide_rt_run(rt, TIDE_RUN_DEFAULT), 0);
+  for (k = 0; k < K; k++)
+    for (r = 0; r < R; r++) {
+      if (p[k][r].state == TIDE_REJECTED) continue;
+      ASSERT_EQ(p[k][r].state, TIDE_FULFILLED);
+      ASSERT_EQ(pr[k][r].at, ++at);
+    }
+  ASSERT_EQ(at, K * R - 6);
+  for (k = 0; k < K; k++)
+    for (r = 0; r < R; r++) tide_promise_dispose(&p[k][r]);
+  /* cancelling the first of a list moves the list behind another: a 20 ms
+   * sleep started 12 ms after the cancelled one is due after a 15 ms one */
+  for (k = 0; k < 3; k++) {
+    tide_promise_init(rt, &p[0][k], NULL);
+    probe_init(&pr[0][k], &clock);
+    ASSERT_OK(tide_promise_listen(&p[0][k], &pr[0][k].l, probe_cb));
+  }
+  ASSERT_OK(tide_sleep(rt, &p[0][0], 20));
+  uv_sleep(12);
+  ASSERT_OK(tide_sleep(rt, &p[0][1], 20));
+  ASSERT_OK(tide_sleep(rt, &p[0][2], 15));
+  ASSERT_OK(tide_promise_cancel(&p[0][0]));
+  tide_rt_drain(rt);
+  clock = 0;
+  ASSERT_EQ(tide_rt_run(rt, TIDE_RUN_DEFAULT), 0);
+  ASSERT_EQ(pr[0][2].at, 1);
+  ASSERT_EQ(pr[0][1].at, 2);
+  for (k = 0; k < 3; k++) tide_promise_dispose(&p[0][k]);
   RT_CLOSE(&loop, rt);
   return 0;
 }
