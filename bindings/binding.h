@@ -104,6 +104,10 @@ typedef struct lpromise {
 #define tide__lp_of_listener(lst) \
   ((lpromise *)((char *)(lst) - offsetof(lpromise, l)))
 
+/* alloc.c */
+lua_State *tide_lua_newstate(void);
+void tide_lua_closestate(lua_State *L);
+
 /* util.c */
 tide_lua *tide_lua_get(lua_State *L);
 tide_lua *tide_lua_of(tide_rt *rt);

@@ -113,7 +113,7 @@ static int open_state_p(lua_State *L) {
 static void close_state(tide_rt *rt, void *binding) {
   tide_lua *tl = binding;
   (void)rt;
-  if (tl != NULL) lua_close(main_thread(tl->L));
+  if (tl != NULL) tide_lua_closestate(main_thread(tl->L));
 }
 
 int tide_lua_state(tide_rt *rt, lua_State **out) {
@@ -128,12 +128,12 @@ int tide_lua_state(tide_rt *rt, lua_State **out) {
     *out = main_thread(tl->L);
     return 0;
   }
-  if ((L = luaL_newstate()) == NULL) return UV_ENOMEM;
+  if ((L = tide_lua_newstate()) == NULL) return UV_ENOMEM;
   a.rt = rt;
   a.err = 0;
   if ((err = protect(L, open_state_p, &a, 0)) == 0) err = a.err;
   if (err != 0) {
-    lua_close(L);
+    tide_lua_closestate(L);
     return err;
   }
   tide_rt_set_binding_close(rt, close_state);

@@ -242,7 +242,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "%s: cannot create the runtime\n", progname);
     return 1;
   }
-  L = luaL_newstate();
+  L = tide_lua_newstate();
   if (L == NULL) {
     fprintf(stderr, "%s: cannot create state: not enough memory\n", progname);
     return 1;
@@ -254,7 +254,7 @@ int main(int argc, char **argv) {
   status = lua_pcall(L, 3, 1, 0);
   ok = status == LUA_OK && lua_toboolean(L, -1);
   if (status != LUA_OK) fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -1));
-  lua_close(L);
+  tide_lua_closestate(L);
   tide_rt_free(rt);
   return ok ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -109,7 +109,7 @@ static void conf_unref(wconf *c) {
 
 static void wlua_fini(void *value) {
   wlua *w = value;
-  lua_close(w->L);
+  tide_lua_closestate(w->L);
   free(w);
 }
 
@@ -179,12 +179,12 @@ static wlua *wlua_get(tide_worker *worker) {
   wlua *w = tide_worker_get(worker, &wlua_key);
   if (w != NULL) return w;
   if ((w = calloc(1, sizeof(*w))) == NULL) return NULL;
-  if ((w->L = luaL_newstate()) == NULL) { free(w); return NULL; }
+  if ((w->L = tide_lua_newstate()) == NULL) { free(w); return NULL; }
   lua_pushcfunction(w->L, wlua_init);
   lua_pushlightuserdata(w->L, w);
   lua_pushinteger(w->L, tide_worker_index(worker));
   if (lua_pcall(w->L, 2, 0, 0) != LUA_OK || tide_worker_set(worker, &wlua_key, w) != 0) {
-    lua_close(w->L);
+    tide_lua_closestate(w->L);
     free(w);
     return NULL;
   }
