@@ -519,7 +519,11 @@ typedef void (*tide_done_cb)(tide_rt *rt, tide_state state, const tide_value *va
  * the standard libraries, the tide module (global `tide`, and
  * package.loaded.tide for require), package.path and package.cpath
  * prefixed with tide_options.lua_path and lua_cpath. The state belongs to
- * the runtime: tide_rt_free() closes it (do not lua_close it). Scripts in
+ * the runtime: tide_rt_free() closes it (do not lua_close it). Its memory
+ * comes from tide's small-block allocator (free lists per block size, kept
+ * for reuse until the state closes), as the `tide` binary's does; a host
+ * that wants its own allocator makes the state itself and attaches it
+ * (tide_lua_attach). Scripts in
  * it run as tasks started by tide_dofile/tide_dostring, driven by
  * tide_rt_run or the host's loop; tide.run() inside it raises (the loop is
  * the host's). When the host attached a state of its own
