@@ -44,6 +44,7 @@ section_core() {
   for ((run = 1; run <= RUNS; run++)); do
     log "-- core run $run/$RUNS"
     run_micro core tide "$run" "$TIDE" "$M/tide_promise.lua" 1000000
+    run_micro core lua "$run" lua5.4 "$M/promise_lua.lua" 1000000
     have node && run_micro core node "$run" node "$M/promise.js" 1000000
     run_micro core tide "$run" "$TIDE" "$M/tide_spawn.lua" 1000000
     run_micro core lua "$run" lua5.4 "$M/spawn_coro.lua" 1000000

@@ -56,9 +56,9 @@ class Row:
 SECTIONS = [
     ("core", "Foundation: promises, tasks, timers (issue 2)", ["tide", "lua", "node", "c", "luv"], [
         Row("promise_batch", "ops/s", "promise create + resolve + callback, 1M in flight",
-            [Goal(">=", 0.5, "node")]),
+            [Goal(">=", 0.5, "node")], ratio_to="lua", also=["lua"]),
         Row("promise_seq", "ops/s", "promise create + resolve + callback, one at a time",
-            [Goal(">=", 0.5, "node")]),
+            [Goal(">=", 0.5, "node")], ratio_to="lua", also=["lua"]),
         Row("spawn_await", "ops/s", "spawn + await round trip (lua5.4: coroutine create + resume + yield)",
             [Goal(">=", 1 / 3, "lua", text="cost ≤ 3x lua5.4 (rate ≥ 0.33x)")]),
         Row("spawn_await_batch", "ops/s", "100k tasks suspended on one promise, then resumed",
