@@ -4,6 +4,10 @@
  *
  * A task is a promise userdata (kind LP_TASK) whose user value UV_VALUES
  * is its coroutine until it finishes (then its results). It is held (see binding.h) from spawn until it finishes.
+ * A delayed task (tide.timer) is an ldelayed: it waits on a core promise
+ * of its own that a sleep settles, and until it starts UV_VALUES is its
+ * function (its coroutine is made at the start), so 100k pending timers
+ * cost neither 100k coroutines nor 100k more userdata.
  * tl->current is the task on the CPU, which is how await finds its task. Awaiting registers the task's
  * listener on the promise and yields with lua_yieldk; the listener
  * callback moves the values onto the coroutine's stack and resumes it, and
@@ -38,6 +42,13 @@ struct ltask {
   int n;                  /* arguments of the first resumption, then the
                              values of each resumption */
 };
+
+/* A task started by tide.timer: `sleep` is settled by the core timer (a
+ * plain core promise: no ops, no Lua value), or rejected by cancelling. */
+typedef struct ldelayed {
+  ltask t;
+  tide_promise sleep;
+} ldelayed;
 
 #define task_of_listener(lst) ((ltask *)tide__lp_of_listener(lst))
 
@@ -91,6 +102,19 @@ static void task_finish(tide_lua *tl, ltask *t, int status, int nres) {
 
 static void task_job_cb(tide_rt *rt, tide_job *job);
 
+/* Makes the coroutine of delayed task `t` at its start: its function
+ * moves from UV_VALUES into it, and the coroutine takes its place. */
+static void coroutine_make(tide_lua *tl, ltask *t) {
+  lua_State *L = tl->L;
+  int top = lua_gettop(L);
+  tide_lp_push(L, &t->base);                  /* top+1: the task (held) */
+  t->co = lua_newthread(L);                   /* top+2 */
+  lua_getiuservalue(L, top + 1, UV_VALUES);   /* top+3: the function */
+  lua_xmove(L, t->co, 1);
+  lua_setiuservalue(L, top + 1, UV_VALUES);   /* the task owns co */
+  lua_settop(L, top);
+}
+
 /* Resumes task `t` with the `nargs` values on top of its coroutine. */
 static void task_resume(tide_lua *tl, ltask *t, int nargs) {
   ltask *prev = tl->current;
@@ -124,6 +148,7 @@ static void wake_cancelled(tide_lua *tl, ltask *t) {
 static void task_job_cb(tide_rt *rt, tide_job *job) {
   ltask *t = (ltask *)((char *)job - offsetof(ltask, job));
   tide_lua *tl = tide_lua_of(rt);
+  if (t->co == NULL) coroutine_make(tl, t);
   if (t->status == T_QUEUED) {
     if (t->cancel) {
       lua_settop(t->co, 0);
@@ -222,11 +247,11 @@ static int l_await(lua_State *L) {
 
 /* [-(nargs+1), +1, m] Spawns a task running the function at `fn_idx` with
  * the `nargs` values above it, which are moved to the task; pushes it. */
-static ltask *task_new(lua_State *L, int fn_idx, int nargs, int status) {
+static ltask *task_new(lua_State *L, int fn_idx, int nargs, int status, size_t size) {
   ltask *t;
   lua_State *co;
   fn_idx = lua_absindex(L, fn_idx);
-  t = (ltask *)tide_lp_new(L, sizeof(ltask), LP_TASK, 2);
+  t = (ltask *)tide_lp_new(L, size, LP_TASK, 2);
   co = lua_newthread(L);
   t->co = co;
   lua_setiuservalue(L, -2, UV_VALUES);              /* the task owns co */
@@ -240,7 +265,7 @@ static ltask *task_new(lua_State *L, int fn_idx, int nargs, int status) {
 
 int tide_task_spawn(lua_State *L, int fn_idx, int nargs) {
   tide_lua *tl = tide_lua_get(L);
-  ltask *t = task_new(L, fn_idx, nargs, T_QUEUED);
+  ltask *t = task_new(L, fn_idx, nargs, T_QUEUED, sizeof(ltask));
   tide_job_queue(tl->rt, &t->job, task_job_cb);
   return 1;
 }
@@ -261,25 +286,31 @@ static void delayed_start_cb(tide_listener *l, tide_promise *src) {
 }
 
 /* tide.timer(seconds, fn, ...) -> task: runs fn(...) as a task after
- * `seconds`; cancelling the task before then stops the timer. */
+ * `seconds`; cancelling the task before then stops the timer. Without
+ * arguments, the coroutine is made when the task starts. */
 static int l_timer(lua_State *L) {
   tide_lua *tl = tide_lua_get(L);
   uint64_t ms = tide_lua_ms(tide_lua_checkseconds(L, 1));
-  ltask *t;
-  lpromise *sleep;
-  int err;
+  int nargs = lua_gettop(L) - 2, err;
+  ldelayed *d;
   luaL_checktype(L, 2, LUA_TFUNCTION);
-  t = task_new(L, 2, lua_gettop(L) - 2, T_DELAYED);  /* the task, at 2 */
-  sleep = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);  /* at 3 */
-  tide_lp_hold(L, 3);
-  err = tide_sleep(tl->rt, &sleep->p, ms);
-  tide_lp_drop(sleep);
-  if (err != 0) {
+  if (nargs > 0) {
+    d = (ldelayed *)task_new(L, 2, nargs, T_DELAYED, sizeof(ldelayed));
+  } else {
+    d = (ldelayed *)tide_lp_new(L, sizeof(ldelayed), LP_TASK, 2);
+    lua_pushvalue(L, 2);
+    lua_setiuservalue(L, -2, UV_VALUES);      /* the function, until the start */
+    d->t.status = T_DELAYED;
+    tide_lp_hold(L, -1);                      /* held until done */
+  }
+  tide_promise_init(tl->rt, &d->sleep, NULL);
+  if ((err = tide_sleep(tl->rt, &d->sleep, ms)) != 0) {
+    d->t.status = T_DONE;
+    tide_lp_drop(&d->t.base);
     tide_lua_push_uverror(L, err);
     return lua_error(L);
   }
-  tide_lp_listen(L, 3, &t->base.l, delayed_start_cb);
-  lua_settop(L, 2);
+  tide_promise_listen(&d->sleep, &d->t.base.l, delayed_start_cb);
   return 1;
 }
 
@@ -299,6 +330,18 @@ int tide_task_cancel(lua_State *L, lpromise *lp) {
       t->cancel = 1;
       return 1;
     case T_DELAYED:
+      if (t->base.l.source == NULL) {  /* its start is already queued */
+        t->cancel = 1;
+        return 1;
+      }
+      tide_listener_remove(&t->base.l);
+      src = &((ldelayed *)t)->sleep;
+      tide_promise_cancel(src);       /* stops the sleep */
+      tide_promise_dispose(src);      /* frees the rejection's copy */
+      t->status = T_QUEUED;
+      t->cancel = 1;
+      tide_job_queue(tl->rt, &t->job, task_job_cb);
+      return 1;
     case T_AWAITING:
       src = t->base.l.source;
       if (src == NULL) {  /* its wake-up is already queued */
@@ -314,13 +357,7 @@ int tide_task_cancel(lua_State *L, lpromise *lp) {
           tide_promise_cancel(src);
         }
       }
-      if (t->status == T_DELAYED) {
-        t->status = T_QUEUED;
-        t->cancel = 1;
-        tide_job_queue(tl->rt, &t->job, task_job_cb);
-      } else {
-        wake_cancelled(tl, t);
-      }
+      wake_cancelled(tl, t);
       return 1;
   }
   return 0;

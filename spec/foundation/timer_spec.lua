@@ -31,6 +31,30 @@ describe("tide time", function()
       assert.equal(42, t:await())
     end))
 
+    it("runs a function without arguments as a full task: it awaits, knows itself, fails with a traceback", async(function()
+      local me
+      local t = tide.timer(0.005, function()
+        me = tide.current()
+        tide.sleep(0):await()
+        return "done"
+      end)
+      assert.equal("done", t:await())
+      assert.equal(t, me)
+      local bad = tide.timer(0, function() error("boom") end)
+      local ok, err = pcall(tide.await, bad)
+      assert.is_false(ok)
+      assert.matches("boom", tostring(err))
+    end))
+
+    it("fires timers of mixed delays in due order, then start order", async(function()
+      local order, all = {}, {}
+      for i, d in ipairs({ 0.03, 0.01, 0.02, 0.01, 0, 0.03 }) do
+        all[#all + 1] = tide.timer(d, function() order[#order + 1] = i end)
+      end
+      tide.all(all):await()
+      assert.same({ 5, 2, 4, 3, 1, 6 }, order)
+    end))
+
     it("never runs the function when cancelled before the delay", async(function()
       local ran = false
       local t = tide.timer(0.02, function() ran = true end)
