@@ -21,6 +21,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Pooled sizes: up to 1 KiB takes in a coroutine's first stack (about
+ * 700 bytes) and every promise and task userdata. */
+#define POOL_LIMIT 1024
+#define GRAIN 16                    /* block sizes are multiples of this */
+#define NCLASSES (POOL_LIMIT / GRAIN)
 #if defined(__SANITIZE_ADDRESS__)
 #define POOL_MAX 0
 #elif defined(__has_feature)
@@ -29,10 +34,8 @@
 #endif
 #endif
 #ifndef POOL_MAX
-#define POOL_MAX 512                /* larger blocks go to malloc */
+#define POOL_MAX POOL_LIMIT         /* larger blocks go to malloc */
 #endif
-#define GRAIN 16                    /* block sizes are multiples of this */
-#define NCLASSES (512 / GRAIN)
 #define CHUNK (64 * 1024)
 
 typedef struct chunk { struct chunk *next; } chunk;
