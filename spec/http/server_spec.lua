@@ -286,9 +286,8 @@ function post(path, chunks) {
   end)
 
   describe("under load", function()
-    -- Issue 5 asks for a 10 s run; make test runs 3 s to stay fast.
-    -- HTTP_WRK_SECONDS=10 gives the full run.
-    local seconds = tonumber(os.getenv("HTTP_WRK_SECONDS")) or 3
+    -- The 10 s run issue 5 asks for; HTTP_WRK_SECONDS=3 shortens it.
+    local seconds = tonumber(os.getenv("HTTP_WRK_SECONDS")) or 10
     it("serves wrk with 100 connections for " .. seconds .. " s without errors", async(function()
       serving({}, hello, function(port, server)
         local out = run({ "wrk", "-t1", "-c100", "-d" .. seconds .. "s", url(port) },
