@@ -28,6 +28,7 @@ int luaopen_tide(lua_State *L) {
   tide_open_timer(L);
   tide_open_combine(L);
   tide_open_group(L);
+  tide_open_charset(L);
   tide_open_udp(L);
   tide_open_dns(L);
   tide_open_signal(L);

@@ -339,6 +339,76 @@ describe("tide.http.h1", function()
       end
       assert.is_true(os.clock() - t < 1)
     end)
+
+    -- The parser scans with byte sets (tide.charset); these oracles say
+    -- the same rules with Lua patterns, on heads made of random pieces.
+    local TCHAR = "[!#$%%&'*+%-.^_`|~0-9A-Za-z]"
+    local VCHAR = "[\t -~\128-\255]"
+    local function oracle_line(s)
+      local m, t, major, minor, e = s:match("^(" .. TCHAR .. "+) (/[!\"$-~]*) HTTP/(%d)%.(%d)()")
+      if not m or m == "CONNECT" or s:sub(e) ~= "\r\nHost: h" then return nil end
+      if major ~= "1" or (minor ~= "0" and minor ~= "1") then return nil end
+      return m, t, "1." .. minor
+    end
+    local function oracle_fields(s, pos)
+      local out = {}
+      while pos <= #s do
+        local name, value, e = s:match("^(" .. TCHAR .. "+):[ \t]?(" .. VCHAR .. "*)()", pos)
+        if not name then return nil end
+        if e <= #s then
+          if s:sub(e, e + 1) ~= "\r\n" then return nil end
+          e = e + 2
+        end
+        out[#out + 1] = { name, (value:gsub("^[ \t]+", ""):gsub("[ \t]+$", "")) }
+        pos = e
+      end
+      return out
+    end
+    local function pick(rnd, list) return list[rnd(#list)] end
+
+    it("reads random request lines as the pattern oracle does", function()
+      local rnd = math.random
+      math.randomseed(7)
+      local methods = { "GET", "POST", "get", "G-T", "", "CONNECT", "PUT", "G(T" }
+      local targets = { "/", "/a?b=c", "/%41", "", "x", "/a b", "/#f", "/\0", "/\128", "/\"q\"", "/~$" }
+      local versions = { "HTTP/1.1", "HTTP/1.0", "HTTP/1.2", "HTTP/2.0", "http/1.1", "HTTP/1.", "HTTP/1.1 " }
+      local ends = { "\r\nHost: h", "\nHost: h", "\rHost: h", "xHost: h" }
+      for _ = 1, 3000 do
+        local head = pick(rnd, methods) .. pick(rnd, { " ", " ", "  ", "\t" }) .. pick(rnd, targets) ..
+          pick(rnd, { " ", " ", "" }) .. pick(rnd, versions) .. pick(rnd, ends)
+        local m, t, v = oracle_line(head)
+        local req = h1.parse_request_head(head)
+        if m then
+          assert(req, head)
+          assert.same({ m, t, v }, { req.method, req.target, req.version })
+        else
+          assert.is_nil(req, head)
+        end
+      end
+    end)
+
+    it("reads random field lines as the pattern oracle does", function()
+      local rnd = math.random
+      math.randomseed(11)
+      local pieces = { "a", "Z", "-", "X-Y", ":", " ", "\t", "\r", "\n", "\r\n", "\0", "\128\255",
+        "\"", ",", "@", "(", "v", "\127", "~", "Host" }
+      for _ = 1, 5000 do
+        local parts = {}
+        for i = 1, rnd(1, 12) do parts[i] = pick(rnd, pieces) end
+        local fields = table.concat(parts)
+        local head = "GET / HTTP/1.0\r\n" .. fields
+        local want = oracle_fields(head, 17)
+        local req = h1.parse_request_head(head)
+        if want and not (want[1] and fields:lower():find("host", 1, true)) then
+          assert(req, ("%q"):format(fields))
+          local got = {}
+          for i = 1, req.headers.n do got[i] = { req.headers[3 * i - 2], req.headers[3 * i] } end
+          assert.same(want, got)
+        elseif not want then
+          assert.is_nil(req, ("%q"):format(fields))
+        end
+      end
+    end)
   end)
 
   describe("parse_response_head", function()

@@ -10,6 +10,7 @@
 -- accepting a bare LF).
 
 local headers = require "tide.http.headers"
+local charset = require("tide").charset
 
 local find, sub, byte, lower, format, gsub, gmatch, match =
   string.find, string.sub, string.byte, string.lower, string.format,
@@ -38,25 +39,25 @@ local TCHAR = "[!#$%%&'*+%-.^_`|~0-9A-Za-z]"
 local VCHAR = "[\t -~\128-\255]"
 local TARGET_CHAR = "[!\"$-~]"
 
--- The request line without its end (CRLF, or the end of the block).
+-- The request line without its end (CRLF, or the end of the block), for
+-- the lines the fast path of parse_request_head leaves to it.
 local REQUEST_LINE = "^(" .. TCHAR .. "+) (" .. TARGET_CHAR .. "+) HTTP/(%d)%.(%d)()"
--- The request line nearly every client sends: an upper-case method, an
--- origin-form target, HTTP/1.1 or 1.0. A subset of REQUEST_LINE, matched
--- faster; anything else falls back to the general pattern.
-local REQUEST_LINE_FAST = "^(%u+) (/" .. TARGET_CHAR .. "*) HTTP/1%.([01])()"
 local STATUS_LINE = "^HTTP/(%d)%.(%d) (%d%d%d)()"
 local REASON = "^ (" .. VCHAR .. "*)\r\n()"
 -- The value is captured greedily from after ": "; surrounding whitespace is
 -- trimmed afterwards. Leaving optional whitespace to the pattern would make
 -- a failing match backtrack quadratically on a long run of spaces.
 local FIELD_LINE = "^(" .. TCHAR .. "+):[ \t]?(" .. VCHAR .. "*)\r\n()"
--- A field line without its end, for heads: the line must then end with
--- CRLF or at the end of the block. FIELD_START_FAST has the names nearly
--- every field uses: a short character set is much cheaper for the matcher,
--- so it is tried first.
-local FIELD_START = "^(" .. TCHAR .. "+):[ \t]?(" .. VCHAR .. "*)()"
-local FIELD_START_FAST = "^([A-Za-z0-9%-]+):[ \t]?(" .. VCHAR .. "*)()"
 local TOKEN = "^" .. TCHAR .. "+$"
+
+-- The same classes as byte sets for the hot paths of head parsing: each
+-- returns the position of the first byte outside its class (patterns walk
+-- a bracket class for every byte, which made parsing a browser's head
+-- several times slower).
+local tchar_span = charset("-!#$%&'*+.^_`|~0-9A-Za-z")
+local vchar_span = charset("\t -~\128-\255")
+local target_span = charset("!\"$-~")
+local upper_span = charset("A-Z")
 
 --------------------------------------------------------------------------
 -- Errors raised by the body readers.
@@ -145,10 +146,14 @@ local function parse_fields(s, pos, max_headers, max_line)
   }, headers_mt)
   local len, n = #s, 0
   while pos <= len do
-    local _, _, name, value, e = find(s, FIELD_START_FAST, pos)
-    if not name then _, _, name, value, e = find(s, FIELD_START, pos) end
-    local nextpos
-    if name then
+    -- name ":" [SP / HTAB] value, the line ending in CRLF or with the block
+    local colon = tchar_span(s, pos)
+    local e, nextpos, vstart
+    if colon > pos and byte(s, colon) == 58 then
+      vstart = colon + 1
+      local b = byte(s, vstart)
+      if b == 32 or b == 9 then vstart = vstart + 1 end
+      e = vchar_span(s, vstart)
       if e > len then
         nextpos = e
       elseif byte(s, e) == 13 and byte(s, e + 1) == 10 then
@@ -157,6 +162,7 @@ local function parse_fields(s, pos, max_headers, max_line)
     end
     if not nextpos then return nil, diagnose_field(s, pos, n == 0, max_line) end
     if e - pos > max_line then return nil, 431, "header field line too long" end
+    local name, value = sub(s, pos, colon - 1), sub(s, vstart, e - 1)
     n = n + 1
     if n > max_headers then return nil, 431, "too many header fields" end
     local vlen = #value
@@ -307,11 +313,22 @@ function h1.parse_request_head(block, limits, into)
   local method, target, version, hpos, path, query, authority
   -- The common shape first: an upper-case method, an origin-form target,
   -- HTTP/1.0 or 1.1. Anything else takes the general pattern.
-  local _, _, m, t, minor, hp = find(s, REQUEST_LINE_FAST, pos)
-  if hp then hp = line_end(s, hp) end
-  if hp and m ~= "CONNECT" then
-    method, target, hpos = m, t, hp
-    version = minor == "1" and "1.1" or "1.0"
+  local hp, minor
+  local sp = upper_span(s, pos)
+  if sp > pos and byte(s, sp) == 32 and byte(s, sp + 1) == 47 then
+    local te = target_span(s, sp + 2)
+    minor = byte(s, te + 8)
+    if (minor == 49 or minor == 48) and find(s, "^ HTTP/1%.", te) then
+      hp = line_end(s, te + 9)
+      if hp then
+        method, target = sub(s, pos, sp - 1), sub(s, sp + 1, te - 1)
+        if method == "CONNECT" then hp = nil end
+      end
+    end
+  end
+  if hp then
+    hpos = hp
+    version = minor == 49 and "1.1" or "1.0"
     if #target > max_target then return nil, 414, "request-target too long" end
     local q = find(target, "?", 2, true)
     if q then
