@@ -397,14 +397,23 @@ static int p_finally(lua_State *L) {
   return chain(L, 2, 2, LP_FINALLY);
 }
 
+/* A promise settled by hand while an operation still works on it (a
+ * read, a sleep, a pool job...): the operation stops first, so that it
+ * neither consumes what it was waiting for (the bytes of a read stay for
+ * the next one) nor keeps the loop alive. */
+static void stop_producer(lpromise *lp) {
+  if (lp->p.state == TIDE_PENDING && !lp->l.source && !lp->l.queued)
+    tide_promise_detach(&lp->p);
+}
+
 static int p_resolve(lua_State *L) {
-  tide_lp_check(L, 1);
+  stop_producer(tide_lp_check(L, 1));
   tide_lp_settle(L, 1, TIDE_FULFILLED, 2, lua_gettop(L) - 1);
   return 0;
 }
 
 static int p_reject(lua_State *L) {
-  tide_lp_check(L, 1);
+  stop_producer(tide_lp_check(L, 1));
   lua_settop(L, 2);
   tide_lp_settle(L, 1, TIDE_REJECTED, 2, 1);
   return 0;

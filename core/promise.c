@@ -208,16 +208,28 @@ int tide_promise_reject_cancelled(tide_promise *p) {
   return status;
 }
 
-int tide_promise_cancel(tide_promise *p) {
+int tide_promise_detach(tide_promise *p) {
   tide_cancel_cb cb;
-  int err;
+  void *data;
   if (p == NULL) return UV_EINVAL;
   TIDE__LOOP_THREAD(p->rt, UV_EPERM);
   if (p->state != TIDE_PENDING) return UV_EALREADY;
   if ((cb = p->cancel_cb) == NULL) return UV_ENOTSUP;
+  data = p->cancel_data;
   p->cancel_cb = NULL;
+  p->cancel_data = NULL;
+  cb(p, data);
+  return 0;
+}
+
+int tide_promise_cancel(tide_promise *p) {
+  int err;
+  if (p == NULL) return UV_EINVAL;
+  TIDE__LOOP_THREAD(p->rt, UV_EPERM);
+  if (p->state != TIDE_PENDING) return UV_EALREADY;
+  if (p->cancel_cb == NULL) return UV_ENOTSUP;
   tide__promise_retain(p);   /* the hook may drop the producer's hold */
-  cb(p, p->cancel_data);
+  tide_promise_detach(p);
   err = tide_promise_reject_cancelled(p);
   tide__promise_release(p);
   return err == UV_EALREADY ? 0 : err;

@@ -254,8 +254,9 @@ typedef struct tide_promise_ops {
 } tide_promise_ops;
 
 /* A producer's way to stop the operation behind a promise (see
- * tide_promise_cancel). It stops the work and releases what it holds; it
- * does not settle `p` (the runtime rejects it as cancelled right after). */
+ * tide_promise_cancel and tide_promise_detach). It stops the work and
+ * releases what it holds; it does not settle `p` (the runtime rejects it
+ * as cancelled right after, or its owner settles it). */
 typedef void (*tide_cancel_cb)(tide_promise *p, void *data);
 
 /* Called when the promise it listens to settles. `source` is the settled
@@ -351,6 +352,15 @@ void tide_promise_on_cancel(tide_promise *p, tide_cancel_cb cb, void *data);
  * UV_ENOTSUP when the promise has no cancel hook (nothing changes),
  * UV_EALREADY when settled, UV_EINVAL for NULL. */
 int tide_promise_cancel(tide_promise *p);
+
+/* Stops the producer of a pending promise (runs and removes its cancel
+ * hook) without settling the promise, for an owner that settles it with
+ * values of its own right after: a Lua promise settled by hand while an
+ * operation still works on it. The caller must keep `p` alive across the
+ * call (the hook may drop the producer's hold). Returns 0, UV_ENOTSUP when
+ * the promise has no cancel hook (nothing changes), UV_EALREADY when
+ * settled, UV_EINVAL for NULL. */
+int tide_promise_detach(tide_promise *p);
 
 /* Rejects a pending promise as cancelled, as above, without a hook.
  * Returns 0, UV_EALREADY when settled, UV_EINVAL for NULL. */

@@ -8,7 +8,7 @@
  *        promise_listener_remove promise_cancel promise_retain_balance
  *        promise_store_hook promise_dispose promise_unhandled
  *        promise_sleep promise_sleep_order promise_sleep_cancel
- *        promise_sleep_bad_args */
+ *        promise_sleep_bad_args promise_detach */
 #include "rt_helpers.h"
 
 TEST_IMPL(promise_resolve_values) {
@@ -551,6 +551,46 @@ TEST_IMPL(promise_sleep_bad_args) {
   ASSERT_EQ(tide_sleep(rt, &p, 1), UV_EINVAL);  /* settled */
   tide_promise_dispose(&p);
   ASSERT_EQ(tide_rt_run(rt, TIDE_RUN_DEFAULT), 0);
+  RT_CLOSE(&loop, rt);
+  return 0;
+}
+
+/* Detaching stops the producer (a sleep) without settling: the owner
+ * settles the promise with its own values, and the loop has nothing left
+ * to wait for. */
+TEST_IMPL(promise_detach) {
+  uv_loop_t loop;
+  tide_rt *rt;
+  counted c;
+  tide_promise plain;
+  tide_value v = tide_integer(5);
+  probe pr;
+  uint64_t start;
+  RT_OPEN(&loop, rt);
+  c.refs = 1;                                   /* the owner's */
+  tide_promise_init(rt, &c.p, &counted_ops);
+  probe_init(&pr, NULL);
+  ASSERT_OK(tide_promise_listen(&c.p, &pr.l, probe_cb));
+  ASSERT_OK(tide_sleep(rt, &c.p, 10000));
+  ASSERT_EQ(c.refs, 3);                         /* + listener + timer */
+  ASSERT_OK(tide_promise_detach(&c.p));
+  ASSERT_EQ(c.refs, 2);                         /* the timer let go */
+  ASSERT_EQ(c.p.state, TIDE_PENDING);
+  ASSERT_EQ(tide_promise_detach(&c.p), UV_ENOTSUP);  /* no hook any more */
+  ASSERT_OK(tide_promise_resolve(&c.p, &v, 1));
+  start = ms_now();
+  ASSERT_EQ(tide_rt_run(rt, TIDE_RUN_DEFAULT), 0);
+  ASSERT(ms_now() - start < 1000);
+  ASSERT_EQ(pr.called, 1);
+  ASSERT_EQ(pr.state, TIDE_FULFILLED);
+  ASSERT(!tide_promise_is_cancelled(&c.p));
+  ASSERT_EQ(tide_promise_detach(&c.p), UV_EALREADY);
+  ASSERT_EQ(tide_promise_detach(NULL), UV_EINVAL);
+  tide_promise_init(rt, &plain, NULL);
+  ASSERT_EQ(tide_promise_detach(&plain), UV_ENOTSUP);
+  tide_promise_dispose(&plain);
+  tide_promise_dispose(&c.p);
+  ASSERT_EQ(c.refs, 1);
   RT_CLOSE(&loop, rt);
   return 0;
 }

@@ -17,6 +17,14 @@ describe("tide time", function()
       assert.has_error(function() tide.sleep("soon") end)
     end)
 
+    it("stops its timer when settled by hand, so the loop does not wait for it", function()
+      local t0 = tide.hrtime()
+      local out, err = run_tide([[-e 'local s = tide.sleep(5); s:resolve("early"); print(s:await())' ]] ..
+        [[-e 'local t = tide.timeout(tide.sleep(5), 10); t:reject("no"); print(pcall(tide.await, t))']])
+      assert.equal("early\nfalse\tno\n", out, err)
+      assert.is_true(tide.hrtime() - t0 < 2e9)
+    end)
+
     it("can be cancelled, which rejects it with tide.Cancelled", async(function()
       local s = tide.sleep(10)
       assert.is_true(s:cancel())
