@@ -1043,6 +1043,8 @@ local function serve_conn(srv, c, handler)
     end
     if c.close or c.broken then return end
     if not c.done and not skip_body(c) then return end
+    -- The request is over: its objects go while the connection waits.
+    c.req, c.res = false, false
   end
 end
 
