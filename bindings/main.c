@@ -225,10 +225,14 @@ static int pmain(lua_State *L) {
     }
   }
 
-  /* What the chunks started goes on until nothing keeps the loop alive. */
-  tl->running = 1;
-  tide_rt_run(rt, TIDE_RUN_DEFAULT);
-  tl->running = 0;
+  /* What the chunks started goes on until nothing keeps the loop alive,
+   * unless a chunk failed: then the program ends now (as lua5.4 and Node
+   * do), instead of serving on behind an error. */
+  if (ok) {
+    tl->running = 1;
+    tide_rt_run(rt, TIDE_RUN_DEFAULT);
+    tl->running = 0;
+  }
   lua_pushboolean(L, ok && tl->reported == 0);
   return 1;
 }

@@ -389,8 +389,13 @@ int tide_lua_run_task(lua_State *L, int nargs) {
   tl->running = 1;
   saved = tl->L;
   tl->L = L;
-  while (t->base.p.state == TIDE_PENDING && alive)
+  /* Drain before each turn: a task that ends in the drain must not be
+   * followed by a wait for I/O (a server it opened would block it). */
+  for (;;) {
+    tide_rt_drain(tl->rt);
+    if (t->base.p.state != TIDE_PENDING || !alive) break;
     alive = tide_rt_run(tl->rt, TIDE_RUN_ONCE);
+  }
   tl->L = saved;
   tl->running = 0;
   if (t->base.p.state == TIDE_PENDING) {

@@ -1,4 +1,5 @@
 -- Specs of the `tide` binary: it behaves like lua5.4 where it can.
+local tide = require "tide"
 describe("the tide binary", function()
   it("runs a script with its arguments in `arg` and `...`", function()
     local script = tmp_script('print(arg[0] ~= nil, arg[1], arg[2], select("#", ...), ...)')
@@ -60,6 +61,17 @@ describe("the tide binary", function()
     local out, _, status = run_tide([[-e 'tide.spawn(function() tide.sleep(0.05):await(); print("background") end); print("main done")']])
     assert.equal("main done\nbackground\n", out)
     assert.equal(0, status)
+  end)
+
+  it("ends at once with status 1 when the main chunk fails, servers open or not", function()
+    local t0 = tide.hrtime()
+    local out, err, status = run_tide([[-e 'local s = tide.tcp.listen{ port = 0 }' ]] ..
+      [[-e 'tide.spawn(function() tide.sleep(5):await() end); print("started"); error("config is wrong")' ]] ..
+      [[-e 'print("never")']])
+    assert.equal("started\n", out)
+    assert.matches("config is wrong", err)
+    assert.equal(1, status)
+    assert.is_true(tide.hrtime() - t0 < 3e9)
   end)
 
   it("finds tide's Lua modules", function()

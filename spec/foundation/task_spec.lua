@@ -194,6 +194,23 @@ handle()
       assert.has_error(function() tide.run(function() error("inside run", 0) end) end, "inside run")
     end)
 
+    it("returns as soon as the task is done, even when what it opened keeps the loop alive", function()
+      local server
+      local t0 = tide.hrtime()
+      assert.has_error(function()
+        tide.run(function()
+          server = tide.tcp.listen{ port = 0 }
+          error("failed after listening", 0)
+        end)
+      end, "failed after listening")
+      assert.equal("open", tide.run(function()
+        server = server or tide.tcp.listen{ port = 0 }
+        return "open"
+      end))
+      assert.is_true(tide.hrtime() - t0 < 2e9)
+      tide.run(function() server:close():await() end)
+    end)
+
     it("refuses to run inside a task", function()
       local ok, err = pcall(tide.run, function() tide.run(function() end) end)
       assert.is_false(ok)
