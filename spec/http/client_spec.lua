@@ -132,6 +132,83 @@ describe("tide.http client", function()
       assert.truthy(body:find('"host":"127.0.0.1:' .. node_port .. '"', 1, true))
     end))
 
+    -- sha256 of `data` by sha256sum, to check what Node received.
+    local function sha256(data)
+      local path = os.tmpname()
+      local f = assert(io.open(path, "wb")); f:write(data); f:close()
+      local out = io.popen("sha256sum " .. path):read("a")
+      os.remove(path)
+      return out:match("^(%x+)")
+    end
+
+    it("streams a body from a function, chunked or with its Content-Length", with_node(function(base)
+      local pieces = {}
+      for i = 1, 64 do pieces[i] = string.rep(string.char(32 + i), 65536 - i) end
+      local all = table.concat(pieces)
+      local function source()
+        local i = 0
+        return function()
+          i = i + 1
+          if i % 8 == 0 then tide.sleep(0):await() end  -- it may wait
+          return pieces[i]
+        end
+      end
+      local res = http.request { method = "PUT", url = base .. "/hash", body = source() }:await()
+      assert.truthy(res.body:find('"bytes":' .. #all, 1, true), res.body)
+      assert.truthy(res.body:find('"sha256":"' .. sha256(all) .. '"', 1, true), res.body)
+      assert.truthy(res.body:find('"te":"chunked"', 1, true), res.body)
+      res = http.request { method = "POST", url = base .. "/hash", body = source(),
+        headers = { ["Content-Length"] = tostring(#all) } }:await()
+      assert.truthy(res.body:find('"sha256":"' .. sha256(all) .. '"', 1, true), res.body)
+      assert.truthy(res.body:find('"te":null,"cl":"' .. #all .. '"', 1, true), res.body)
+    end))
+
+    it("streams a body from a process's stdout", with_node(function(base)
+      local proc = tide.process.spawn { "seq", "1", "300000", stdout = "pipe" }
+      local res = http.request { method = "POST", url = base .. "/hash", body = proc.stdout }:await()
+      proc:wait():await()
+      local expected = io.popen("seq 1 300000 | sha256sum"):read("a"):match("^(%x+)")
+      assert.truthy(res.body:find('"sha256":"' .. expected .. '"', 1, true), res.body)
+    end))
+
+    it("fails a streamed body that breaks its Content-Length or raises", with_node(function(base)
+      local function pieces(...)
+        local list, i = { ... }, 0
+        return function() i = i + 1; return list[i] end
+      end
+      local err = rejection(http.request { method = "PUT", url = base .. "/hash",
+        body = pieces("abc", "def"), headers = { ["Content-Length"] = "4" } })
+      assert.are.equal("EINVAL", err.code)
+      assert.matches("longer than its Content%-Length 4", err.message)
+      err = rejection(http.request { method = "PUT", url = base .. "/hash",
+        body = pieces("ab"), headers = { ["Content-Length"] = "4" } })
+      assert.matches("short of its Content%-Length 4", err.message)
+      err = rejection(http.request { method = "PUT", url = base .. "/hash",
+        body = function() error("disk on fire", 0) end })
+      assert.are.equal("disk on fire", err)
+      err = rejection(http.request { method = "PUT", url = base .. "/hash", body = pieces("a", 7) })
+      assert.matches("gave a number", err.message)
+      assert.has_error(function() http.request { url = base, body = 42 } end,
+        "http.request: body must be a string, a function or an object with a read method")
+      -- the server goes on
+      assert.are.equal(200, http.request { method = "PUT", url = base .. "/hash", body = "ok" }:await().status)
+    end))
+
+    it("answers a 307 to a streamed body with the 307 itself, and follows a 303", with_node(function(base)
+      local function once(s)
+        local done = false
+        return function() if not done then done = true; return s end end
+      end
+      local res = http.request { method = "POST", url = base .. "/redirect?n=1&code=307",
+        body = once("gone"), redirects = 2 }:await()
+      assert.are.equal(307, res.status)
+      res = http.request { method = "POST", url = base .. "/redirect?n=1&code=303",
+        body = once("gone"), redirects = 2 }:await()
+      assert.are.equal(200, res.status)
+      assert.truthy(res.body:find('"method":"GET"', 1, true))
+      assert.truthy(res.body:find('"body":""', 1, true))
+    end))
+
     it("follows redirects, up to 5", with_node(function(base)
       local res = http.get(base .. "/redirect?n=3"):await()
       assert.are.equal(200, res.status)

@@ -34,7 +34,14 @@ local M = {}
   headers           request headers: a tide.http.headers, a map or a list of
                     {name, value} pairs. Host, User-Agent and Content-Length
                     are added unless given.
-  body              the request body, a string (nil: none)
+  body              the request body (nil: none): a string, sent with
+                    Content-Length; or, streamed, a function returning the
+                    next piece (a string) or nil at the end, called inside
+                    the request's task (it may await), or an object with a
+                    read() method returning a promise of the next piece or
+                    nil (a tide stream, a process's stdout). A streamed
+                    body goes out with chunked coding, or as it is when
+                    the headers give Content-Length (its size must match)
   stream            true: the promise is fulfilled once the head arrived;
                     read the body with res:read() / res:chunks()
   redirects         redirects to follow (5 for GET and HEAD, 0 otherwise)
@@ -92,8 +99,15 @@ local function check_options(opts, level)
   local url, err = parse_url(o.url)
   if not url then error("http.request: " .. err .. ": " .. tostring(o.url), level + 1) end
   o.parsed = url
-  if o.body ~= nil and type(o.body) ~= "string" then
-    error("http.request: body must be a string", level + 1)
+  local body = o.body
+  if type(body) == "function" then
+    o.body, o.body_source = nil, body
+  elseif body ~= nil and type(body) ~= "string" then
+    local ok, read = pcall(function() return body.read end)
+    if not ok or type(read) ~= "function" then
+      error("http.request: body must be a string, a function or an object with a read method", level + 1)
+    end
+    o.body, o.body_source = nil, function() return read(body):await() end
   end
   if o.headers ~= nil then
     o.headers = headers.new(o.headers)  -- a copy: redirects change it
@@ -328,20 +342,61 @@ local function asked_close(hdrs)
   return v ~= nil and find(lower(v), "close", 1, true) ~= nil
 end
 
--- Builds the bytes of a request.
-local function request_bytes(method, url, hdrs, body)
+-- Builds the bytes of a request: its head, and its body when it is a
+-- string. A streamed body (`source`) keeps the Content-Length the headers
+-- give, else goes chunked; returns that length too (nil: chunked).
+local function request_bytes(method, url, hdrs, body, source)
   local h = hdrs:clone()
+  local length
   if not h:has("host") then h:set("Host", url.authority) end
   if not h:has("user-agent") then h:set("User-Agent", USER_AGENT) end
-  if body then
+  h:remove("transfer-encoding")
+  if source then
+    local v = h:get("content-length")
+    length = v and match(v, "^%d+$") and tonumber(v)
+    if v and not length then
+      error(tide_error("EINVAL", "invalid Content-Length '" .. v .. "' for a streamed body"), 0)
+    end
+    if not length then h:set("Transfer-Encoding", "chunked") end
+  elseif body then
     h:set("Content-Length", tostring(#body))
   elseif method == "POST" or method == "PUT" or method == "PATCH" then
     h:set("Content-Length", "0")
   end
-  h:remove("transfer-encoding")
   local head = h1.request_head(method, url.target, h)
   if body then return head .. body end
-  return head
+  return head, length
+end
+
+-- Writes `data` on `conn`, waiting at most o.timeout when the connection
+-- pushes back.
+local function send(conn, data, o)
+  local w = conn.sock:write(data)
+  if w:state() == "pending" then w = tide.timeout(w, o.timeout) end
+  await_io(w, "sending the request")
+end
+
+-- Sends a streamed body: the pieces `source` gives, framed as chunks, or
+-- as they are when `length` (Content-Length) was announced.
+local function send_streamed(conn, source, length, o)
+  local sent = 0
+  while true do
+    local piece = source()
+    if piece == nil then break end
+    if type(piece) ~= "string" then
+      error(tide_error("EINVAL", "the body source gave a " .. type(piece) .. ", not a string"), 0)
+    end
+    sent = sent + #piece
+    if length and sent > length then
+      error(tide_error("EINVAL", "the streamed body is longer than its Content-Length " .. length), 0)
+    end
+    if #piece > 0 then send(conn, length and piece or h1.chunk(piece), o) end
+  end
+  if length and sent < length then
+    error(tide_error("EINVAL", "the streamed body ended after " .. sent ..
+      " bytes, short of its Content-Length " .. length), 0)
+  end
+  if not length then send(conn, h1.last_chunk, o) end
 end
 
 -- Reads response heads on `conn` until a final one (1xx interim answers
@@ -387,19 +442,20 @@ local STALE = { EOF = true, ECONNRESET = true, EPIPE = true, ECONNABORTED = true
 
 -- Sends the request on a pooled or new connection and reads the final
 -- head. Returns conn, head.
-local function exchange(o, method, url, hdrs, body)
+-- A streamed body can be sent once only: it gets a new connection, which
+-- cannot turn out to be stale, and no retry.
+local function exchange(o, method, url, hdrs, body, source)
   local key = pool_key(url)
-  local bytes = request_bytes(method, url, hdrs, body)
+  local bytes, length = request_bytes(method, url, hdrs, body, source)
   local attempt = 0
   while true do
     attempt = attempt + 1
-    local conn = pool_take(key)
-    local reused = conn ~= nil
+    local conn = not source and pool_take(key)
+    local reused = conn and true
     if not conn then conn = connect(url, o) end
     local ok, head = pcall(function()
-      local w = conn.sock:write(bytes)
-      if w:state() == "pending" then w = tide.timeout(w, o.timeout) end
-      await_io(w, "sending the request")
+      send(conn, bytes, o)
+      if source then send_streamed(conn, source, length, o) end
       return read_final_head(conn, method, o)
     end)
     if ok then return conn, head end
@@ -465,10 +521,10 @@ end
 -- The request task.
 
 local function run_request(o, progress)
-  local method, url, hdrs, body = o.method, o.parsed, o.headers, o.body
+  local method, url, hdrs, body, source = o.method, o.parsed, o.headers, o.body, o.body_source
   local redirects = 0
   while true do
-    local conn, head = exchange(o, method, url, hdrs, body)
+    local conn, head = exchange(o, method, url, hdrs, body, source)
     local res = setmetatable({
       status = head.status,
       reason = head.reason,
@@ -505,6 +561,10 @@ local function run_request(o, progress)
 
     local status = head.status
     local loc = head.headers:get("location")
+    local to_get = status == 303 and method ~= "HEAD" or (status == 301 or status == 302) and method == "POST"
+    if source and not to_get then
+      loc = nil  -- a streamed body was used up: the redirect is the answer
+    end
     if loc and redirects < o.redirects and (status == 301 or status == 302 or status == 303
         or status == 307 or status == 308) then
       discard_body(res)
@@ -512,9 +572,10 @@ local function run_request(o, progress)
       if not next_url then
         error(proto_error("bad redirect location '" .. loc .. "': " .. err), 0)
       end
-      if status == 303 and method ~= "HEAD" or (status == 301 or status == 302) and method == "POST" then
-        method, body = "GET", nil
+      if to_get then
+        method, body, source = "GET", nil, nil
         hdrs:remove("content-type")
+        hdrs:remove("content-length")
       end
       if next_url.authority ~= url.authority then
         hdrs:remove("authorization")

@@ -61,6 +61,15 @@ const server = http.createServer((req, res) => {
       res.end(JSON.stringify({ method: req.method, url: req.url, body: Buffer.concat(chunks).toString(),
         headers: req.headers }));
     });
+  } else if (p === '/hash') {
+    const hash = require('crypto').createHash('sha256');
+    let bytes = 0;
+    req.on('data', (d) => { hash.update(d); bytes += d.length; });
+    req.on('end', () => {
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify({ bytes, sha256: hash.digest('hex'),
+        te: req.headers['transfer-encoding'] || null, cl: req.headers['content-length'] || null }));
+    });
   } else if (p === '/204') {
     res.writeHead(204, { 'X-Empty': 'yes' });
     res.end();
