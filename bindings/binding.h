@@ -268,6 +268,7 @@ typedef struct tide_stream {
   unsigned flags;                 /* private */
   unsigned char kind;             /* read-only: TIDE_STREAM_* */
   unsigned char timer_use;        /* private */
+  uint64_t deadline, armed;       /* private: loop time the timer is for, and armed for */
   int fd;                         /* read-only: the stdio fd it wraps, else -1 */
   int closes;                     /* private: close callbacks to come */
   /* reader */

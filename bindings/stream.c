@@ -298,22 +298,34 @@ static void close_cb(uv_handle_t *h) {
 
 /* ---------------------------------------------------------------- timers */
 
+/* The stream's timer is stopped lazily: a keep-alive connection sets a
+ * read timeout for every request, and restarting a libuv timer costs two
+ * operations on the loop's timer heap. timer_stop() only forgets the use
+ * and unreferences the timer (so it keeps the loop alive no longer); a
+ * timer_start() with a deadline no earlier than the armed one just moves
+ * s->deadline; the timer, when it fires early, re-arms for the rest. */
 static void timer_cb(uv_timer_t *t);
 
 static int timer_start(tide_stream *s, double seconds, int use) {
+  uint64_t now, ms = tide_lua_ms(seconds);
+  int err;
   if (!(s->flags & S_TIMER)) {
-    int err = uv_timer_init(s->io->loop, &s->timer);
-    if (err) return err;
+    if ((err = uv_timer_init(s->io->loop, &s->timer)) != 0) return err;
     s->timer.data = s;
     s->flags |= S_TIMER;
   }
+  now = uv_now(s->io->loop);
   s->timer_use = (unsigned char)use;
-  return uv_timer_start(&s->timer, timer_cb, tide_lua_ms(seconds), 0);
+  s->deadline = ms > UINT64_MAX - now ? UINT64_MAX : now + ms;
+  uv_ref((uv_handle_t *)&s->timer);
+  if (uv_is_active((uv_handle_t *)&s->timer) && s->armed <= s->deadline) return 0;
+  s->armed = s->deadline;
+  return uv_timer_start(&s->timer, timer_cb, ms, 0);
 }
 
 static void timer_stop(tide_stream *s) {
   s->timer_use = TM_NONE;
-  if (s->flags & S_TIMER) uv_timer_stop(&s->timer);
+  if (s->flags & S_TIMER) uv_unref((uv_handle_t *)&s->timer);
 }
 
 /* ---------------------------------------------------------------- buffer */
@@ -1035,8 +1047,16 @@ static void timer_cb(uv_timer_t *t) {
   tide_stream *s = t->data;
   tide_rt *rt = s->io->rt;
   lua_State *L = live_state(s->io);
+  uint64_t now = uv_now(s->io->loop);
   int use = s->timer_use;
+  if (use == TM_NONE) return;  /* stopped since it was armed */
+  if (now < s->deadline) {     /* armed for an earlier deadline: the rest */
+    s->armed = s->deadline;
+    uv_timer_start(&s->timer, timer_cb, s->deadline - now, 0);
+    return;
+  }
   s->timer_use = TM_NONE;
+  uv_unref((uv_handle_t *)&s->timer);
   if (L == NULL) return;
   if (use == TM_READ && s->pending) {
     tide_lua_push_error(L, "ETIMEDOUT", s->pending->op == OP_ACCEPT ? "accept timed out" : "read timed out");

@@ -227,6 +227,38 @@ describe("tide.tcp", function()
       assert.equal("0123456789", err.partial)
     end))
 
+    it("give each read its own time limit, shorter or longer than the one before", async(function()
+      local go = tide.promise()
+      local server <close> = tide.tcp.serve({ port = 0 }, function(conn)
+        conn:write("one\n"):await()
+        go:await()
+        conn:write("two\n"):await()
+        tide.sleep(1):await()
+      end)
+      local c <close> = tide.tcp.connect("127.0.0.1", server.port):await()
+      local function timed(p)
+        local t0 = tide.now()
+        local ok, v = pcall(tide.await, p)
+        return ok, v, tide.now() - t0
+      end
+      assert.equal("one", c:read_line{ timeout = 0.2 }:await())   -- data at once
+      local ok, err, took = timed(c:read_line{ timeout = 0.4 })  -- longer: not at the stale 0.2
+      assert.is_false(ok)
+      assert.equal("ETIMEDOUT", err.code)
+      assert.is_true(took >= 0.39 and took < 1.2, "took " .. took)
+      ok, err, took = timed(c:read_line{ timeout = 0.1 })        -- shorter: must fire on time
+      assert.is_false(ok)
+      assert.is_true(took >= 0.09 and took < 1, "took " .. took)
+      tide.timer(0.1, function() go:resolve() end)
+      assert.equal("two", c:read_line{ timeout = 0.5 }:await())
+      ok, err, took = timed(c:read_line{ timeout = 0.05 })       -- shorter than the stale 0.5
+      assert.is_false(ok)
+      assert.is_true(took >= 0.04 and took < 0.4, "took " .. took)
+      ok, err, took = timed(c:read_line{ timeout = 0.3 })        -- longer than the one before
+      assert.is_false(ok)
+      assert.is_true(took >= 0.29 and took < 1, "took " .. took)
+    end))
+
     it("leave the bytes a read waited for to the next read when it was settled by hand", async(function()
       local go, go2 = tide.promise(), tide.promise()
       local server <close> = tide.tcp.serve({ port = 0 }, function(conn)
