@@ -280,6 +280,9 @@ typedef struct tide_stream {
   size_t queued;                  /* read-only: bytes written but not yet taken by the kernel */
   int write_err;                  /* read-only: the first write error */
   tide_swait *waiters, *last_waiter;   /* private: writes over the high-water mark */
+  char *cork;                     /* private: small writes of a running task, */
+  size_t cork_len, cork_cap;      /*   sent together once it yields (stream.c) */
+  tide_job cork_job;              /* private: queued while cork_len > 0 */
   lpromise *shutdown, *closed;    /* private: held promises */
   int pin;                        /* private: registry ref to the userdata, or LUA_NOREF */
   uint64_t bytes_read, bytes_written;   /* read-only */

@@ -99,6 +99,7 @@ typedef struct swrite {
   tide_stream *s;
   size_t len;               /* bytes it sends */
   int ref;                  /* registry ref pinning the strings it sends */
+  char *owned;              /* or the malloc'd bytes it sends (a cork) */
 } swrite;
 
 static void update(lua_State *L, tide_stream *s);
@@ -282,6 +283,7 @@ static void finalize(tide_stream *s) {
     if (fl != -1 && (fl & O_NONBLOCK)) fcntl(s->fd, F_SETFL, fl & ~O_NONBLOCK);
   }
   free(s->buf);
+  free(s->cork);
   free(s->fsbuf);
   free(s->fsreq);
   tide_io_unref(s->io);
@@ -817,6 +819,7 @@ static void write_cb(uv_write_t *req, int status) {
   if (status == 0) s->bytes_written += w->len;
   else if (s->write_err == 0) s->write_err = status;
   if (L) luaL_unref(L, LUA_REGISTRYINDEX, w->ref);
+  free(w->owned);
   free(w);
   if (L == NULL) return;
   top = lua_gettop(L);
@@ -855,6 +858,103 @@ static int file_write(lua_State *L, tide_stream *s, uv_buf_t *bufs, int nbufs) {
 /* s:write(data) -> promise: `data` is a string or a list of strings. The
  * promise is settled at once while the queued bytes stay under the
  * high-water mark, else when they came down to the low-water mark. */
+/* ----------------------------------------------------------------- cork
+ *
+ * A task that answers several requests without waiting (pipelined HTTP,
+ * a batch of small messages) would make one system call per write. Small
+ * writes made by a running task while nothing is queued are held in
+ * s->cork instead, and a job queued on the first of them sends them all
+ * at once after the task yields, in the same drain: before the loop polls
+ * again, so nothing waits longer. Their promises are settled at once, as
+ * writes under the high-water mark always were; an error of the send is
+ * the stream's write error, as for queued writes. Anything else that
+ * writes, shuts down or closes sends the cork first, so order is kept.
+ * stdio streams are never corked: print and io.write reach the same file
+ * descriptor directly. */
+#define CORK_MAX (16 * 1024)
+
+/* Sends the corked bytes: to the kernel, and what it does not take to
+ * libuv's queue (the buffer goes with the write request). */
+static void cork_flush(tide_stream *s) {
+  size_t len = s->cork_len;
+  ssize_t n = 0;
+  uv_buf_t b;
+  swrite *w;
+  int err;
+  if (len == 0) return;
+  s->cork_len = 0;
+  if (s->write_err) return;
+  if (s->queued == 0) {
+    b = uv_buf_init(s->cork, (unsigned)len);
+    n = uv_try_write(&s->h.stream, &b, 1);
+    if (n == UV_EAGAIN || n == UV_ENOSYS) {
+      n = 0;
+    } else if (n < 0) {
+      s->write_err = (int)n;
+      return;
+    }
+    s->bytes_written += (size_t)n;
+    if ((size_t)n == len) return;
+  }
+  if ((w = malloc(sizeof(*w))) == NULL) {
+    s->write_err = UV_ENOMEM;
+    return;
+  }
+  w->s = s;
+  w->len = len - (size_t)n;
+  w->ref = LUA_NOREF;
+  w->owned = s->cork;
+  s->cork = NULL;
+  s->cork_cap = 0;
+  b = uv_buf_init(w->owned + n, (unsigned)w->len);
+  if ((err = uv_write(&w->req, &s->h.stream, &b, 1, write_cb)) != 0) {
+    free(w->owned);
+    free(w);
+    s->write_err = err;
+    return;
+  }
+  s->queued += w->len;
+}
+
+/* The task that corked writes yielded: send them. */
+static void cork_job_cb(tide_rt *rt, tide_job *job) {
+  tide_stream *s = (tide_stream *)((char *)job - offsetof(tide_stream, cork_job));
+  lua_State *L = live_state(s->io);
+  (void)rt;
+  if (s->cork_len == 0 || (s->flags & S_CLOSING)) return;
+  cork_flush(s);
+  if (L == NULL) return;
+  if (s->queued == 0 && !(s->flags & S_SERVE) && s->pin != LUA_NOREF) {
+    luaL_unref(L, LUA_REGISTRYINDEX, s->pin);
+    s->pin = LUA_NOREF;
+  }
+  update(L, s);
+}
+
+/* Holds the `nbufs` buffers of `total` bytes in the cork of the stream at
+ * index 1. Returns 0, or non-zero when memory ran out (then the caller
+ * writes them itself). */
+static int cork_add(lua_State *L, tide_stream *s, const uv_buf_t *bufs, int nbufs, size_t total) {
+  int i;
+  if (s->cork_len + total > s->cork_cap) {
+    size_t cap = s->cork_cap ? 2 * s->cork_cap : 4096;
+    char *c;
+    while (cap < s->cork_len + total) cap *= 2;
+    if ((c = realloc(s->cork, cap)) == NULL) return UV_ENOMEM;
+    s->cork = c;
+    s->cork_cap = cap;
+  }
+  for (i = 0; i < nbufs; i++) {
+    memcpy(s->cork + s->cork_len, bufs[i].base, bufs[i].len);
+    s->cork_len += bufs[i].len;
+  }
+  if (s->cork_len == total) {  /* the first: send them once the task yields */
+    pin(L, s, 1);
+    tide_job_queue(s->io->rt, &s->cork_job, cork_job_cb);
+  }
+  return 0;
+}
+
 static int s_write(lua_State *L) {
   tide_stream *s = *(tide_stream **)luaL_checkudata(L, 1, TIDE_STREAM_MT);
   uv_buf_t small[8], *bufs = small;
@@ -888,6 +988,14 @@ static int s_write(lua_State *L) {
   if (s->write_err) return push_rejected(L, NULL, NULL, s->write_err);
   if (total == 0) return push_done(L, s);
   if (s->kind == TIDE_STREAM_FILE) return file_write(L, s, bufs, nbufs);
+  if (s->queued == 0 && s->fd < 0 && s->cork_len + total <= CORK_MAX &&
+      s->cork_len + total < s->opts.high_water && tide_lua_get(L)->current != NULL &&
+      cork_add(L, s, bufs, nbufs, total) == 0)
+    return push_done(L, s);
+  if (s->cork_len) {  /* what was held goes first */
+    cork_flush(s);
+    if (s->write_err) return push_rejected(L, NULL, NULL, s->write_err);
+  }
   if (s->queued == 0) {
     n = uv_try_write(&s->h.stream, bufs, (unsigned)nbufs);
     if (n == UV_EAGAIN || n == UV_ENOSYS) {
@@ -915,6 +1023,7 @@ static int s_write(lua_State *L) {
     }
   }
   w->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  w->owned = NULL;
   w->s = s;
   w->len = rest;
   err = uv_write(&w->req, &s->h.stream, bufs + k, (unsigned)(nbufs - k), write_cb);
@@ -970,6 +1079,7 @@ static int s_shutdown(lua_State *L) {
   if (s->flags & S_SHUT) return push_done(L, s);
   s->flags |= S_SHUT;
   if (s->kind == TIDE_STREAM_FILE || s->kind == TIDE_STREAM_TTY) return push_done(L, s);
+  cork_flush(s);
   if ((req = malloc(sizeof(*req))) == NULL) return luaL_error(L, "not enough memory");
   req->data = s;
   if ((err = uv_shutdown(req, &s->h.stream, shutdown_cb)) != 0) {
@@ -1025,6 +1135,7 @@ void tide_stream_close(lua_State *L, tide_stream *s, double linger) {
   tide_state st;
   size_t used;
   if (s->flags & S_CLOSING) return;
+  if (s->kind != TIDE_STREAM_FILE) cork_flush(s);  /* before the close: they go out first */
   s->flags |= S_CLOSING;
   if (s->pending && L) {
     if (s->pending->op == OP_ACCEPT) {
@@ -1345,7 +1456,7 @@ static int s_index(lua_State *L) {
   } else if (strcmp(k, "bytes_written") == 0) {
     lua_pushinteger(L, (lua_Integer)s->bytes_written);
   } else if (strcmp(k, "write_queued") == 0) {
-    lua_pushinteger(L, (lua_Integer)s->queued);
+    lua_pushinteger(L, (lua_Integer)(s->queued + s->cork_len));
   } else if (strcmp(k, "read_buffered") == 0) {
     lua_pushinteger(L, (lua_Integer)s->len);
   } else if (strcmp(k, "high_water") == 0) {

@@ -221,9 +221,33 @@ describe("tide.stream", function()
     it("is settled at once under the high-water mark", async(function()
       local a, b, _ <close> = pair()
       assert.equal("fulfilled", b:write("quick"):state())
-      assert.equal(5, b.bytes_written)
       assert.equal("quick", a:read():await())
+      assert.equal(5, b.bytes_written)
       assert.equal(5, a.bytes_read)
+    end))
+
+    it("sends a task's small writes together once it yields, in order with everything after", async(function()
+      local a, b, _ <close> = pair()
+      local big = ("B"):rep(100 * 1024)
+      b:write("one,")
+      b:write{ "two,", "three," }
+      assert.equal(14, b.write_queued)      -- held: the task has not yielded
+      assert.equal(0, b.bytes_written)
+      b:write(big)                          -- too big to hold: the held bytes go first
+      b:write("four")
+      b:shutdown()                          -- sends what is held, then the end
+      assert.equal("one,two,three," .. big .. "four", a:read_all():await())
+      assert.equal(14 + #big + 4, b.bytes_written)
+      b:close()
+      local c, d, _ <close> = pair()
+      d:write("held"):await()               -- a settled promise: no yield yet
+      assert.equal(4, d.write_queued)
+      tide.sleep(0):await()                 -- the task yields: the bytes go
+      assert.equal(0, d.write_queued)
+      assert.equal(4, d.bytes_written)
+      d:write("then closed")
+      d:close():await()
+      assert.equal("heldthen closed", c:read_all():await())
     end))
 
     it("holds the writer while the reader is slow (backpressure)", async(function()
