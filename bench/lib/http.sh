@@ -4,7 +4,9 @@
 # server, Node `http`, luv and Python asyncio. Sourced by run.sh; see
 # bench/README.md.
 
-HTTP_CONNS=${HTTP_CONNS:-"50 1000"}
+# A load is a connection count, or COUNTpDEPTH: that many connections each
+# pipelining DEPTH requests per write (tools/pipeline.lua).
+HTTP_CONNS=${HTTP_CONNS:-"50 1000 50p16"}
 
 http_targets() {
   HTTP_TARGETS=()
@@ -44,6 +46,8 @@ parse_wrk() {
 # load, unless LAST_TRY=1 (see retry_disturbed).
 http_load() {
   local run=$1 name=$2 cmd=$3 c=$4 tag="http-$2-c$4-r$1" t0 t1 ns0 ns1 b0 b1 out hwm rps n p99 errs
+  local conns=${4%%p*} script=()
+  [ "$conns" != "$c" ] && script=(-s "$BENCH/tools/pipeline.lua")
   log "  $name c=$c"
   # shellcheck disable=SC2086
   start_server "$OUT/raw/$tag.server.log" $cmd || { note http "$name c=$c run $run: server did not start"; return; }
@@ -53,15 +57,15 @@ http_load() {
     return
   fi
   if [ "$WARMUP" -gt 0 ]; then
-    timeout -k 2 $((WARMUP + 30)) taskset -c "$CLIENT_CPU" wrk -t1 -c"$c" -d"${WARMUP}s" \
-      "http://127.0.0.1:$SERVER_PORT/" >/dev/null 2>&1
+    timeout -k 2 $((WARMUP + 30)) taskset -c "$CLIENT_CPU" wrk -t1 -c"$conns" -d"${WARMUP}s" \
+      "${script[@]}" "http://127.0.0.1:$SERVER_PORT/" ${script:+-- "${c#*p}"} >/dev/null 2>&1
   fi
   out="$OUT/raw/$tag.wrk"
   # wrk's own CPU time comes from bash's `time`, in seconds
   local TIMEFORMAT='%U %S'
   t0=$(server_ticks); b0=$(cpu_busy); ns0=$(date +%s%N)
-  { time timeout -k 2 $((DURATION + 30)) taskset -c "$CLIENT_CPU" wrk -t1 -c"$c" -d"${DURATION}s" --latency \
-      "http://127.0.0.1:$SERVER_PORT/" >"$out" 2>&1; } 2>"$out.time"
+  { time timeout -k 2 $((DURATION + 30)) taskset -c "$CLIENT_CPU" wrk -t1 -c"$conns" -d"${DURATION}s" --latency \
+      "${script[@]}" "http://127.0.0.1:$SERVER_PORT/" ${script:+-- "${c#*p}"} >"$out" 2>&1; } 2>"$out.time"
   t1=$(server_ticks); b1=$(cpu_busy); ns1=$(date +%s%N)
   hwm=$(status_kb VmHWM)
   kill -0 "$SERVER_PID" 2>/dev/null || note http "$name c=$c run $run: the server died"

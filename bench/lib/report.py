@@ -99,6 +99,8 @@ SECTIONS = [
         Row("http_50", "p99_ms", "p99 latency, 50 connections", ratio_to="c", unit="ms"),
         Row("http_1000", "p99_ms", "p99 latency, 1,000 connections", ratio_to="c", unit="ms"),
         Row("http_1000", "rss_kb", "server peak RSS, 1,000 connections", [Goal("<", 2, "node")], unit="MiB"),
+        Row("http_50p16", "req/s", "50 connections, 16 requests pipelined per write", ratio_to="node"),
+        Row("http_50p16", "cpu_us", "server CPU per request, pipelined", ratio_to="node", unit="µs"),
     ]),
 ]
 
@@ -230,7 +232,7 @@ def section_table(section, title, peers, rows, data, tally):
 def detail_table(section, data):
     prefix, main = DETAILS[section]
     figures = sorted({k[1] for k in data if k[0] == section and k[1].startswith(prefix)},
-                     key=lambda f: int(f[len(prefix):]))
+                     key=lambda f: [int(x) for x in f[len(prefix):].split("p")])
     peers = [p for p in PEERS if any(k[0] == section and k[2] == p for k in data)]
     lat = "p99_us" if section == "echo" else "p99_ms"
     lines = ["", "Details (medians of the undisturbed runs, `runs` of them; ± is (max-min)/median):", "",
@@ -246,6 +248,7 @@ def detail_table(section, data):
             spread = (max(vals) - min(vals)) / m * 100 if m else 0
             runs = f"{len(vals)}" + (" †" if (section, fig, p) in TAINTED else "")
             load = fig[len(prefix):] + (" B" if section == "echo" else " conns")
+            load = load.replace("p", " × ", 1).replace(" conns", " pipelined") if "p" in fig[len(prefix):] else load
             cpu_pct = median(data, (section, fig, p, "cpu_pct"))
             errs = sum(data.get((section, fig, p, "errors"), {}).values())
             lines.append(f"| {PEERS[p]} | {load} | {fmt(m, main)} | {runs} | ±{spread:.0f}% | "
