@@ -280,6 +280,13 @@ local function valid_host(v)
     or find(v, "^%[v%x+%.[A-Za-z0-9%-._~!$&'()*+,;=:]+%]:?%d*$")
 end
 
+-- The path and the query (nil without a "?") of a target's path part.
+local function split_query(target)
+  local q = find(target, "?", 1, true)
+  if q then return sub(target, 1, q - 1), sub(target, q + 1) end
+  return target
+end
+
 --[[ Parses a request head. `block` holds the request line and the field
 lines, without the empty line that ends the head (the caller found the
 "\r\n\r\n" with a bounded read). Empty lines before the request line are
@@ -330,12 +337,7 @@ function h1.parse_request_head(block, limits, into)
     hpos = hp
     version = minor == 49 and "1.1" or "1.0"
     if #target > max_target then return nil, 414, "request-target too long" end
-    local q = find(target, "?", 2, true)
-    if q then
-      path, query = sub(target, 1, q - 1), sub(target, q + 1)
-    else
-      path = target
-    end
+    path, query = split_query(target)
   else
     local major
     _, _, method, target, major, minor, hpos = find(s, REQUEST_LINE, pos)
@@ -359,12 +361,7 @@ function h1.parse_request_head(block, limits, into)
         return nil, 400, "invalid authority-form request-target"
       end
     elseif byte(target, 1) == 47 then -- "/": origin-form
-      local q = find(target, "?", 2, true)
-      if q then
-        path, query = sub(target, 1, q - 1), sub(target, q + 1)
-      else
-        path = target
-      end
+      path, query = split_query(target)
     elseif target == "*" then
       if method ~= "OPTIONS" then
         return nil, 400, "asterisk-form request-target is only for OPTIONS"
@@ -376,12 +373,7 @@ function h1.parse_request_head(block, limits, into)
       if not authority or not valid_host(authority) or find(authority, "@", 1, true) then
         return nil, 400, "invalid request-target"
       end
-      local q = find(rest, "?", 1, true)
-      if q then
-        path, query = sub(rest, 1, q - 1), sub(rest, q + 1)
-      else
-        path = rest
-      end
+      path, query = split_query(rest)
       if path == "" then path = "/" end
     end
   end
