@@ -921,8 +921,8 @@ static void cork_job_cb(tide_rt *rt, tide_job *job) {
   tide_stream *s = (tide_stream *)((char *)job - offsetof(tide_stream, cork_job));
   lua_State *L = live_state(s->io);
   (void)rt;
-  if (s->cork_len == 0 || (s->flags & S_CLOSING)) return;
-  cork_flush(s);
+  if (s->flags & S_CLOSING) return;
+  cork_flush(s);  /* nothing left when a larger write sent it first */
   if (L == NULL) return;
   if (s->queued == 0 && !(s->flags & S_SERVE) && s->pin != LUA_NOREF) {
     luaL_unref(L, LUA_REGISTRYINDEX, s->pin);

@@ -357,6 +357,12 @@ describe("tide.stream", function()
           tide.tcp.connect("127.0.0.1", server.port):await():write("x")
           server:accept():await()
         end
+        for _ = 1, 5 do   -- a held write, then a larger one that sends it first
+          local c = tide.tcp.connect("127.0.0.1", server.port):await()
+          c:write("x")
+          c:write(("y"):rep(20000))
+          server:accept():await()
+        end
       end
       forget()
       tide.sleep(0.01):await()  -- leave the callback that resumed this task
