@@ -70,7 +70,8 @@ enum {
   S_SERVER = 1u << 7,       /* a listening server */
   S_SERVE = 1u << 8,        /* a server handing connections to a handler */
   S_UNLINK = 1u << 9,       /* pipe server: remove its socket file at close */
-  S_READY = 1u << 10        /* server: a connection waits for accept */
+  S_READY = 1u << 10,       /* server: a connection waits for accept */
+  S_CORKED = 1u << 11       /* the cork job is queued */
 };
 
 enum { OP_CHUNK, OP_LINE, OP_EXACTLY, OP_UNTIL, OP_ALL, OP_ACCEPT };
@@ -921,6 +922,7 @@ static void cork_job_cb(tide_rt *rt, tide_job *job) {
   tide_stream *s = (tide_stream *)((char *)job - offsetof(tide_stream, cork_job));
   lua_State *L = live_state(s->io);
   (void)rt;
+  s->flags &= ~S_CORKED;
   if (s->flags & S_CLOSING) return;
   cork_flush(s);  /* nothing left when a larger write sent it first */
   if (L == NULL) return;
@@ -948,8 +950,9 @@ static int cork_add(lua_State *L, tide_stream *s, const uv_buf_t *bufs, int nbuf
     memcpy(s->cork + s->cork_len, bufs[i].base, bufs[i].len);
     s->cork_len += bufs[i].len;
   }
-  if (s->cork_len == total) {  /* the first: send them once the task yields */
-    pin(L, s, 1);
+  pin(L, s, 1);
+  if (!(s->flags & S_CORKED)) {  /* send them once the task yields */
+    s->flags |= S_CORKED;
     tide_job_queue(s->io->rt, &s->cork_job, cork_job_cb);
   }
   return 0;

@@ -248,6 +248,20 @@ describe("tide.stream", function()
       d:write("then closed")
       d:close():await()
       assert.equal("heldthen closed", c:read_all():await())
+      -- held, sent by a larger write the kernel takes whole, then held again
+      local e, f, _ <close> = pair()
+      local p, ran = tide.promise(), false
+      p:next(function() ran = true end)
+      f:write("1")
+      p:resolve()                           -- its callback is queued after the send
+      f:write(("2"):rep(20000))
+      f:write("3")
+      f:write("4")
+      tide.sleep(0):await()
+      assert.is_true(ran)
+      assert.equal(0, f.write_queued)
+      f:close()
+      assert.equal("1" .. ("2"):rep(20000) .. "34", e:read_all():await())
     end))
 
     it("holds the writer while the reader is slow (backpressure)", async(function()
