@@ -223,7 +223,8 @@ enum {
   TIDE_STREAM_TCP = 1,
   TIDE_STREAM_PIPE,
   TIDE_STREAM_TTY,
-  TIDE_STREAM_FILE          /* stdio on a file: reads and writes through uv_fs */
+  TIDE_STREAM_FILE,         /* stdio on a file: reads and writes through uv_fs */
+  TIDE_STREAM_CUSTOM        /* tide.stream: Lua functions write, a source feeds reads */
 };
 
 #define TIDE_STREAM_MT "tide.stream"
@@ -290,6 +291,13 @@ typedef struct tide_stream {
   /* files (stdio) */
   uv_fs_t *fsreq;                 /* private: the read in flight */
   char *fsbuf;
+  /* custom streams (tide.stream) */
+  int impl_ref;                   /* private: registry ref to the impl table */
+  int rerr_ref, werr_ref;         /* private: registry refs to error values that
+                                     ended reading or writing (S_ERR_VALUE) */
+  struct tide_stream **source;    /* private: the source's slot, or NULL */
+  lpromise *room;                 /* private: held promise a source waits on */
+  struct cwrite *cwrites;         /* private: writes whose impl promise is pending */
 } tide_stream;
 
 tide_io *tide_io_get(lua_State *L);

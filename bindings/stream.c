@@ -24,6 +24,13 @@
  * Liveness. A stream's handle is referenced (keeps the loop alive) exactly
  * while something waits on it: a read, queued writes, a shutdown, a close.
  *
+ * Custom streams (tide.stream(impl)) have no handle: Lua functions take
+ * what is written (impl.write returns nil or a promise; the bytes count as
+ * queued until it settles, so high and low water work as for sockets), and
+ * a source object feeds what is read (source:push waits while the buffer
+ * holds read_buffer bytes). TLS streams and the in-memory pair are made
+ * this way, so every stream has the same reader, cork and limits.
+ *
  * Ownership (see also binding.h, "stream.c"):
  *  - The userdata holds a pointer to the malloc'd tide_stream (NULL once
  *    it was freed); the stream points back to the userdata's slot (NULL
@@ -56,6 +63,11 @@
 #define DEFAULT_LINGER 10.0
 /* read_all's limit when not told otherwise. */
 #define DEFAULT_ALL_LIMIT ((size_t)16 << 20)
+/* read_err / write_err of a custom stream that ended with a Lua value
+ * (kept in rerr_ref / werr_ref): no libuv error has this code. */
+#define S_ERR_VALUE (-0x7fffff)
+
+#define SOURCE_MT "tide.stream.source"
 
 static const char io_key = 'S';
 
@@ -103,9 +115,18 @@ typedef struct swrite {
   char *owned;              /* or the malloc'd bytes it sends (a cork) */
 } swrite;
 
+/* A write of a custom stream whose impl promise is pending. */
+typedef struct cwrite {
+  tide_listener l;          /* must be first */
+  tide_stream *s;           /* NULL once the stream was freed */
+  size_t len;
+  struct cwrite *prev, *next;
+} cwrite;
+
 static void update(lua_State *L, tide_stream *s);
 static void close_now(tide_stream *s);
 static void settle_waiters(lua_State *L, tide_stream *s);
+static void room_release(lua_State *L, tide_stream *s);
 
 /* The main lua_State, or NULL once the Lua side is gone: a callback
  * then only releases memory. */
@@ -219,7 +240,7 @@ tide_stream *tide_stream_alloc(tide_io *io, int kind) {
   s->io = tide_io_ref(io);
   s->kind = (unsigned char)kind;
   s->fd = -1;
-  s->pin = LUA_NOREF;
+  s->pin = s->impl_ref = s->rerr_ref = s->werr_ref = LUA_NOREF;
   tide_stream_opts_init(&s->opts);
   return s;
 }
@@ -253,7 +274,7 @@ static tide_stream **check_ud(lua_State *L, int idx) {
  * it is closed or of another kind. */
 tide_stream *tide_stream_check(lua_State *L, int idx, int kind) {
   tide_stream *s = *check_ud(L, idx);
-  static const char *const names[] = {"?", "tcp", "pipe", "tty", "file"};
+  static const char *const names[] = {"?", "tcp", "pipe", "tty", "file", "custom"};
   if (s == NULL || (s->flags & S_CLOSING)) luaL_argerror(L, idx, "stream is closed");
   if (kind != 0 && s->kind != kind)
     luaL_argerror(L, idx, lua_pushfstring(L, "%s stream expected, got a %s stream", names[kind], names[s->kind]));
@@ -275,8 +296,19 @@ static void finalize(tide_stream *s) {
       lua_pop(L, 1);  /* remove the promise */
       tide_lp_drop(s->closed);
     }
+    if (s->room) room_release(L, s);
     luaL_unref(L, LUA_REGISTRYINDEX, s->pin);
+    luaL_unref(L, LUA_REGISTRYINDEX, s->impl_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, s->rerr_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, s->werr_ref);
   }
+  while (s->cwrites) {  /* a queued call frees its own, seeing no stream */
+    cwrite *w = s->cwrites;
+    s->cwrites = w->next;
+    w->s = NULL;
+    if (tide_listener_remove(&w->l) == 0) free(w);
+  }
+  if (s->source) *s->source = NULL;
   if (s->ud) *s->ud = NULL;
   if (s->fd >= 0 && s->fd <= 2 && s->kind != TIDE_STREAM_FILE) {
     /* stdio: give the fd back in blocking mode, as we found it */
@@ -367,6 +399,24 @@ static const char *buffered(tide_stream *s) { return s->buf ? s->buf + s->off : 
 
 /* ----------------------------------------------------------------- reads */
 
+/* [-0, +1, m] Pushes the error `err` of stream `s`: a libuv code, or the
+ * Lua value a custom stream ended with (`ref`). */
+static void push_err(lua_State *L, int err, int ref) {
+  if (err == S_ERR_VALUE) lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+  else tide_lua_push_uverror(L, err);
+}
+
+/* [-1, +0, m] Makes the value on top the error of `s` in *err (kept in
+ * *ref) unless it has one. */
+static void set_err(lua_State *L, int *err, int *ref) {
+  if (*err != 0) {
+    lua_pop(L, 1);  /* remove the value: the first error stays */
+    return;
+  }
+  *err = S_ERR_VALUE;
+  *ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
 /* [-0, +1, m] Pushes the error of a read that passed its limit. */
 static int push_too_long(lua_State *L, tide_sread *r, tide_state *st, size_t *used) {
   const char *code = r->op == OP_ALL ? "EMSGSIZE" : "ELINETOOLONG";
@@ -401,8 +451,8 @@ static int push_early_eof(lua_State *L, tide_sread *r, const char *p, size_t len
  * ended reading. Returns 0 when the read needs more bytes. Otherwise it
  * pushes the read's one value (the result, nil at the end, or an error),
  * sets *st and the number of bytes consumed *used, and returns 1. */
-static int outcome(lua_State *L, tide_sread *r, const char *p, size_t len, int err,
-                   tide_state *st, size_t *used) {
+static int outcome(lua_State *L, tide_stream *s, tide_sread *r, const char *p, size_t len,
+                   int err, tide_state *st, size_t *used) {
   size_t win, n;
   const char *hit = NULL;
   *st = TIDE_FULFILLED;
@@ -468,7 +518,7 @@ static int outcome(lua_State *L, tide_sread *r, const char *p, size_t len, int e
   if (err == UV_EOF) {
     lua_pushnil(L);
   } else {
-    tide_lua_push_uverror(L, err);
+    push_err(L, err, s->rerr_ref);
     *st = TIDE_REJECTED;
   }
   return 1;
@@ -492,7 +542,7 @@ static void serve(lua_State *L, tide_stream *s) {
   tide_state st;
   size_t used;
   if (s->pending == NULL || s->pending->op == OP_ACCEPT) return;
-  if (!outcome(L, s->pending, buffered(s), s->len, s->read_err, &st, &used)) return;
+  if (!outcome(L, s, s->pending, buffered(s), s->len, s->read_err, &st, &used)) return;
   settle_waiter(L, s, st);
   consume(s, used);
 }
@@ -504,7 +554,7 @@ static void feed(lua_State *L, tide_stream *s, const char *p, size_t n) {
   size_t used;
   s->bytes_read += n;
   if (s->len == 0 && s->pending != NULL && s->pending->op != OP_ACCEPT &&
-      outcome(L, s->pending, p, n, 0, &st, &used)) {
+      outcome(L, s, s->pending, p, n, 0, &st, &used)) {
     settle_waiter(L, s, st);
     p += used;
     n -= used;
@@ -589,6 +639,12 @@ static void update(lua_State *L, tide_stream *s) {
   if (s->flags & S_CLOSED) return;
   want = (s->flags & S_STARTED) && s->read_err == 0 && !(s->flags & (S_CLOSING | S_SERVER)) &&
          (s->pending != NULL || s->len < s->opts.read_limit);
+  if (s->kind == TIDE_STREAM_CUSTOM) {  /* the source may push again */
+    if (s->room && L && (s->pending || s->len < s->opts.read_limit || s->read_err ||
+                         (s->flags & S_CLOSING)))
+      room_release(L, s);
+    return;
+  }
   if (s->kind == TIDE_STREAM_FILE) {
     if (want && !(s->flags & S_READING)) err = fs_read_start(s);
   } else if (want && !(s->flags & S_READING)) {
@@ -624,6 +680,15 @@ static int push_rejected(lua_State *L, const char *code, const char *msg, int st
   tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
   if (code) tide_lua_push_error(L, code, msg);
   else tide_lua_push_uverror(L, status);
+  tide_lp_settle(L, -2, TIDE_REJECTED, -1, 1);
+  lua_pop(L, 1);  /* remove the error */
+  return 1;
+}
+
+/* [-0, +1, m] Pushes a promise rejected with the write error of `s`. */
+static int push_write_err(lua_State *L, tide_stream *s) {
+  tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+  push_err(L, s->write_err, s->werr_ref);
   tide_lp_settle(L, -2, TIDE_REJECTED, -1, 1);
   lua_pop(L, 1);  /* remove the error */
   return 1;
@@ -670,7 +735,7 @@ static int begin_read(lua_State *L, int op, size_t n, int delim_idx, double time
     lua_setiuservalue(L, idx, UV_B);
   }
   s->flags |= S_STARTED;
-  if (outcome(L, r, buffered(s), s->len, s->read_err, &st, &used)) {
+  if (outcome(L, s, r, buffered(s), s->len, s->read_err, &st, &used)) {
     tide_lp_settle(L, idx, st, idx + 1, 1);
     lua_pop(L, 1);  /* remove the value */
     consume(s, used);
@@ -781,7 +846,7 @@ static void settle_waiters(lua_State *L, tide_stream *s) {
     unlink_waiter(w);
     tide_lp_push(L, &w->base);
     if (s->write_err) {
-      tide_lua_push_uverror(L, s->write_err);
+      push_err(L, s->write_err, s->werr_ref);
       tide_lp_settle(L, -2, TIDE_REJECTED, -1, 1);
       lua_pop(L, 2);  /* remove the error and the promise */
     } else {
@@ -810,6 +875,18 @@ static int close_if_flushed(tide_stream *s) {
   return 1;
 }
 
+/* [-0, +0, m] The queue of `s` went down (or a write failed): wakes the
+ * writers waiting for it, lets go of the pin once it is empty, and closes
+ * a closing stream that is flushed (`s` may be gone then). */
+static void written(lua_State *L, tide_stream *s) {
+  if (s->waiters && (s->queued <= s->opts.low_water || s->write_err)) settle_waiters(L, s);
+  if (s->queued == 0 && !(s->flags & S_SERVE) && s->pin != LUA_NOREF) {
+    luaL_unref(L, LUA_REGISTRYINDEX, s->pin);
+    s->pin = LUA_NOREF;
+  }
+  if (!close_if_flushed(s)) update(L, s);
+}
+
 static void write_cb(uv_write_t *req, int status) {
   swrite *w = (swrite *)req;
   tide_stream *s = w->s;
@@ -824,12 +901,7 @@ static void write_cb(uv_write_t *req, int status) {
   free(w);
   if (L == NULL) return;
   top = lua_gettop(L);
-  if (s->waiters && (s->queued <= s->opts.low_water || s->write_err)) settle_waiters(L, s);
-  if (s->queued == 0 && !(s->flags & S_SERVE)) {
-    luaL_unref(L, LUA_REGISTRYINDEX, s->pin);
-    s->pin = LUA_NOREF;
-  }
-  if (!close_if_flushed(s)) update(L, s);
+  written(L, s);
   tide_stack_check(L, top, 0);
   tide_rt_drain(rt);
 }
@@ -854,6 +926,192 @@ static int file_write(lua_State *L, tide_stream *s, uv_buf_t *bufs, int nbufs) {
     }
   }
   return push_done(L, s);
+}
+
+/* ------------------------------------------------------ custom streams */
+
+/* [-0, +1, m] Pushes field `name` of the impl table of custom stream `s`. */
+static int impl_get(lua_State *L, tide_stream *s, const char *name) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->impl_ref);
+  lua_getfield(L, -1, name);
+  lua_remove(L, -2);  /* remove the impl table */
+  return lua_type(L, -1);
+}
+
+/* The impl promise of a custom write settled: its bytes leave the queue. */
+static void cwrite_cb(tide_listener *l, tide_promise *src) {
+  cwrite *w = (cwrite *)l;
+  tide_stream *s = w->s;
+  lua_State *L;
+  if (s == NULL || (L = live_state(s->io)) == NULL) {
+    free(w);
+    return;
+  }
+  if (w->prev) w->prev->next = w->next; else s->cwrites = w->next;
+  if (w->next) w->next->prev = w->prev;
+  s->queued -= w->len;
+  if (src->state == TIDE_FULFILLED) {
+    s->bytes_written += w->len;
+  } else {
+    tide_lp_push(L, (lpromise *)src);
+    if (tide_lp_push_values(L, -1) == 0) lua_pushnil(L);
+    lua_remove(L, -2);  /* remove the promise */
+    set_err(L, &s->write_err, &s->werr_ref);
+  }
+  free(w);
+  written(L, s);
+}
+
+/* [-0, +0, m] Hands the `len` bytes of the string at `idx` to impl.write
+ * of custom stream `s` (pinned by the caller while they are queued). An
+ * error it raises, a rejected promise or a wrong result becomes the
+ * stream's write error; a pending promise keeps the bytes queued until it
+ * settles. */
+static void custom_send(lua_State *L, tide_stream *s, int idx, size_t len) {
+  int top = lua_gettop(L);
+  lpromise *lp;
+  cwrite *w;
+  idx = lua_absindex(L, idx);
+  impl_get(L, s, "write");
+  lua_pushvalue(L, idx);
+  if (tide_lua_pcall(L, 1, 1, NULL) != LUA_OK) {
+    lua_pop(L, 1);  /* remove the traceback: the error object carries one */
+  } else if (lua_isnil(L, -1)) {
+    s->bytes_written += len;
+  } else if ((lp = tide_lp_test(L, -1)) == NULL) {
+    lua_pushfstring(L, "stream impl.write returned a %s (nil or a promise expected)", luaL_typename(L, -1));
+    tide_lua_push_error(L, "EINVAL", lua_tostring(L, -1));
+  } else if (lp->p.state == TIDE_FULFILLED) {
+    s->bytes_written += len;
+  } else if (lp->p.state == TIDE_REJECTED) {
+    tide_promise_mark_handled(&lp->p);  /* it is the stream's error now */
+    if (tide_lp_push_values(L, -1) == 0) lua_pushnil(L);
+  } else if ((w = malloc(sizeof(*w))) == NULL) {
+    tide_lua_push_uverror(L, UV_ENOMEM);
+  } else {
+    memset(w, 0, sizeof(*w));
+    w->s = s;
+    w->len = len;
+    if ((w->next = s->cwrites) != NULL) w->next->prev = w;
+    s->cwrites = w;
+    s->queued += len;
+    tide_lp_listen(L, -1, &w->l, cwrite_cb);
+  }
+  if (lua_gettop(L) > top + 1) set_err(L, &s->write_err, &s->werr_ref);
+  lua_settop(L, top);
+}
+
+/* [-0, +1, m] Calls impl.shutdown of custom stream `s` and pushes its
+ * promise (nil becomes the fulfilled one). */
+static int custom_shutdown(lua_State *L, tide_stream *s) {
+  if (impl_get(L, s, "shutdown") == LUA_TNIL) return lua_pop(L, 1), push_done(L, s);
+  if (tide_lua_pcall(L, 0, 1, NULL) != LUA_OK) {
+    lua_pop(L, 1);  /* remove the traceback */
+    tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+    lua_insert(L, -2);
+    tide_lp_settle(L, -2, TIDE_REJECTED, -1, 1);
+    lua_pop(L, 1);  /* remove the error */
+    return 1;
+  }
+  if (lua_isnil(L, -1)) return lua_pop(L, 1), push_done(L, s);
+  return 1;
+}
+
+/* Calls impl.close of custom stream `s` once, reporting an error. */
+static void custom_close(tide_stream *s) {
+  lua_State *L = live_state(s->io);
+  int top;
+  if (L == NULL || s->impl_ref == LUA_NOREF) return;
+  top = lua_gettop(L);
+  if (impl_get(L, s, "close") != LUA_TNIL && tide_lua_pcall(L, 0, 0, NULL) != LUA_OK)
+    tide_lua_report(L, "error in stream impl.close: ", lua_gettop(L));
+  lua_settop(L, top);
+}
+
+/* [-0, +0, m] Settles the promise a source waits on for room. */
+static void room_release(lua_State *L, tide_stream *s) {
+  lpromise *lp = s->room;
+  s->room = NULL;
+  tide_lp_push(L, lp);
+  tide_lp_settle(L, -1, TIDE_FULFILLED, -1, 0);
+  lua_pop(L, 1);  /* remove the promise */
+  tide_lp_drop(lp);
+}
+
+/* [-0, +0, v] The stream of the source at `idx`, or NULL once closed. */
+static tide_stream *source_stream(lua_State *L, int idx) {
+  tide_stream *s = *(tide_stream **)luaL_checkudata(L, idx, SOURCE_MT);
+  return s == NULL || (s->flags & S_CLOSING) ? NULL : s;
+}
+
+/* source:push(data) -> promise fulfilled once the stream's reader holds
+ * less than read_buffer bytes (at once, usually): the bytes are what the
+ * stream reads next. Bytes pushed after the stream closed are dropped. */
+static int src_push(lua_State *L) {
+  tide_stream *s = source_stream(L, 1);
+  size_t len;
+  const char *p = luaL_checklstring(L, 2, &len);
+  if (s == NULL || s->read_err != 0 || len == 0) return push_done(L, s);
+  feed(L, s, p, len);
+  if (s->pending || s->len < s->opts.read_limit || s->read_err) return push_done(L, s);
+  if (s->room == NULL) {
+    s->room = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+    tide_lp_hold(L, -1);
+    return 1;
+  }
+  return tide_lp_push(L, s->room), 1;
+}
+
+/* source:finish([err]) -> nothing: the stream ends after what was pushed:
+ * reads see the end (nil), or reject with `err` when given. */
+static int src_finish(lua_State *L) {
+  tide_stream *s = source_stream(L, 1);
+  if (s == NULL || s->read_err != 0) return 0;
+  if (lua_isnoneornil(L, 2)) {
+    s->read_err = UV_EOF;
+  } else {
+    lua_settop(L, 2);
+    set_err(L, &s->read_err, &s->rerr_ref);
+  }
+  serve(L, s);
+  update(L, s);
+  return 0;
+}
+
+/* source.closed: whether the stream was closed (nothing more is read). */
+static int src_index(lua_State *L) {
+  const char *k = luaL_checkstring(L, 2);
+  if (strcmp(k, "closed") == 0) return lua_pushboolean(L, source_stream(L, 1) == NULL), 1;
+  if (strcmp(k, "push") == 0) return lua_pushcfunction(L, src_push), 1;
+  if (strcmp(k, "finish") == 0) return lua_pushcfunction(L, src_finish), 1;
+  return 0;
+}
+
+/* tide.stream(impl [, opts]) -> stream, source: a stream whose writes go
+ * to impl.write(data) (returns nil, or a promise the bytes stay queued
+ * on), impl.shutdown() (nil or a promise) and impl.close() (once, when the
+ * stream closes), and whose reads are fed by source:push(data) and
+ * source:finish([err]). Other keys of `impl` read as fields of the stream
+ * (impl.kind names it; default "custom"). opts: the stream limits. */
+static int l_stream(lua_State *L) {
+  tide_io *io = tide_io_get(L);
+  tide_stream *s;
+  tide_stream_opts o;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_getfield(L, 1, "write");
+  luaL_argcheck(L, lua_isfunction(L, -1), 1, "impl.write must be a function");
+  lua_pop(L, 1);  /* remove write */
+  tide_stream_opts_init(&o);
+  tide_stream_opts_get(L, 2, &o);
+  if ((s = tide_stream_alloc(io, TIDE_STREAM_CUSTOM)) == NULL) return luaL_error(L, "not enough memory");
+  s->opts = o;
+  lua_pushvalue(L, 1);
+  s->impl_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  tide_stream_push(L, s, 0);
+  s->source = lua_newuserdatauv(L, sizeof(tide_stream *), 0);
+  *s->source = s;
+  luaL_setmetatable(L, SOURCE_MT);
+  return 2;
 }
 
 /* s:write(data) -> promise: `data` is a string or a list of strings. The
@@ -885,6 +1143,14 @@ static void cork_flush(tide_stream *s) {
   if (len == 0) return;
   s->cork_len = 0;
   if (s->write_err) return;
+  if (s->kind == TIDE_STREAM_CUSTOM) {
+    lua_State *L = live_state(s->io);
+    if (L == NULL) return;
+    lua_pushlstring(L, s->cork, len);
+    custom_send(L, s, -1, len);
+    lua_pop(L, 1);  /* remove the bytes */
+    return;
+  }
   if (s->queued == 0) {
     b = uv_buf_init(s->cork, (unsigned)len);
     n = uv_try_write(&s->h.stream, &b, 1);
@@ -988,7 +1254,7 @@ static int s_write(lua_State *L) {
   }
   if (s == NULL || (s->flags & S_CLOSING)) return push_rejected(L, "EBADF", "write on a closed stream", 0);
   if (s->flags & S_SHUT) return push_rejected(L, "EPIPE", "write after shutdown", 0);
-  if (s->write_err) return push_rejected(L, NULL, NULL, s->write_err);
+  if (s->write_err) return push_write_err(L, s);
   if (total == 0) return push_done(L, s);
   if (s->kind == TIDE_STREAM_FILE) return file_write(L, s, bufs, nbufs);
   if (s->queued == 0 && s->fd < 0 && s->cork_len + total <= CORK_MAX &&
@@ -997,7 +1263,21 @@ static int s_write(lua_State *L) {
     return push_done(L, s);
   if (s->cork_len) {  /* what was held goes first */
     cork_flush(s);
-    if (s->write_err) return push_rejected(L, NULL, NULL, s->write_err);
+    if (s->write_err) return push_write_err(L, s);
+  }
+  if (s->kind == TIDE_STREAM_CUSTOM) {
+    if (t == LUA_TTABLE) {  /* one string of the list */
+      luaL_Buffer b;
+      luaL_buffinit(L, &b);
+      for (i = 0; i < nbufs; i++) luaL_addlstring(&b, bufs[i].base, bufs[i].len);
+      luaL_pushresult(&b);
+      lua_replace(L, 2);
+    }
+    pin(L, s, 1);
+    custom_send(L, s, 2, total);
+    if (s->write_err) return push_write_err(L, s);
+    written(L, s);  /* unpins when nothing stayed queued */
+    goto wait;
   }
   if (s->queued == 0) {
     n = uv_try_write(&s->h.stream, bufs, (unsigned)nbufs);
@@ -1039,6 +1319,7 @@ static int s_write(lua_State *L) {
   pin(L, s, 1);
   s->queued += rest;
   update(L, s);
+wait:
   if (s->queued < s->opts.high_water) return push_done(L, s);
   wait = (tide_swait *)push_held(L, 1, sizeof(tide_swait));
   wait->s = s;
@@ -1083,6 +1364,7 @@ static int s_shutdown(lua_State *L) {
   s->flags |= S_SHUT;
   if (s->kind == TIDE_STREAM_FILE || s->kind == TIDE_STREAM_TTY) return push_done(L, s);
   cork_flush(s);
+  if (s->kind == TIDE_STREAM_CUSTOM) return custom_shutdown(L, s);
   if ((req = malloc(sizeof(*req))) == NULL) return luaL_error(L, "not enough memory");
   req->data = s;
   if ((err = uv_shutdown(req, &s->h.stream, shutdown_cb)) != 0) {
@@ -1112,6 +1394,7 @@ static void close_now(tide_stream *s) {
   if (s->flags & S_CLOSED) return;
   s->flags |= S_CLOSED | S_CLOSING;
   s->closes = 1;  /* this call's own, so finalize runs once */
+  if (s->kind == TIDE_STREAM_CUSTOM) custom_close(s);
   if (s->flags & S_HANDLE) {
     if (s->flags & S_UNLINK) unlink_socket(s);
     s->closes++;
@@ -1144,7 +1427,7 @@ void tide_stream_close(lua_State *L, tide_stream *s, double linger) {
     if (s->pending->op == OP_ACCEPT) {
       lua_pushnil(L);
       settle_waiter(L, s, TIDE_FULFILLED);
-    } else if (outcome(L, s->pending, buffered(s), s->len, UV_EOF, &st, &used)) {
+    } else if (outcome(L, s, s->pending, buffered(s), s->len, UV_EOF, &st, &used)) {
       settle_waiter(L, s, st);
       consume(s, used);
     }
@@ -1409,6 +1692,11 @@ static int push_name(lua_State *L, tide_stream *s, int peer) {
     err = peer ? uv_pipe_getpeername(&s->h.pipe, path, &plen)
                : uv_pipe_getsockname(&s->h.pipe, path, &plen);
     if (err == 0) return lua_pushlstring(L, path, plen), 1;
+  } else if (s->kind == TIDE_STREAM_CUSTOM &&
+             impl_get(L, s, peer ? "peername" : "sockname") != LUA_TNIL) {
+    int top = lua_gettop(L) - 1;
+    lua_call(L, 0, LUA_MULTRET);  /* the transport's names, usually */
+    return lua_gettop(L) - top;
   } else {
     err = UV_ENOTSUP;
   }
@@ -1426,7 +1714,7 @@ static int s_sockname(lua_State *L) {
   return push_name(L, tide_stream_check(L, 1, 0), 0);
 }
 
-static const char *const kind_names[] = {"?", "tcp", "pipe", "tty", "file"};
+static const char *const kind_names[] = {"?", "tcp", "pipe", "tty", "file", "custom"};
 
 /* [-0, +1, e] server.host and server.port (tcp), server.path (pipe). */
 static int server_field(lua_State *L, tide_stream *s, const char *k) {
@@ -1453,7 +1741,8 @@ static int s_index(lua_State *L) {
   } else if (s == NULL) {
     lua_pushnil(L);
   } else if (strcmp(k, "kind") == 0) {
-    lua_pushstring(L, kind_names[s->kind]);
+    if (s->kind != TIDE_STREAM_CUSTOM || impl_get(L, s, "kind") != LUA_TSTRING)
+      lua_pushstring(L, kind_names[s->kind]);
   } else if (strcmp(k, "bytes_read") == 0) {
     lua_pushinteger(L, (lua_Integer)s->bytes_read);
   } else if (strcmp(k, "bytes_written") == 0) {
@@ -1471,6 +1760,10 @@ static int s_index(lua_State *L) {
   } else if ((s->flags & S_SERVER) &&
              (strcmp(k, "host") == 0 || strcmp(k, "port") == 0 || strcmp(k, "path") == 0)) {
     return server_field(L, s, k);
+  } else if (s->kind == TIDE_STREAM_CUSTOM) {  /* what its impl adds */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->impl_ref);
+    lua_pushvalue(L, 2);
+    lua_rawget(L, -2);
   } else {
     lua_pushnil(L);
   }
@@ -1537,6 +1830,7 @@ static void new_metatable(lua_State *L, const char *name, const luaL_Reg *method
 int tide_open_stream(lua_State *L) {
   struct sigaction sa;
   tide_io *io, **box;
+  int mod = lua_gettop(L);
   if (tide_io_get(L) != NULL) return 0;
   if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) signal(SIGPIPE, SIG_IGN);
   box = lua_newuserdatauv(L, sizeof(*box), 0);
@@ -1553,5 +1847,11 @@ int tide_open_stream(lua_State *L) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &io_key);  /* registry[&io_key] = box */
   new_metatable(L, TIDE_STREAM_MT, stream_methods);
   new_metatable(L, TIDE_SERVER_MT, server_methods);
+  luaL_newmetatable(L, SOURCE_MT);
+  lua_pushcfunction(L, src_index);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);  /* remove the metatable */
+  lua_pushcfunction(L, l_stream);
+  lua_setfield(L, mod, "stream");
   return 0;
 }
