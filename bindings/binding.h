@@ -331,6 +331,9 @@ int tide_open_pipe(lua_State *L);
 int tide_open_stdio(lua_State *L);
 int tide_open_process(lua_State *L);
 
+/* tls.c — tide.ssl, the OpenSSL engine of lua/tide/tls.lua */
+int tide_open_tls(lua_State *L);
+
 /* Opens the `tide` module table onto the stack. */
 int luaopen_tide(lua_State *L);
 

@@ -34,6 +34,7 @@ int luaopen_tide(lua_State *L) {
   tide_open_signal(L);
   tide_open_fs(L);
   tide_open_stream(L);
+  tide_open_tls(L);
   tide_open_tcp(L);
   tide_open_pipe(L);
   tide_open_stdio(L);
