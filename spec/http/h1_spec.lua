@@ -863,9 +863,18 @@ describe("tide.http.h1", function()
       assert.are.equal("/", assert(h1.parse_url("http://h#x")).path)
     end)
 
+    it("takes https with 443 as its default port", function()
+      local u = assert(h1.parse_url("HTTPS://example.com/p"))
+      assert.are.equal("https", u.scheme)
+      assert.are.equal(443, u.port)
+      assert.are.equal("example.com", u.authority)
+      assert.are.equal("example.com:80", assert(h1.parse_url("https://example.com:80/")).authority)
+      assert.are.equal("example.com:443", assert(h1.parse_url("http://example.com:443/")).authority)
+    end)
+
     it("rejects other schemes and malformed URLs", function()
       for _, url in ipairs {
-        "https://example.com/", "ftp://h/", "ws://h/", "example.com/", "/path", "http:/h", "",
+        "ftp://h/", "ws://h/", "example.com/", "/path", "http:/h", "",
         "http:///p", "http://h:0/", "http://h:65536/", "http://h:x/", "http://h:123456/",
         "http://[::1/", "http://[zz]/", "http://[1.2.3.4]/", "http://h/a b", "http://h/\r\n",
         "http://h/\xc3\xa9", "http://a b/", "http://h:80:80/",

@@ -6,7 +6,7 @@
 -- response heads parsed by tide.http.h1, bodies framed by length, chunked
 -- coding or the end of the connection, "progress" events while a body
 -- arrives, a streaming mode, redirects, and time limits on connecting and
--- on every wait for the server. http only: https comes with TLS.
+-- on every wait for the server. https goes over tide.tls.
 
 local tide = require "tide"
 local h1 = require "tide.http.h1"
@@ -30,7 +30,7 @@ local M = {}
 
 --[[ Options of http.request (and of the table given to http.get):
   method            "GET" by default
-  url               an absolute http:// URL (required)
+  url               an absolute http:// or https:// URL (required)
   headers           request headers: a tide.http.headers, a map or a list of
                     {name, value} pairs. Host, User-Agent and Content-Length
                     are added unless given.
@@ -52,6 +52,9 @@ local M = {}
                     larger -> EMSGSIZE
   max_header_size   largest response head in bytes (64 KiB)
   max_headers       most response header fields (100)
+  tls               https: the options of a tide.tls context (ca, verify,
+                    cert, key, alpn, ...) or {context = ctx}; the default
+                    verifies the server against the system's certificates
 ]]
 local DEFAULTS = {
   connect_timeout = 10,
@@ -63,13 +66,24 @@ local DEFAULTS = {
 local KNOWN = {
   method = true, url = true, headers = true, body = true, stream = true,
   redirects = true, connect_timeout = true, timeout = true, max_body = true,
-  max_header_size = true, max_headers = true,
+  max_header_size = true, max_headers = true, tls = true,
 }
 
 local TOKEN = "^[!#$%%&'*+%-.^_`|~0-9A-Za-z]+$"
 local IDEMPOTENT = { GET = true, HEAD = true, OPTIONS = true, TRACE = true,
   PUT = true, DELETE = true }
 local USER_AGENT = "tide/" .. tostring(tide.version)
+
+-- A stable text of the TLS options of a request, for the pool's key.
+local function tls_key(t)
+  local parts = {}
+  for k, v in next, t do
+    if type(v) == "table" and k == "alpn" then v = concat(v, ",") end
+    parts[#parts + 1] = tostring(k) .. "=" .. tostring(v)
+  end
+  table.sort(parts)
+  return concat(parts, ";")
+end
 
 -- Pool of idle connections: "host:port" -> list of connections.
 local MAX_IDLE_PER_HOST = 16
@@ -99,6 +113,10 @@ local function check_options(opts, level)
   local url, err = parse_url(o.url)
   if not url then error("http.request: " .. err .. ": " .. tostring(o.url), level + 1) end
   o.parsed = url
+  if o.tls ~= nil then
+    if type(o.tls) ~= "table" then error("http.request: tls must be a table of TLS options", level + 1) end
+    o.tls_key = tls_key(o.tls)
+  end
   local body = o.body
   if type(body) == "function" then
     o.body, o.body_source = nil, body
@@ -143,9 +161,13 @@ end
 --------------------------------------------------------------------------
 -- Connections and the pool.
 
-local function pool_key(url)
-  return url.host .. ":" .. url.port
+-- Connections are pooled per scheme, host, port and TLS settings.
+local function pool_key(url, o)
+  local key = url.scheme .. "://" .. url.host .. ":" .. url.port
+  if url.scheme == "https" and o.tls then key = key .. "#" .. o.tls_key end
+  return key
 end
+
 
 -- Takes an idle connection to `key` that is still fresh, or nil.
 local function pool_take(key)
@@ -425,8 +447,18 @@ local function read_final_head(conn, method, o)
 end
 
 -- Connects to the host of `url`.
+local tls  -- tide.tls, loaded with the first https request
 local function connect(url, o)
-  local p = tide.tcp.connect(url.host, url.port, { timeout = o.connect_timeout })
+  local p
+  if url.scheme == "https" then
+    tls = tls or require "tide.tls"
+    local t = { alpn = { "http/1.1" } }
+    for k, v in next, o.tls or t do t[k] = v end
+    t.timeout = o.connect_timeout
+    p = tls.connect(url.host, url.port, t)
+  else
+    p = tide.tcp.connect(url.host, url.port, { timeout = o.connect_timeout })
+  end
   local ok, sock = pcall(p.await, p)
   if not ok then
     if is_error(sock, "ETIMEDOUT") then
@@ -434,7 +466,7 @@ local function connect(url, o)
     end
     error(sock, 0)
   end
-  return { sock = sock, key = pool_key(url) }
+  return { sock = sock, key = pool_key(url, o) }
 end
 
 -- Errors that show a reused connection had been closed by the server.
@@ -445,7 +477,7 @@ local STALE = { EOF = true, ECONNRESET = true, EPIPE = true, ECONNABORTED = true
 -- A streamed body can be sent once only: it gets a new connection, which
 -- cannot turn out to be stale, and no retry.
 local function exchange(o, method, url, hdrs, body, source)
-  local key = pool_key(url)
+  local key = pool_key(url, o)
   local bytes, length = request_bytes(method, url, hdrs, body, source)
   local attempt = 0
   while true do
@@ -487,8 +519,8 @@ end
 
 local function resolve_location(base, loc)
   if find(loc, "^%a[%w+.%-]*:") then return loc end
-  local origin = "http://" .. base.authority
-  if sub(loc, 1, 2) == "//" then return "http:" .. loc end
+  local origin = base.scheme .. "://" .. base.authority
+  if sub(loc, 1, 2) == "//" then return base.scheme .. ":" .. loc end
   local path, query = match(loc, "^([^?#]*)(.*)$")
   if sub(loc, 1, 1) == "/" then
     return origin .. remove_dot_segments(path) .. query
@@ -577,7 +609,7 @@ local function run_request(o, progress)
         hdrs:remove("content-type")
         hdrs:remove("content-length")
       end
-      if next_url.authority ~= url.authority then
+      if next_url.authority ~= url.authority or next_url.scheme ~= url.scheme then
         hdrs:remove("authorization")
         hdrs:remove("cookie")
       end

@@ -810,21 +810,26 @@ function h1.parse_query(qs)
   return result
 end
 
---[[ Parses an absolute http URL for the client:
-  http://[userinfo@]host[:port][/path][?query][#fragment]
+local DEFAULT_PORT = { http = 80, https = 443 }
+
+--[[ Parses an absolute http or https URL for the client:
+  http[s]://[userinfo@]host[:port][/path][?query][#fragment]
 The scheme is case-insensitive; host may be an IPv6 literal in brackets;
-the port defaults to 80; the fragment is dropped. Returns
-  {scheme="http", host= (no brackets), port= (integer), path= ("/" when
-  empty), query= (raw, or nil), target= (path and "?query": what goes in the
-  request line), authority= (the Host header value: host, bracketed for IPv6,
-  with ":port" unless 80), userinfo= (raw, or nil)}
+the port defaults to 80 (443 for https); the fragment is dropped. Returns
+  {scheme="http"|"https", host= (no brackets), port= (integer), path= ("/"
+  when empty), query= (raw, or nil), target= (path and "?query": what goes
+  in the request line), authority= (the Host header value: host, bracketed
+  for IPv6, with ":port" unless the scheme's default), userinfo= (raw, or
+  nil)}
 or nil, err for any other scheme or a malformed URL. ]]
 function h1.parse_url(url)
   if type(url) ~= "string" then return nil, "URL must be a string" end
   local scheme, rest = match(url, "^(%a[%w+.%-]*)://(.*)$")
   if not scheme then return nil, "not an absolute URL" end
   scheme = lower(scheme)
-  if scheme ~= "http" then return nil, "unsupported scheme '" .. scheme .. "'" end
+  local port = DEFAULT_PORT[scheme]
+  if not port then return nil, "unsupported scheme '" .. scheme .. "'" end
+  local default_port = port
   local auth, tail = match(rest, "^([^/?#]*)(.*)$")
   local userinfo, hostport = match(auth, "^(.*)@(.*)$")
   if not userinfo then hostport = auth end
@@ -838,7 +843,6 @@ function h1.parse_url(url)
     if host == "" then return nil, "missing host" end
     if not find(host, "^[A-Za-z0-9%-._~!$&'()*+,;=%%]+$") then return nil, "invalid host" end
   end
-  local port = 80
   if portpart ~= "" and portpart ~= ":" then
     local digits = match(portpart, "^:(%d+)$")
     port = digits and #digits <= 5 and tonumber(digits)
@@ -851,7 +855,7 @@ function h1.parse_url(url)
   if q then path, query = sub(tail, 1, q - 1), sub(tail, q + 1) end
   if path == "" then path = "/" end
   local authority = bracketed and "[" .. host .. "]" or host
-  if port ~= 80 then authority = authority .. ":" .. port end
+  if port ~= default_port then authority = authority .. ":" .. port end
   return {
     scheme = scheme,
     host = host,

@@ -62,6 +62,9 @@ local M = {}
                     expiry closes the connection
   log               function(message) that receives the report of a failed
                     handler (message and traceback); default: stderr
+  tls               serve HTTPS: the options of a tide.tls context (cert,
+                    key, ...; alpn defaults to {"http/1.1"}) or {context =
+                    ctx}; the handshake must end within header_timeout
 ]]
 local DEFAULTS = {
   host = "127.0.0.1",
@@ -76,12 +79,15 @@ local DEFAULTS = {
   body_timeout = 30,
   send_timeout = 30,
   log = false,
+  tls = false,
 }
 local LIMITS = { "max_request_line", "max_header_size", "max_headers", "max_body" }
 local TIMES = { "header_timeout", "idle_timeout", "body_timeout", "send_timeout" }
 
 -- Returns the options of a server: `opts` checked and completed with the
 -- defaults. Raises on a bad option (misuse is an error at once).
+local tls  -- tide.tls, loaded by the first server with the tls option
+
 local function check_options(opts)
   if mtype(opts) == "integer" then opts = { port = opts } end
   if type(opts) ~= "table" then
@@ -100,6 +106,16 @@ local function check_options(opts)
   end
   if mtype(o.port) ~= "integer" or o.port < 0 or o.port > 65535 then
     error("http.serve: port must be an integer in 0..65535", 3)
+  end
+  if o.tls then
+    if type(o.tls) ~= "table" then error("http.serve: tls must be a table of TLS options", 3) end
+    tls = tls or require "tide.tls"
+    local t = { alpn = { "http/1.1" } }
+    for k, v in next, o.tls do t[k] = v end
+    if t.context == nil and (t.cert == nil or t.key == nil) then
+      error("http.serve: tls needs cert and key (or context)", 3)
+    end
+    o.tls_context = t.context or tls.context(t)
   end
   for _, k in next, LIMITS do
     local v = o[k]
@@ -958,7 +974,17 @@ end
 -- Handles one connection: requests one after the other until the client
 -- closes, a limit or an error ends it, or the server closes.
 local function serve_conn(srv, c, handler)
-  local sock, o = c.sock, c.o
+  local o = c.o
+  if o.tls_context then  -- HTTPS: a client whose handshake fails is dropped quietly
+    local ok, s = pcall(await, tls.wrap(c.sock, {
+      server = true, context = o.tls_context, handshake_timeout = o.header_timeout }))
+    if not ok then
+      if cancelled(s) then error(s, 0) end
+      return
+    end
+    c.sock, c.write = s, s.write
+  end
+  local sock = c.sock
   local h1_limits, max_request_line, max_header_size, max_body =
     o.h1_limits, o.max_request_line, o.max_header_size, o.max_body
   local small_head = max_request_line < max_header_size and max_request_line or max_header_size
@@ -1061,7 +1087,7 @@ local function conn_task(srv, sock, handler)
   c.req = false
   srv._conns[c] = nil
   srv.connections = srv.connections - 1
-  local p = sock:close()
+  local p = c.sock:close()
   pcall(await, p)
   if not ok and not cancelled(err) and not (type(err) == "table" and GONE[err.code]) then
     report(srv._o, "tide: http connection error: " .. tostring(err))

@@ -1,0 +1,719 @@
+-- Specs of tide.tls against real peers on 127.0.0.1: openssl s_server and
+-- s_client, curl, Python's ssl module (spec/tls/peers/tls_peer.py), tide
+-- itself and a tide subprocess. Certificates are made once per run by
+-- spec/tls/certs.sh (see spec/tls/certs.lua).
+--
+-- Client: verification with ca= (file, PEM string, folder), with
+-- SSL_CERT_FILE / SSL_CERT_DIR, IP SANs, and each failure with its reason
+-- (unknown CA, self-signed, wrong host, expired, TLS 1.0, minimum version);
+-- SNI and ALPN as the peer saw them; ciphers; timeouts; 64 MiB each way.
+-- Server: curl, s_client and Python clients; client certificates; SNI
+-- contexts; garbage, plain HTTP and silent clients; 200 handshakes at once;
+-- half-close. STARTTLS over TCP and over an in-memory stream pair.
+local tide = require "tide"
+local certs = require "tls.certs"
+local has_tls, tls = pcall(require, "tide.tls")
+
+local HERE = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "spec/tls"
+local PEER = HERE .. "/peers/tls_peer.py"
+
+-- Peers run without the sanitizer runtime the specs may be preloaded with.
+local CHILD_ENV = { LD_PRELOAD = false, ASAN_OPTIONS = false, LSAN_OPTIONS = false }
+
+local function C(name) return certs.path(name) end
+
+local function rejection(p)
+  local ok, err = pcall(p.await, p)
+  assert.is_false(ok, "expected a rejection, got " .. tostring(err))
+  return err
+end
+
+-- Asserts that `err` is an ETLS error whose message matches `reason` (a
+-- Lua pattern, or a list of patterns one of which must match).
+local function assert_etls(err, reason)
+  assert.is_true(tide.is_error(err, "ETLS"), "expected an ETLS error, got " .. tostring(err))
+  local msg = tostring(err.message)
+  local reasons = type(reason) == "table" and reason or { reason }
+  for _, r in ipairs(reasons) do
+    if msg:match(r) then return err end
+  end
+  error(string.format("ETLS message %q matches none of: %s", msg, table.concat(reasons, " | ")), 2)
+end
+
+-- Starts a peer (a list: program and arguments) whose stdout gives its port
+-- on a line matching `pattern`; returns the process (closing it kills the
+-- peer) and the port. Its stdin stays open (s_server ends at its EOF).
+local function start_peer(cmd, pattern)
+  local p = tide.process.spawn { cmd[1], args = { table.unpack(cmd, 2) }, stdin = "pipe", stdout = "pipe", env = CHILD_ENV }
+  local seen = {}
+  while true do
+    local ok, line = pcall(function() return tide.timeout(p.stdout:read_line(), 5):await() end)
+    if not ok or not line then
+      p:kill()
+      error("the peer gave no port (" .. tostring(line) .. "):\n" .. table.concat(seen, "\n"), 2)
+    end
+    seen[#seen + 1] = line
+    local port = line:match(pattern)
+    if port then return p, tonumber(port) end
+  end
+end
+
+-- Reads the peer's output lines until one matches `pattern`; returns its
+-- captures and the lines before it.
+local function peer_line(p, pattern, timeout)
+  local before = {}
+  while true do
+    local line = tide.timeout(p.stdout:read_line(), timeout or 5):await()
+    assert(line, "the peer ended before a line matching " .. pattern .. ":\n" .. table.concat(before, "\n"))
+    local caps = { line:match(pattern) }
+    if caps[1] then
+      caps[#caps + 1] = before
+      return table.unpack(caps)
+    end
+    before[#before + 1] = line
+  end
+end
+
+-- openssl s_server with certificate NAME and extra arguments.
+local function s_server(name, ...)
+  local cmd = { "openssl", "s_server", "-accept", "127.0.0.1:0", "-cert", C(name .. ".pem"), "-key", C(name .. ".key"), ... }
+  return start_peer(cmd, "^ACCEPT 127%.0%.0%.1:(%d+)")
+end
+
+-- The Python server (see tls_peer.py), with extra arguments.
+local function py_server(...)
+  return start_peer({ "python3", PEER, "server", ... }, "^port (%d+)$")
+end
+
+-- Runs a command (a list) with a time limit; returns stdout, stderr, status.
+local function run(cmd, opts)
+  opts = opts or {}
+  local env = {}
+  for k, v in pairs(opts.env or CHILD_ENV) do env[k] = v end
+  local r = tide.timeout(tide.process.exec {
+    cmd[1], args = { table.unpack(cmd, 2) }, input = opts.input, env = env,
+  }, opts.timeout or 10):await()
+  return r.stdout, r.stderr, r.status
+end
+
+-- Runs the Python client against `port` with extra arguments.
+local function py_client(port, ...)
+  return run({ "python3", PEER, "client", tostring(port), "--ca", C "ca.pem", ... })
+end
+
+-- A server context option table for certificate NAME.
+local function server_opts(name, extra)
+  local o = { port = 0, cert = C(name .. ".pem"), key = C(name .. ".key") }
+  for k, v in pairs(extra or {}) do o[k] = v end
+  return o
+end
+
+-- A tide TLS server answering each line with "echo LINE" until EOF.
+local function line_server(extra, seen)
+  return tls.serve(server_opts("localhost", extra), function(s)
+    if seen then seen[#seen + 1] = s end
+    while true do
+      local line = s:read_line():await()
+      if line == nil then break end
+      s:write("echo " .. line .. "\n"):await()
+    end
+  end)
+end
+
+local function client_opts(extra)
+  local o = { ca = C "ca.pem", timeout = 5 }
+  for k, v in pairs(extra or {}) do o[k] = v end
+  return o
+end
+
+-- Connects raw TCP to `port`, writes `bytes` (unless nil), and reads until
+-- the server ends the connection or `timeout` passes. Returns what came,
+-- how it ended ("eof", "reset" or "timeout") and how long it took.
+local function raw_exchange(port, bytes, timeout)
+  local t0 = tide.now()
+  local c <close> = tide.tcp.connect("127.0.0.1", port, { timeout = 5 }):await()
+  if bytes then c:write(bytes):await() end
+  local parts, how = {}, nil
+  local deadline = t0 + timeout
+  while not how do
+    local left = deadline - tide.now()
+    if left <= 0 then how = "timeout" break end
+    local ok, data = pcall(function() return c:read(left):await() end)
+    if not ok then
+      if tide.is_error(data, "ETIMEDOUT") then how = "timeout"
+      elseif tide.is_error(data, "ECONNRESET") then how = "reset"
+      else error(data, 0) end
+    elseif data == nil then
+      how = "eof"
+    else
+      parts[#parts + 1] = data
+    end
+  end
+  return table.concat(parts), how, tide.now() - t0
+end
+
+-- Two custom streams joined back to back (tide.stream(impl)).
+local function pair()
+  local sa, sb
+  local function impl(peer_source)
+    return {
+      write = function(data) return peer_source():push(data) end,
+      shutdown = function() peer_source():finish() end,
+      close = function() peer_source():finish() end,
+      kind = "memory",
+    }
+  end
+  local a, b
+  a, sa = tide.stream(impl(function() return sb end))
+  b, sb = tide.stream(impl(function() return sa end))
+  return a, b
+end
+
+-- 64 KiB of patterned bytes.
+local BLOCK = (function()
+  local t = {}
+  for i = 1, 4096 do t[i] = string.pack("<I4I4I4I4", i, i * 7, i * 13, i ~ 0x5a5a) end
+  return table.concat(t)
+end)()
+
+-- Fields openssl x509 gives about certificate NAME.
+local function x509(name, what)
+  local out, err, status = sh("openssl x509 -noout " .. what .. " -in " .. C(name .. ".pem"))
+  assert(status == 0, err)
+  return out:match("=%s*(.-)%s*$")
+end
+
+describe("tide.tls", function()
+  setup(function()
+    assert(has_tls, "require 'tide.tls' failed: " .. tostring(tls))
+    certs.dir()
+  end)
+
+  teardown(function()
+    certs.cleanup()
+  end)
+
+  describe("client", function()
+    it("verifies a chain with ca= (a file) and talks to openssl s_server", async(function()
+      local p <close>, port = s_server("localhost", "-rev")
+      local s <close> = tls.connect("localhost", port, client_opts()):await()
+      assert.equal("tls", s.kind)
+      assert.equal("TLSv1.3", s.version)
+      assert.matches("^TLS_", s.cipher)
+      assert.is_nil(s.alpn)
+      s:write("hello\n"):await()
+      assert.equal("olleh", s:read_line{ timeout = 5 }:await())
+      s:write("tide\n"):await()
+      assert.equal("edit", s:read_line{ timeout = 5 }:await())
+    end))
+
+    it("takes ca= as a PEM string and as a hashed folder", async(function()
+      local p <close>, port = s_server("localhost", "-rev")
+      local a <close> = tls.connect("localhost", port, client_opts{ ca = certs.read "ca.pem" }):await()
+      a:write("abc\n"):await()
+      assert.equal("cba", a:read_line{ timeout = 5 }:await())
+      a:close()
+      local b <close> = tls.connect("localhost", port, client_opts{ ca = C "certs" }):await()
+      b:write("xyz\n"):await()
+      assert.equal("zyx", b:read_line{ timeout = 5 }:await())
+    end))
+
+    it("takes a context built once (context=)", async(function()
+      local p <close>, port = s_server("localhost", "-rev")
+      local ctx = tls.context{ ca = C "ca.pem" }
+      for i = 1, 3 do
+        local s <close> = tls.connect("localhost", port, { context = ctx, timeout = 5 }):await()
+        s:write("n" .. i .. "\n"):await()
+        assert.equal(i .. "n", s:read_line{ timeout = 5 }:await())
+      end
+    end))
+
+    it("talks TLS 1.2 to an RSA certificate, with the ciphers asked for", async(function()
+      local p <close>, port = s_server("localhost-rsa", "-rev", "-tls1_2")
+      local s <close> = tls.connect("localhost", port, client_opts()):await()
+      assert.equal("TLSv1.2", s.version)
+      assert.matches("RSA", s.cipher)
+      s:close()
+      local s2 <close> = tls.connect("localhost", port, client_opts{ ciphers = "ECDHE-RSA-AES128-GCM-SHA256" }):await()
+      assert.equal("ECDHE-RSA-AES128-GCM-SHA256", s2.cipher)
+      s2:write("rsa\n"):await()
+      assert.equal("asr", s2:read_line{ timeout = 5 }:await())
+    end))
+
+    it("uses the TLS 1.3 cipher suites asked for", async(function()
+      local p <close>, port = s_server("localhost", "-rev")
+      local s <close> = tls.connect("localhost", port, client_opts{ ciphersuites = "TLS_CHACHA20_POLY1305_SHA256" }):await()
+      assert.equal("TLSv1.3", s.version)
+      assert.equal("TLS_CHACHA20_POLY1305_SHA256", s.cipher)
+    end))
+
+    it("checks an IP address against the IP SANs (and servername= overrides the name)", async(function()
+      local p <close>, port = s_server("localhost", "-rev")
+      local s <close> = tls.connect("127.0.0.1", port, client_opts()):await()
+      s:write("ip\n"):await()
+      assert.equal("pi", s:read_line{ timeout = 5 }:await())
+      s:close()
+      local q <close>, wport = s_server("wrong", "-rev")
+      assert_etls(rejection(tls.connect("127.0.0.1", wport, client_opts())), "IP address mismatch")
+      local ok <close> = tls.connect("127.0.0.1", wport, client_opts{ servername = "wrong.test" }):await()
+      ok:write("w\n"):await()
+      assert.equal("w", ok:read_line{ timeout = 5 }:await())
+    end))
+
+    it("finds the CA through SSL_CERT_FILE and SSL_CERT_DIR (a tide subprocess)", async(function()
+      local server <close> = line_server()
+      local script = os.tmpname() .. ".lua"
+      local f = assert(io.open(script, "w"))
+      f:write(string.format([[
+        local tls = require "tide.tls"
+        local s = tls.connect("localhost", %d, { timeout = 5 }):await()
+        s:write("env\n"):await()
+        print(s:read_line():await(), s.version)
+        s:close()
+      ]], server.port))
+      f:close()
+      local function with(env)
+        local e = {}
+        for k, v in pairs(env) do e[k] = v end
+        local r = tide.timeout(tide.process.exec { tide_bin, args = { script }, env = e }, 10):await()
+        return r.stdout, r.stderr, r.status
+      end
+      local out, err, status = with{ SSL_CERT_FILE = C "ca.pem", SSL_CERT_DIR = "/nonexistent" }
+      assert.equal(0, status, err)
+      assert.equal("echo env\tTLSv1.3\n", out)
+      out, err, status = with{ SSL_CERT_FILE = "/nonexistent", SSL_CERT_DIR = C "certs" }
+      assert.equal(0, status, err)
+      assert.equal("echo env\tTLSv1.3\n", out)
+      -- the default store without our CA: refused
+      out, err, status = with{ SSL_CERT_FILE = C "other-ca.pem", SSL_CERT_DIR = "/nonexistent" }
+      assert.not_equal(0, status)
+      assert.matches("ETLS", err)
+      assert.matches("unable to get local issuer certificate", err)
+      os.remove(script)
+    end))
+
+    describe("refuses with ETLS and the reason", function()
+      it("a certificate from an unknown CA", async(function()
+        local p <close>, port = s_server("other")
+        assert_etls(rejection(tls.connect("localhost", port, client_opts())), "unable to get local issuer certificate")
+      end))
+
+      it("a self-signed certificate", async(function()
+        local p <close>, port = s_server("self")
+        assert_etls(rejection(tls.connect("localhost", port, client_opts())), "self.signed certificate")
+      end))
+
+      it("a certificate for another host", async(function()
+        local p <close>, port = s_server("wrong")
+        assert_etls(rejection(tls.connect("localhost", port, client_opts())), "[Hh]ostname mismatch")
+      end))
+
+      it("an expired certificate", async(function()
+        local p <close>, port = s_server("expired")
+        assert_etls(rejection(tls.connect("localhost", port, client_opts())), "certificate has expired")
+      end))
+
+      it("a server that speaks only TLS 1.0", async(function()
+        local p <close>, port = s_server("localhost", "-tls1", "-cipher", "DEFAULT@SECLEVEL=0")
+        assert_etls(rejection(tls.connect("localhost", port, client_opts())),
+          { "unsupported protocol", "wrong version number", "protocol version" })
+      end))
+
+      it("a TLS 1.2 server when min_version is TLSv1.3", async(function()
+        local p <close>, port = s_server("localhost", "-tls1_2")
+        assert_etls(rejection(tls.connect("localhost", port, client_opts{ min_version = "TLSv1.3" })),
+          { "unsupported protocol", "wrong version number", "protocol version" })
+      end))
+    end)
+
+    it("accepts what it cannot verify with verify=false", async(function()
+      local p <close>, port = s_server("self", "-rev")
+      local s <close> = tls.connect("localhost", port, { verify = false, timeout = 5 }):await()
+      s:write("anyway\n"):await()
+      assert.equal("yawyna", s:read_line{ timeout = 5 }:await())
+      local q <close>, eport = s_server("expired", "-rev")
+      local e <close> = tls.connect("localhost", eport, { verify = false, timeout = 5 }):await()
+      local cert = e:peer_certificate()
+      assert.equal(1577836800, cert.not_before)  -- 2020-01-01
+      assert.equal(1580515200, cert.not_after)   -- 2020-02-01
+    end))
+
+    it("sends SNI (the host, or servername=, never an IP address) and negotiates ALPN", async(function()
+      local p <close>, port = py_server("--cert", C "localhost.pem", "--key", C "localhost.key",
+        "--alpn", "http/1.1", "--sni-cert", "a.test=" .. C "a.pem" .. ":" .. C "a.key")
+      local s <close> = tls.connect("localhost", port, client_opts{ alpn = { "h2", "http/1.1" } }):await()
+      assert.equal("http/1.1", s.alpn)
+      local version, alpn, before = peer_line(p, "^hello (%S+) (%S+)$")
+      assert.same({ "sni localhost" }, before)
+      assert.same({ "TLSv1.3", "http/1.1" }, { version, alpn })
+      s:write("x"):await()
+      assert.equal("x", s:read_exactly(1, 5):await())
+      s:shutdown():await()
+      assert.is_nil(s:read(5):await())
+      peer_line(p, "^got 1 ")
+      s:close()
+
+      local ip <close> = tls.connect("127.0.0.1", port, client_opts()):await()
+      assert.is_nil(ip.alpn)
+      _, _, before = peer_line(p, "^hello (%S+) (%S+)$")
+      for _, line in ipairs(before) do assert.equal("sni -", line) end
+      ip:close()
+
+      local a <close> = tls.connect("127.0.0.1", port, client_opts{ servername = "a.test" }):await()
+      _, _, before = peer_line(p, "^hello (%S+) (%S+)$")
+      assert.same({ "sni a.test" }, before)
+      assert.matches("CN=a%.test", a:peer_certificate().subject)
+    end))
+
+    it("times out a handshake nobody answers with ETIMEDOUT", async(function()
+      local silent <close> = tide.tcp.listen{ port = 0 }  -- the kernel accepts; nobody speaks
+      local t0 = tide.now()
+      local err = rejection(tls.connect("127.0.0.1", silent.port, client_opts{ timeout = 0.3 }))
+      assert.equal("ETIMEDOUT", err.code)
+      local took = tide.now() - t0
+      assert.is_true(took >= 0.25 and took < 2, "took " .. took)
+    end))
+
+    it("carries 64 MiB each way through a Python echo server, hashed on three sides", async(function()
+      local p <close>, port = py_server("--cert", C "localhost.pem", "--key", C "localhost.key")
+      local s <close> = tls.connect("localhost", port, client_opts()):await()
+      local sent_hash <close> = tide.process.spawn { "sha256sum", stdin = "pipe", stdout = "pipe", env = CHILD_ENV }
+      local got_hash <close> = tide.process.spawn { "sha256sum", stdin = "pipe", stdout = "pipe", env = CHILD_ENV }
+      local total = 64 * 1024 * 1024
+      local writer = tide.spawn(function()
+        for i = 1, total // #BLOCK do
+          local chunk = string.pack("<I4", i) .. BLOCK:sub(5)
+          s:write(chunk):await()
+          sent_hash.stdin:write(chunk):await()
+        end
+        s:shutdown():await()
+        sent_hash.stdin:close()
+      end)
+      local got = 0
+      while true do
+        local data = s:read(10):await()
+        if data == nil then break end
+        got = got + #data
+        got_hash.stdin:write(data):await()
+      end
+      got_hash.stdin:close()
+      writer:await()
+      assert.equal(total, got)
+      local n, peer_hex = peer_line(p, "^got (%d+) (%x+)$", 10)
+      local a = sent_hash.stdout:read_all():await():match("^%x+")
+      local b = got_hash.stdout:read_all():await():match("^%x+")
+      assert.equal(tostring(total), n)
+      assert.equal(a, peer_hex)
+      assert.equal(a, b)
+    end, 60))
+  end)
+
+  describe("server", function()
+    it("serves curl over https (--cacert) and negotiates http/1.1", async(function()
+      local seen = {}
+      local server <close> = tls.serve(server_opts("localhost", { alpn = { "h2", "http/1.1" } }), function(s)
+        seen[#seen + 1] = s.alpn
+        local head = s:read_until("\r\n\r\n"):await()
+        local path = head:match("^GET (%S+) HTTP/1%.1\r\n")
+        local body = "hello " .. tostring(path)
+        s:write("HTTP/1.1 200 OK\r\nContent-Length: " .. #body .. "\r\nConnection: close\r\n\r\n" .. body):await()
+      end)
+      assert.is_true(server.port > 0)
+      local url = string.format("https://localhost:%d/tls", server.port)
+      local out, err, status = run{ "curl", "-sS", "--http1.1", "--max-time", "5", "--cacert", C "ca.pem",
+        "--resolve", "localhost:" .. server.port .. ":127.0.0.1", url }
+      assert.equal(0, status, err)
+      assert.equal("hello /tls", out)
+      assert.same({ "http/1.1" }, seen)
+      -- curl without the CA refuses the server
+      out, err, status = run{ "curl", "-sS", "--max-time", "5", "--cacert", C "other-ca.pem",
+        "--resolve", "localhost:" .. server.port .. ":127.0.0.1", url }
+      assert.equal(60, status, err)  -- CURLE_PEER_FAILED_VERIFICATION
+    end))
+
+    it("serves a certificate and key given as PEM strings to openssl s_client", async(function()
+      local server <close> = tls.serve({ port = 0, cert = certs.read "localhost.pem", key = certs.read "localhost.key",
+        alpn = { "h2" } }, function(s)
+        local line = s:read_line():await()
+        s:write("got " .. line .. " over " .. s.version .. " " .. tostring(s.alpn) .. "\n"):await()
+      end)
+      local out, err, status = run({ "openssl", "s_client", "-connect", "127.0.0.1:" .. server.port,
+        "-servername", "localhost", "-verify_hostname", "localhost", "-CAfile", C "ca.pem",
+        "-verify_return_error", "-alpn", "h2", "-ign_eof", "-quiet" }, { input = "hello\n" })
+      assert.equal(0, status, err)
+      assert.equal("got hello over TLSv1.3 h2\n", out)
+    end))
+
+    it("negotiates ALPN with a Python client", async(function()
+      local server <close> = tls.serve(server_opts("localhost", { alpn = { "h2", "http/1.1" } }), function(s)
+        local line = s:read_line():await()
+        s:write(line .. " " .. tostring(s.alpn)):await()
+      end)
+      local out, err, status = py_client(server.port, "--alpn", "http/1.1,h2", "--send", "one\n")
+      assert.equal(0, status, out .. err)
+      assert.matches("alpn h2\n", out)
+      assert.matches("version TLSv1.3\n", out)
+      assert.matches("subject localhost\n", out)
+      assert.matches("reply 'one h2'\n", out)
+      out, err, status = py_client(server.port, "--alpn", "http/1.1", "--send", "two\n")
+      assert.equal(0, status, out .. err)
+      assert.matches("reply 'two http/1.1'\n", out)
+    end))
+
+    it("requires client certificates with verify_client=true", async(function()
+      local subjects = {}
+      local server <close> = tls.serve(server_opts("localhost", { ca = C "ca.pem", verify_client = true }), function(s)
+        local cert = s:peer_certificate()
+        subjects[#subjects + 1] = cert and cert.subject or "none"
+        local line = s:read_line():await()
+        if line:match(" HTTP/1%.1$") then  -- curl
+          s:read_until("\r\n\r\n"):await()
+          s:write("HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: close\r\n\r\nhi curl"):await()
+        else
+          s:write("hi " .. line):await()
+        end
+      end)
+      -- Python with a certificate
+      local out, err, status = py_client(server.port, "--cert", C "client.pem", "--key", C "client.key", "--send", "py\n")
+      assert.equal(0, status, out .. err)
+      assert.matches("reply 'hi py'", out)
+      assert.equal(1, #subjects)
+      -- curl with a certificate
+      out, err, status = run{ "curl", "-sS", "--max-time", "5", "--cacert", C "ca.pem", "--http1.1",
+        "--cert", C "client.pem", "--key", C "client.key",
+        "--resolve", "localhost:" .. server.port .. ":127.0.0.1", "https://localhost:" .. server.port .. "/" }
+      assert.equal(0, status, err)
+      assert.equal("hi curl", out)
+      assert.equal(2, #subjects)
+      -- tide with a certificate
+      local s <close> = tls.connect("localhost", server.port, client_opts{ cert = C "client.pem", key = C "client.key" }):await()
+      s:write("tide\n"):await()
+      assert.equal("hi tide", s:read_all{ timeout = 5 }:await())
+      assert.equal(3, #subjects)
+      for _, subject in ipairs(subjects) do assert.matches("CN=tide%-client", subject) end
+      -- Python without one: refused, the handler never runs
+      out, err, status = py_client(server.port, "--send", "anon\n")
+      assert.equal(3, status, out .. err)
+      assert.matches("error ", out)
+      -- tide without one: the handshake (or, in TLS 1.3, the first read) fails with ETLS
+      local ok, e = pcall(function()
+        local c <close> = tls.connect("localhost", server.port, client_opts()):await()
+        c:write("anon\n"):await()
+        return c:read_all{ timeout = 5 }:await()
+      end)
+      assert.is_false(ok, "a client without a certificate got " .. tostring(e))
+      assert.is_true(tide.is_error(e, "ETLS"), tostring(e))
+      -- curl without one
+      out, err, status = run{ "curl", "-sS", "--max-time", "5", "--cacert", C "ca.pem", "--http1.1",
+        "--resolve", "localhost:" .. server.port .. ":127.0.0.1", "https://localhost:" .. server.port .. "/" }
+      assert.not_equal(0, status)
+      tide.sleep(0.1):await()
+      assert.equal(3, #subjects)
+    end))
+
+    it("asks for client certificates with verify_client=\"optional\"", async(function()
+      local seen = {}
+      local server <close> = tls.serve(server_opts("localhost", { ca = C "ca.pem", verify_client = "optional" }), function(s)
+        local cert = s:peer_certificate()
+        seen[#seen + 1] = cert and cert.subject or "none"
+        s:write("ok\n"):await()
+      end)
+      local a <close> = tls.connect("localhost", server.port, client_opts()):await()
+      assert.equal("ok", a:read_line{ timeout = 5 }:await())
+      local b <close> = tls.connect("localhost", server.port, client_opts{ cert = C "client.pem", key = C "client.key" }):await()
+      assert.equal("ok", b:read_line{ timeout = 5 }:await())
+      assert.equal("none", seen[1])
+      assert.matches("CN=tide%-client", seen[2])
+    end))
+
+    it("picks the context of the server name (sni=)", async(function()
+      local b_ctx = tls.context{ cert = C "b.pem", key = C "b.key" }
+      local server <close> = line_server{ sni = { ["a.test"] = { cert = C "a.pem", key = C "a.key" }, ["b.test"] = b_ctx } }
+      local function subject_for(host, servername)
+        local s <close> = tls.connect(host, server.port, client_opts{ servername = servername }):await()
+        s:write("sni\n"):await()
+        assert.equal("echo sni", s:read_line{ timeout = 5 }:await())
+        return s:peer_certificate().subject
+      end
+      assert.matches("CN=a%.test", subject_for("127.0.0.1", "a.test"))
+      assert.matches("CN=b%.test", subject_for("127.0.0.1", "b.test"))
+      assert.matches("CN=localhost", subject_for("localhost"))
+      assert.matches("CN=localhost", subject_for("127.0.0.1"))
+      -- curl, which checks the name, sees a.test's certificate
+      local out, err, status = run{ "curl", "-sS", "-v", "--max-time", "5", "--cacert", C "ca.pem", "--http1.1",
+        "--resolve", "a.test:" .. server.port .. ":127.0.0.1", "https://a.test:" .. server.port .. "/" }
+      assert.matches("CN=a%.test", err)
+      assert.matches("SSL certificate verify ok", err)
+      -- the Python client too
+      out, err, status = py_client(server.port, "--servername", "b.test", "--send", "py\n")
+      assert.equal(0, status, out .. err)
+      assert.matches("subject b.test\n", out)
+      assert.matches("reply 'echo py\\n'", out)
+    end))
+
+    it("cuts garbage, plain HTTP and silent clients without running the handler, and goes on", async(function()
+      local handled = 0
+      local server <close> = tls.serve(server_opts("localhost", { handshake_timeout = 0.5 }), function(s)
+        handled = handled + 1
+        s:write("welcome\n"):await()
+      end)
+      local garbage = {}
+      for i = 1, 1024 do garbage[i] = string.char((i * 131 + 7) % 256) end
+      local _, how, took = raw_exchange(server.port, table.concat(garbage), 3)
+      assert.not_equal("timeout", how)
+      assert.is_true(took < 2, "took " .. took)
+      local reply
+      reply, how = raw_exchange(server.port, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n", 3)
+      assert.not_equal("timeout", how)
+      assert.is_nil(reply:find("HTTP/1", 1, true))
+      -- a silent client is cut after handshake_timeout
+      _, how, took = raw_exchange(server.port, nil, 4)
+      assert.not_equal("timeout", how)
+      assert.is_true(took >= 0.4 and took < 2, "took " .. took)
+      -- a client that stops in the middle of its hello too
+      _, how, took = raw_exchange(server.port, "\22\3\1\2\0\1", 4)
+      assert.not_equal("timeout", how)
+      assert.is_true(took >= 0.4 and took < 2, "took " .. took)
+      assert.equal(0, handled)
+      local s <close> = tls.connect("localhost", server.port, client_opts()):await()
+      assert.equal("welcome", s:read_line{ timeout = 5 }:await())
+      assert.equal(1, handled)
+    end))
+
+    it("serves 200 handshakes at once", async(function()
+      local server <close> = line_server()
+      local n, tasks = 200, {}
+      for i = 1, n do
+        tasks[i] = tide.spawn(function()
+          local s <close> = tls.connect("127.0.0.1", server.port, client_opts{ timeout = 20 }):await()
+          s:write("client " .. i .. "\n"):await()
+          return s:read_line{ timeout = 20 }:await()
+        end)
+      end
+      local lines = { tide.all(tasks):await() }
+      assert.equal(n, #lines)
+      for i = 1, n do assert.equal("echo client " .. i, lines[i]) end
+    end, 30))
+
+    it("half-closes: the client's shutdown is the server's EOF, the answer still comes", async(function()
+      local server <close> = tls.serve(server_opts("localhost"), function(s)
+        local data = s:read_all():await()
+        s:write("got " .. #data .. ": " .. data):await()
+      end)
+      local s <close> = tls.connect("localhost", server.port, client_opts()):await()
+      s:write("abc"):await()
+      s:write("def"):await()
+      s:shutdown():await()
+      assert.equal("got 6: abcdef", s:read_all{ timeout = 5 }:await())
+      assert.is_nil(s:read():await())
+    end))
+
+    it("listens and accepts one TLS stream at a time (tls.listen)", async(function()
+      local server = tls.listen(server_opts("localhost"))
+      assert.is_true(server.port > 0)
+      local c = tls.connect("localhost", server.port, client_opts())
+      local s <close> = server:accept():await()
+      assert.equal("tls", s.kind)
+      local cs <close> = c:await()
+      cs:write("ping\n"):await()
+      assert.equal("ping", s:read_line{ timeout = 5 }:await())
+      s:write("pong\n"):await()
+      assert.equal("pong", cs:read_line{ timeout = 5 }:await())
+      assert.equal(s.version, cs.version)
+      assert.equal(s.cipher, cs.cipher)
+      server:close()
+    end))
+  end)
+
+  describe("wrap (STARTTLS)", function()
+    it("upgrades a plain TCP connection after a line exchange, both sides tide", async(function()
+      local server <close> = tide.tcp.serve({ port = 0 }, function(conn)
+        assert.equal("STARTTLS", conn:read_line():await())
+        conn:write("GO\n"):await()
+        local s <close> = tls.wrap(conn, { server = true, cert = C "localhost.pem", key = C "localhost.key" }):await()
+        local line = s:read_line():await()
+        s:write("secure " .. line .. " " .. s.version .. "\n"):await()
+      end)
+      local conn = tide.tcp.connect("127.0.0.1", server.port):await()
+      conn:write("STARTTLS\n"):await()
+      assert.equal("GO", conn:read_line():await())
+      local s <close> = tls.wrap(conn, { ca = C "ca.pem", servername = "localhost" }):await()
+      assert.equal("tls", s.kind)
+      s:write("hi\n"):await()
+      assert.equal("secure hi TLSv1.3", s:read_line{ timeout = 5 }:await())
+      assert.is_nil(s:read(5):await())
+    end))
+
+    it("runs over an in-memory stream pair, with backpressure and half-close", async(function()
+      local a, b = pair()
+      local sp = tls.wrap(b, { server = true, cert = C "localhost.pem", key = C "localhost.key", alpn = { "x" } })
+      local cp = tls.wrap(a, { ca = C "ca.pem", servername = "localhost", alpn = { "x" } })
+      local c, s = cp:await(), sp:await()
+      assert.equal("x", c.alpn)
+      assert.equal("x", s.alpn)
+      c:write("ping\n"):await()
+      assert.equal("ping", s:read_line{ timeout = 5 }:await())
+      local total = 4 * 1024 * 1024
+      local writer = tide.spawn(function()
+        for _ = 1, total // #BLOCK do s:write(BLOCK):await() end
+        s:write("end\n"):await()
+      end)
+      local got = c:read_exactly(total, 10):await()
+      assert.equal(total, #got)
+      assert.equal(BLOCK, got:sub(1, #BLOCK))
+      assert.equal(BLOCK, got:sub(-#BLOCK))
+      assert.equal("end", c:read_line{ timeout = 5 }:await())
+      writer:await()
+      c:shutdown():await()
+      assert.is_nil(s:read(5):await())
+      s:write("bye"):await()
+      s:close()
+      assert.equal("bye", c:read_all{ timeout = 5 }:await())
+      c:close()
+    end))
+
+    it("rejects a failed handshake over a pair on both sides with ETLS", async(function()
+      local a, b = pair()
+      local sp = tls.wrap(b, { server = true, cert = C "self.pem", key = C "self.key" })
+      local cp = tls.wrap(a, { ca = C "ca.pem", servername = "localhost" })
+      assert_etls(rejection(cp), "self.signed certificate")
+      local err = rejection(sp)
+      assert.is_true(tide.is_error(err, "ETLS"), tostring(err))
+    end))
+  end)
+
+  describe("streams", function()
+    it("give the peer's certificate fields", async(function()
+      local fingerprint = x509("localhost", "-fingerprint -sha256")
+      local serial = x509("localhost", "-serial")
+      local p <close>, port = s_server("localhost", "-rev")
+      local s <close> = tls.connect("localhost", port, client_opts()):await()
+      local cert = s:peer_certificate()
+      assert.matches("CN=localhost", cert.subject)
+      assert.matches("O=tide tests", cert.subject)
+      assert.matches("CN=tide test CA", cert.issuer)
+      assert.same({ "DNS:localhost", "IP Address:127.0.0.1" }, cert.san)
+      assert.equal(fingerprint, cert.fingerprint)
+      assert.matches("^%x%x:", cert.fingerprint)
+      local function norm(x) return (x:upper():gsub("[^%x]", ""):gsub("^0+", "")) end
+      assert.equal(norm(serial), norm(cert.serial))
+      local now = os.time()
+      assert.is_true(cert.not_before <= now and now < cert.not_after)
+      assert.equal(825 * 86400, cert.not_after - cert.not_before)
+      -- the server side sees no client certificate
+      local server <close> = tls.serve(server_opts("localhost"), function(conn)
+        conn:write(tostring(conn:peer_certificate()) .. "\n"):await()
+      end)
+      local c <close> = tls.connect("localhost", server.port, client_opts()):await()
+      assert.equal("nil", c:read_line{ timeout = 5 }:await())
+    end))
+
+    it("refuse bad options at once", function()
+      assert.has_error(function() tls.context{ cert = "/nonexistent.pem", key = "/nonexistent.key" } end)
+      assert.has_error(function() tls.context{ cert = C "localhost.pem", key = C "b.key" } end)  -- key mismatch
+      assert.has_error(function() tls.context{ min_version = "TLSv9" } end)
+      assert.has_error(function() tls.context{ ciphers = "NO-SUCH-CIPHER" } end)
+      assert.has_error(function() tls.context{ verify_client = "sometimes" } end)
+    end)
+  end)
+end)
