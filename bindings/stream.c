@@ -1087,6 +1087,14 @@ static int src_index(lua_State *L) {
   return 0;
 }
 
+/* __gc of a source: the stream must not point to it any more. */
+static int src_gc(lua_State *L) {
+  tide_stream **ud = lua_touserdata(L, 1);
+  if (*ud != NULL) (*ud)->source = NULL;
+  *ud = NULL;
+  return 0;
+}
+
 /* tide.stream(impl [, opts]) -> stream, source: a stream whose writes go
  * to impl.write(data) (returns nil, or a promise the bytes stay queued
  * on), impl.shutdown() (nil or a promise) and impl.close() (once, when the
@@ -1189,6 +1197,10 @@ static void cork_job_cb(tide_rt *rt, tide_job *job) {
   lua_State *L = live_state(s->io);
   (void)rt;
   s->flags &= ~S_CORKED;
+  if (s->flags & S_CLOSED) {  /* close_now counted this job */
+    if (--s->closes == 0) finalize(s);
+    return;
+  }
   if (s->flags & S_CLOSING) return;
   cork_flush(s);  /* nothing left when a larger write sent it first */
   if (L == NULL) return;
@@ -1394,6 +1406,7 @@ static void close_now(tide_stream *s) {
   if (s->flags & S_CLOSED) return;
   s->flags |= S_CLOSED | S_CLOSING;
   s->closes = 1;  /* this call's own, so finalize runs once */
+  if (s->flags & S_CORKED) s->closes++;  /* the queued cork job points here */
   if (s->kind == TIDE_STREAM_CUSTOM) custom_close(s);
   if (s->flags & S_HANDLE) {
     if (s->flags & S_UNLINK) unlink_socket(s);
@@ -1850,6 +1863,8 @@ int tide_open_stream(lua_State *L) {
   luaL_newmetatable(L, SOURCE_MT);
   lua_pushcfunction(L, src_index);
   lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, src_gc);
+  lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);  /* remove the metatable */
   lua_pushcfunction(L, l_stream);
   lua_setfield(L, mod, "stream");

@@ -710,6 +710,216 @@ describe("tide.tls", function()
     end))
   end)
 
+  describe("edge cases", function()
+    -- s_server in its interactive mode, with a client that proved the
+    -- connection is up (s_server prints what it receives).
+    local function interactive(...)
+      local p, port = s_server("localhost", ...)
+      local s = tls.connect("localhost", port, client_opts()):await()
+      s:write("ready\n"):await()
+      peer_line(p, "^ready$")
+      return p, s
+    end
+
+    it("handle a TLS 1.3 KeyUpdate the server asks for (s_server 'K')", async(function()
+      local p <close>, s = interactive()
+      local _ <close> = s
+      p.stdin:write("K\n"):await()
+      tide.sleep(0.2):await()
+      p.stdin:write("after\n"):await()
+      assert.equal("after", s:read_line{ timeout = 5 }:await())
+      s:write("mine\n"):await()
+      peer_line(p, "^mine$")
+      p.stdin:write("k\n"):await()
+      p.stdin:write("again\n"):await()
+      assert.equal("again", s:read_line{ timeout = 5 }:await())
+      s:write("more\n"):await()
+      peer_line(p, "^more$")
+    end))
+
+    it("renegotiate when a TLS 1.2 server asks (s_server 'r'), or fail with ETLS, never stall", async(function()
+      local p <close>, s = interactive("-tls1_2")
+      local _ <close> = s
+      assert.equal("TLSv1.2", s.version)
+      p.stdin:write("r\n"):await()
+      tide.sleep(0.2):await()
+      p.stdin:write("after\n"):await()
+      local ok, line = pcall(function() return s:read_line{ timeout = 3 }:await() end)
+      if ok then
+        assert.equal("after", line)
+        s:write("mine\n"):await()
+        peer_line(p, "^mine$")
+      else
+        assert.is_true(tide.is_error(line, "ETLS"), "a stalled or odd renegotiation: " .. tostring(line))
+      end
+    end))
+
+    it("reject a read with ETLS when a record is corrupt (s_server 'P' sends clear text), and the error stays", async(function()
+      local p <close>, s = interactive()
+      local _ <close> = s
+      p.stdin:write("P\n"):await()
+      local err = rejection(s:read_line{ timeout = 5 })
+      assert.is_true(tide.is_error(err, "ETLS"), tostring(err))
+      local again = rejection(s:read{ timeout = 1 })
+      assert.is_true(tide.is_error(again, "ETLS"), tostring(again))
+    end))
+
+    it("reject a server that answers in plain text with ETLS", async(function()
+      local server <close> = tide.tcp.serve({ port = 0 }, function(conn)
+        conn:read():await()
+        conn:write("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"):await()
+      end)
+      assert_etls(rejection(tls.connect("127.0.0.1", server.port, client_opts())),
+        { "wrong version number", "packet length too long", "record layer failure" })
+    end))
+
+    it("reject a handshake the server cuts in the middle, at once", async(function()
+      local server <close> = tide.tcp.serve({ port = 0 }, function(conn)
+        conn:read():await()  -- the ClientHello, then close
+      end)
+      local t0 = tide.now()
+      local err = rejection(tls.connect("127.0.0.1", server.port, client_opts()))
+      assert.is_true(tide.is_error(err), tostring(err))
+      assert.is_true(tide.now() - t0 < 2)
+      assert.is_true(err.code == "ETLS" or err.code == "ECONNRESET" or err.code == "EOF", tostring(err))
+    end))
+
+    it("end a read promptly when the peer drops TCP without close_notify", async(function()
+      local server <close> = tide.tcp.serve({ port = 0 }, function(conn)
+        local s = tls.wrap(conn, { server = true, cert = C "localhost.pem", key = C "localhost.key" }):await()
+        s:write("data\n"):await()
+        tide.sleep(0.1):await()
+        conn:close(0)  -- the transport, under the TLS stream
+      end)
+      local s <close> = tls.connect("127.0.0.1", server.port, client_opts()):await()
+      assert.equal("data", s:read_line{ timeout = 5 }:await())
+      local t0 = tide.now()
+      local ok, v = pcall(function() return s:read{ timeout = 5 }:await() end)
+      assert.is_true(tide.now() - t0 < 2, "the read waited for its timeout")
+      if ok then assert.is_nil(v) else assert.is_true(tide.is_error(v) and v.code ~= "ETIMEDOUT", tostring(v)) end
+    end))
+
+    it("refuse writes after shutdown (EPIPE) and after close (EBADF)", async(function()
+      local server <close> = line_server()
+      local s = tls.connect("127.0.0.1", server.port, client_opts()):await()
+      s:write("one\n"):await()
+      assert.equal("echo one", s:read_line{ timeout = 5 }:await())
+      s:shutdown():await()
+      local ok, err = pcall(function() return s:write("x"):await() end)
+      assert.is_false(ok)
+      assert.equal("EPIPE", err.code)
+      assert.is_nil(s:read{ timeout = 5 }:await())  -- the server saw the end and closed
+      s:close():await()
+      assert.is_true(s.closed)
+      ok, err = pcall(function() return s:write("x"):await() end)
+      assert.is_false(ok)
+      assert.equal("EBADF", err.code)
+    end))
+
+    it("time a read out without losing the bytes that come later", async(function()
+      local server <close> = tls.serve(server_opts("localhost"), function(s)
+        s:read_line():await()
+        tide.sleep(0.3):await()
+        s:write("late\n"):await()
+      end)
+      local s <close> = tls.connect("127.0.0.1", server.port, client_opts()):await()
+      s:write("go\n"):await()
+      local err = rejection(s:read_line{ timeout = 0.1 })
+      assert.equal("ETIMEDOUT", err.code)
+      assert.equal("late", s:read_line{ timeout = 3 }:await())
+    end))
+
+    it("run TLS inside TLS (wrap over a TLS stream)", async(function()
+      local server <close> = tls.serve(server_opts("localhost"), function(outer)
+        local inner <close> = tls.wrap(outer, { server = true, cert = C "a.pem", key = C "a.key" }):await()
+        local line = inner:read_line():await()
+        inner:write("inner " .. line .. "\n"):await()
+      end)
+      local outer <close> = tls.connect("localhost", server.port, client_opts()):await()
+      local inner <close> = tls.wrap(outer, { ca = C "ca.pem", servername = "a.test" }):await()
+      inner:write("x\n"):await()
+      assert.equal("inner x", inner:read_line{ timeout = 5 }:await())
+      assert.matches("CN=a%.test", inner:peer_certificate().subject)
+      assert.matches("CN=localhost", outer:peer_certificate().subject)
+    end))
+
+    it("cancel a connect in the middle of its handshake without leaking", async(function()
+      local function count_fds() return #tide.fs.readdir("/proc/self/fd"):await() end
+      local before = count_fds()
+      local silent = tide.tcp.listen{ port = 0 }
+      for _ = 1, 10 do
+        local p = tls.connect("127.0.0.1", silent.port, client_opts())
+        tide.sleep(0.02):await()
+        p:cancel()
+        assert.equal(tide.Cancelled, rejection(p))
+      end
+      silent:close():await()
+      tide.sleep(0.1):await()
+      collectgarbage()
+      collectgarbage()
+      tide.sleep(0.05):await()
+      assert.equal(before, count_fds())
+    end))
+
+    it("close a server: open connections end, new ones are refused", async(function()
+      local started = 0
+      local server = tls.serve(server_opts("localhost"), function(s)
+        started = started + 1
+        s:read_line():await()  -- waits for ever
+      end)
+      local s <close> = tls.connect("127.0.0.1", server.port, client_opts()):await()
+      s:write("hello"):await()
+      tide.sleep(0.05):await()
+      assert.equal(1, started)
+      local t0 = tide.now()
+      server:close(0.2):await()
+      assert.is_true(tide.now() - t0 < 2)
+      local ok, v = pcall(function() return s:read{ timeout = 3 }:await() end)
+      if ok then assert.is_nil(v) else assert.not_equal("ETIMEDOUT", v.code) end
+      assert.equal("ECONNREFUSED", rejection(tide.tcp.connect("127.0.0.1", server.port)).code)
+    end))
+
+    it("refuse TLS 1.0 and 1.1 clients by default, and TLS 1.2 with min_version TLSv1.3 (s_client)", async(function()
+      local server <close> = one_line_server()
+      local strict <close> = one_line_server{ min_version = "TLSv1.3" }
+      local function s_client(port, ...)
+        local _, _, status = run({ "openssl", "s_client", "-connect", "127.0.0.1:" .. port, "-CAfile", C "ca.pem",
+          "-verify_return_error", "-ign_eof", "-quiet", ... }, { input = "hi\n" })
+        return status
+      end
+      assert.not_equal(0, s_client(server.port, "-tls1", "-cipher", "DEFAULT@SECLEVEL=0"))
+      assert.not_equal(0, s_client(server.port, "-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"))
+      assert.equal(0, s_client(server.port, "-tls1_2"))
+      assert.not_equal(0, s_client(strict.port, "-tls1_2"))
+      assert.equal(0, s_client(strict.port, "-tls1_3"))
+    end))
+
+    it("log a handler's error and go on serving", function()
+      local script = tmp_script(string.format([[
+        local tide = require "tide"
+        local tls = require "tide.tls"
+        local server = tls.serve({ port = 0, cert = %q, key = %q }, function(s)
+          local line = s:read_line():await()
+          if line == "boom" then error("tls handler failed on purpose") end
+          s:write("ok " .. line .. "\n"):await()
+        end)
+        local c1 = tls.connect("localhost", server.port, { ca = %q }):await()
+        c1:write("boom\n"):await()
+        assert(c1:read():await() == nil)
+        local c2 = tls.connect("localhost", server.port, { ca = %q }):await()
+        c2:write("fine\n"):await()
+        print(c2:read_line():await())
+        server:close()
+      ]], C "localhost.pem", C "localhost.key", C "ca.pem", C "ca.pem"))
+      local out, err, status = run_tide(script)
+      os.remove(script)
+      assert.equal(0, status, err)
+      assert.equal("ok fine\n", out)
+      assert.matches("tls handler failed on purpose", err)
+      assert.matches("stack traceback:", err)
+    end)
+  end)
+
   describe("streams", function()
     it("give the peer's certificate fields", async(function()
       local fingerprint = x509("localhost", "-fingerprint -sha256")
