@@ -88,7 +88,9 @@ enum {
 enum {
   LP_PACKED = 1u << 0,      /* UV_VALUES holds a table {n = count, ...} */
   LP_ONE = 1u << 2,         /* UV_VALUES holds the one value */
-  LP_FINALLY = 1u << 1      /* LP_NEXT: the handler is a finally handler */
+  LP_FINALLY = 1u << 1,     /* LP_NEXT: the handler is a finally handler */
+  LP_STREAM_OP = 1u << 3    /* a failed operation of the stream in UV_A: left
+                               unhandled, its error goes to the stream (stream.c) */
 };
 
 typedef struct lpromise {
@@ -297,6 +299,10 @@ typedef struct tide_stream {
                                      ended reading or writing (S_ERR_VALUE) */
   struct tide_stream **source;    /* private: the source's slot, or NULL */
   lpromise *room;                 /* private: held promise a source waits on */
+  int deferred_ref;               /* private: registry ref to a write error nobody
+                                     handled, raised by the next operation */
+  unsigned conns;                 /* read-only: a serving server's live handlers */
+  double grace;                   /* private: a closing server's grace, seconds */
   struct cwrite *cwrites;         /* private: writes whose impl promise is pending */
 } tide_stream;
 
@@ -315,6 +321,7 @@ void tide_stream_close(lua_State *L, tide_stream *s, double linger);
 void tide_stream_abort(tide_stream *s);
 int tide_server_listen(lua_State *L, tide_stream *s, int backlog);
 int tide_server_serve(lua_State *L, int server_idx, int handler_idx);
+int tide_stream_defer_error(lua_State *L, int p_idx, int err_idx);
 int tide_open_stream(lua_State *L);
 
 /* connect.c — connecting a tcp or pipe stream: name resolution, one

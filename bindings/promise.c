@@ -569,7 +569,9 @@ void tide_lua_report_unhandled(tide_rt *rt, tide_promise *p) {
   top = lua_gettop(L);
   tide_lp_push(L, (lpromise *)p);     /* held by the unhandled list */
   tide_lp_push_values(L, top + 1);
-  if (!tide_lp_is_cancelled_value(L, top + 2)) {
+  if ((((lpromise *)p)->flags & LP_STREAM_OP) && tide_stream_defer_error(L, top + 1, top + 2)) {
+    /* a write nobody awaited: the stream's next operation raises it */
+  } else if (!tide_lp_is_cancelled_value(L, top + 2)) {
     tide_lp_get_traceback(L, top + 1);
     lua_pushvalue(L, top + 2);
     tide_lua_report(L, "unhandled rejection: ", top + 3);

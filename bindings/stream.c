@@ -21,6 +21,16 @@
  * waits (in the stream's list of waiters, oldest first) until the queue fell
  * to opts.low_water (or under), or is rejected by a write error.
  *
+ * Errors. Misuse raises: an operation on a stream the program closed, a
+ * second pending read. Failures reject. A failed write (or shutdown) that
+ * nobody awaited is not an unhandled rejection: the first such error is
+ * kept, and the next read rejects with it, once (tide_stream_defer_error).
+ * Writes after a failure keep rejecting with it, quietly unless awaited.
+ *
+ * Servers. A serving server counts its live handlers; close(grace) stops
+ * accepting at once, waits up to `grace` seconds for the handlers, cancels
+ * the rest, and settles its promise when the last one returned.
+ *
  * Liveness. A stream's handle is referenced (keeps the loop alive) exactly
  * while something waits on it: a read, queued writes, a shutdown, a close.
  *
@@ -83,11 +93,12 @@ enum {
   S_SERVE = 1u << 8,        /* a server handing connections to a handler */
   S_UNLINK = 1u << 9,       /* pipe server: remove its socket file at close */
   S_READY = 1u << 10,       /* server: a connection waits for accept */
-  S_CORKED = 1u << 11       /* the cork job is queued */
+  S_CORKED = 1u << 11,      /* the cork job is queued */
+  S_ERR_TOLD = 1u << 12     /* a deferred write error was raised once */
 };
 
 enum { OP_CHUNK, OP_LINE, OP_EXACTLY, OP_UNTIL, OP_ALL, OP_ACCEPT };
-enum { TM_NONE, TM_READ, TM_LINGER };
+enum { TM_NONE, TM_READ, TM_LINGER, TM_GRACE };
 
 /* A pending read or accept: its promise and what it waits for. */
 struct tide_sread {
@@ -240,7 +251,7 @@ tide_stream *tide_stream_alloc(tide_io *io, int kind) {
   s->io = tide_io_ref(io);
   s->kind = (unsigned char)kind;
   s->fd = -1;
-  s->pin = s->impl_ref = s->rerr_ref = s->werr_ref = LUA_NOREF;
+  s->pin = s->impl_ref = s->rerr_ref = s->werr_ref = s->deferred_ref = LUA_NOREF;
   tide_stream_opts_init(&s->opts);
   return s;
 }
@@ -255,7 +266,7 @@ void tide_stream_opened(tide_stream *s) {
 /* [-0, +1, m] Pushes a new userdata owning stream `s` (a server when
  * `server`); returns its slot. */
 tide_stream **tide_stream_push(lua_State *L, tide_stream *s, int server) {
-  tide_stream **ud = lua_newuserdatauv(L, sizeof(*ud), server ? 1 : 0);
+  tide_stream **ud = lua_newuserdatauv(L, sizeof(*ud), server ? 2 : 0);
   *ud = s;
   s->ud = ud;
   luaL_setmetatable(L, server ? TIDE_SERVER_MT : TIDE_STREAM_MT);
@@ -301,6 +312,7 @@ static void finalize(tide_stream *s) {
     luaL_unref(L, LUA_REGISTRYINDEX, s->impl_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, s->rerr_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, s->werr_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, s->deferred_ref);
   }
   while (s->cwrites) {  /* a queued call frees its own, seeing no stream */
     cwrite *w = s->cwrites;
@@ -685,16 +697,51 @@ static int push_rejected(lua_State *L, const char *code, const char *msg, int st
   return 1;
 }
 
-/* [-0, +1, m] Pushes a promise rejected with the write error of `s`. */
+/* [-0, +1, m] Pushes a promise rejected with the write error of `s` (the
+ * userdata at index 1): unhandled, the error goes to the stream. */
 static int push_write_err(lua_State *L, tide_stream *s) {
-  tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+  lpromise *lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 4);
+  lp->flags |= LP_STREAM_OP;
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, UV_A);
   push_err(L, s->write_err, s->werr_ref);
   tide_lp_settle(L, -2, TIDE_REJECTED, -1, 1);
   lua_pop(L, 1);  /* remove the error */
   return 1;
 }
 
-/* [-0, +1, m] Pushes the runtime's fulfilled promise with no values. */
+/* [-0, +1, m] Pushes a promise rejected with the deferred write error of
+ * `s`, which is raised this once. */
+static int push_deferred(lua_State *L, tide_stream *s) {
+  tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->deferred_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, s->deferred_ref);
+  s->deferred_ref = LUA_NOREF;
+  s->flags |= S_ERR_TOLD;
+  tide_lp_settle(L, -2, TIDE_REJECTED, -1, 1);
+  lua_pop(L, 1);  /* remove the error */
+  return 1;
+}
+
+/* [-0, +0, m] A write or shutdown of the stream in UV_A of the promise at
+ * `p_idx` failed with the error at `err_idx` and nobody handled it: the
+ * stream keeps the error for its next operation (once; later failures of
+ * the same stream are the same story). Returns 0 when the stream is gone
+ * (then the rejection is reported as usual). */
+int tide_stream_defer_error(lua_State *L, int p_idx, int err_idx) {
+  tide_stream **ud, *s;
+  lua_getiuservalue(L, p_idx, UV_A);
+  ud = luaL_testudata(L, -1, TIDE_STREAM_MT);
+  lua_pop(L, 1);  /* remove the userdata: the promise keeps it */
+  if (ud == NULL || (s = *ud) == NULL) return 0;
+  if (s->deferred_ref == LUA_NOREF && !(s->flags & (S_ERR_TOLD | S_CLOSING))) {
+    lua_pushvalue(L, err_idx);
+    s->deferred_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  return 1;
+}
+
+/* [-0, +0, -] Pushes the runtime's fulfilled promise with no values. */
 static int push_done(lua_State *L, tide_stream *s) {
   tide_io *io = s ? s->io : tide_io_get(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, io->done_ref);
@@ -724,7 +771,8 @@ static int begin_read(lua_State *L, int op, size_t n, int delim_idx, double time
   int idx, err;
   if (s != NULL && s->pending != NULL)
     return luaL_error(L, "another read is pending on this stream (one reader at a time)");
-  if (s == NULL || (s->flags & S_CLOSING)) return push_rejected(L, "EBADF", "read on a closed stream", 0);
+  if (s == NULL || (s->flags & S_CLOSING)) return luaL_error(L, "attempt to use a closed stream");
+  if (s->deferred_ref != LUA_NOREF) return push_deferred(L, s);
   r = (tide_sread *)tide_lp_new(L, sizeof(tide_sread), LP_PLAIN, 4);
   idx = lua_gettop(L);
   r->op = op;
@@ -846,6 +894,7 @@ static void settle_waiters(lua_State *L, tide_stream *s) {
     unlink_waiter(w);
     tide_lp_push(L, &w->base);
     if (s->write_err) {
+      w->base.flags |= LP_STREAM_OP;  /* its UV_A is the stream */
       push_err(L, s->write_err, s->werr_ref);
       tide_lp_settle(L, -2, TIDE_REJECTED, -1, 1);
       lua_pop(L, 2);  /* remove the error and the promise */
@@ -976,6 +1025,7 @@ static void custom_send(lua_State *L, tide_stream *s, int idx, size_t len) {
   lua_pushvalue(L, idx);
   if (tide_lua_pcall(L, 1, 1, NULL) != LUA_OK) {
     lua_pop(L, 1);  /* remove the traceback: the error object carries one */
+    lua_pushvalue(L, -1);  /* the error, as the value to keep */
   } else if (lua_isnil(L, -1)) {
     s->bytes_written += len;
   } else if ((lp = tide_lp_test(L, -1)) == NULL) {
@@ -1264,7 +1314,7 @@ static int s_write(lua_State *L) {
   } else {
     return luaL_typeerror(L, 2, "string or list of strings");
   }
-  if (s == NULL || (s->flags & S_CLOSING)) return push_rejected(L, "EBADF", "write on a closed stream", 0);
+  if (s == NULL || (s->flags & S_CLOSING)) return luaL_error(L, "attempt to use a closed stream");
   if (s->flags & S_SHUT) return push_rejected(L, "EPIPE", "write after shutdown", 0);
   if (s->write_err) return push_write_err(L, s);
   if (total == 0) return push_done(L, s);
@@ -1297,7 +1347,7 @@ static int s_write(lua_State *L) {
       n = 0;
     } else if (n < 0) {
       s->write_err = (int)n;
-      return push_rejected(L, NULL, NULL, (int)n);
+      return push_write_err(L, s);
     }
     s->bytes_written += (size_t)n;
     if ((size_t)n == total) return push_done(L, s);
@@ -1326,7 +1376,7 @@ static int s_write(lua_State *L) {
     luaL_unref(L, LUA_REGISTRYINDEX, w->ref);
     free(w);
     s->write_err = err;
-    return push_rejected(L, NULL, NULL, err);
+    return push_write_err(L, s);
   }
   pin(L, s, 1);
   s->queued += rest;
@@ -1355,6 +1405,7 @@ static void shutdown_cb(uv_shutdown_t *req, int status) {
     tide_lp_settle(L, -1, TIDE_FULFILLED, -1, 0);
     lua_pop(L, 1);  /* remove the promise */
   } else {
+    lp->flags |= LP_STREAM_OP;  /* its UV_A is the stream */
     tide_lua_push_uverror(L, status);
     tide_lp_settle(L, -2, TIDE_REJECTED, -1, 1);
     lua_pop(L, 2);  /* remove the error and the promise */
@@ -1370,7 +1421,7 @@ static int s_shutdown(lua_State *L) {
   tide_stream *s = *(tide_stream **)luaL_checkudata(L, 1, TIDE_STREAM_MT);
   uv_shutdown_t *req;
   int err;
-  if (s == NULL || (s->flags & S_CLOSING)) return push_rejected(L, "EBADF", "shutdown of a closed stream", 0);
+  if (s == NULL || (s->flags & S_CLOSING)) return luaL_error(L, "attempt to use a closed stream");
   if (s->shutdown) return tide_lp_push(L, s->shutdown), 1;
   if (s->flags & S_SHUT) return push_done(L, s);
   s->flags |= S_SHUT;
@@ -1413,7 +1464,9 @@ static void close_now(tide_stream *s) {
     s->closes++;
     uv_close(&s->h.handle, close_cb);
   }
-  if (s->flags & S_TIMER) {
+  if (s->conns > 0) {
+    s->closes++;  /* the last handler to return counts it down (handler_done) */
+  } else if (s->flags & S_TIMER) {
     s->closes++;
     uv_close((uv_handle_t *)&s->timer, close_cb);
   }
@@ -1426,6 +1479,24 @@ static void close_now(tide_stream *s) {
 
 void tide_stream_abort(tide_stream *s) { close_now(s); }
 
+/* [-0, +0, m] Cancels the live handlers of serving server `s`. */
+static void cancel_handlers(lua_State *L, tide_stream *s) {
+  int top = lua_gettop(L), n = 0, i;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->pin);
+  lua_getiuservalue(L, -1, 2);
+  lua_newtable(L);  /* the tasks, gathered first: cancelling changes nothing now, */
+  lua_pushnil(L);   /* but the table is not ours to iterate while it does */
+  while (lua_next(L, top + 2) != 0) {
+    lua_rawseti(L, top + 3, ++n);  /* keeps the key */
+  }
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, top + 3, i);
+    tide_task_cancel(L, tide_lp_check(L, -1));
+    lua_pop(L, 1);  /* remove the task */
+  }
+  lua_settop(L, top);
+}
+
 /* [-0, +0, m] Closes `s` gracefully: a pending read ends as at the end of
  * the stream (an accept with nil), then the handles close once the queued
  * writes are out, or after `linger` seconds. `L` may be NULL only when
@@ -1434,6 +1505,9 @@ void tide_stream_close(lua_State *L, tide_stream *s, double linger) {
   tide_state st;
   size_t used;
   if (s->flags & S_CLOSING) return;
+  if (s->conns > 0 && L) {  /* a server: its handlers get `linger` seconds */
+    if (linger <= 0 || timer_start(s, linger, TM_GRACE) != 0) cancel_handlers(L, s);
+  }
   if (s->kind != TIDE_STREAM_FILE) cork_flush(s);  /* before the close: they go out first */
   s->flags |= S_CLOSING;
   if (s->pending && L) {
@@ -1474,6 +1548,8 @@ static void timer_cb(uv_timer_t *t) {
     update(L, s);
   } else if (use == TM_LINGER) {
     close_now(s);  /* the peer did not take the queued bytes in time */
+  } else if (use == TM_GRACE) {
+    cancel_handlers(L, s);  /* the handlers' time is up */
   }
   tide_rt_drain(rt);
 }
@@ -1545,11 +1621,29 @@ static int serve_conn_k(lua_State *L, int status, lua_KContext ctx);
  * handler(conn) under a traceback handler; an error is reported with its
  * traceback; conn is closed when the handler is done. */
 static int serve_conn(lua_State *L) {
-  /* 1: the handler, 2: the connection */
-  lua_pushcfunction(L, tide_lua_traceback_handler);   /* 3 */
+  /* 1: the handler, 2: the connection, 3: the server */
+  lua_pushcfunction(L, tide_lua_traceback_handler);   /* 4 */
   lua_pushvalue(L, 1);
   lua_pushvalue(L, 2);
-  return serve_conn_k(L, lua_pcallk(L, 1, 0, 3, 0, serve_conn_k), 0);
+  return serve_conn_k(L, lua_pcallk(L, 1, 0, 4, 0, serve_conn_k), 0);
+}
+
+/* [-0, +0, m] A handler of server `srv` (the userdata at `idx`) returned:
+ * it leaves the server's table of handlers; the last one of a closed
+ * server lets the server finish closing. */
+static void handler_done(lua_State *L, tide_stream *srv, int idx, int conn_idx) {
+  idx = lua_absindex(L, idx);
+  lua_getiuservalue(L, idx, 2);
+  lua_pushvalue(L, conn_idx);
+  lua_pushnil(L);
+  lua_rawset(L, -3);  /* handlers[conn] = nil */
+  lua_pop(L, 1);  /* remove the handlers */
+  if (--srv->conns > 0 || !(srv->flags & S_CLOSED)) return;
+  if (srv->flags & S_TIMER) {  /* close_now left the grace timer to us */
+    srv->closes++;
+    uv_close((uv_handle_t *)&srv->timer, close_cb);
+  }
+  if (--srv->closes == 0) finalize(srv);
 }
 
 static int serve_conn_k(lua_State *L, int status, lua_KContext ctx) {
@@ -1566,6 +1660,7 @@ static int serve_conn_k(lua_State *L, int status, lua_KContext ctx) {
   }
   s = *(tide_stream **)lua_touserdata(L, 2);
   if (s != NULL) tide_stream_close(L, s, DEFAULT_LINGER);
+  if ((s = *(tide_stream **)lua_touserdata(L, 3)) != NULL) handler_done(L, s, 3, 2);
   return 0;
 }
 
@@ -1573,15 +1668,22 @@ static int serve_conn_k(lua_State *L, int status, lua_KContext ctx) {
  * task running its handler. */
 static void serve_one(lua_State *L, tide_stream *s) {
   int top = lua_gettop(L);
-  lua_pushcfunction(L, serve_conn);                 /* top+1 */
-  lua_rawgeti(L, LUA_REGISTRYINDEX, s->pin);        /* the server */
-  lua_getiuservalue(L, -1, 1);                      /* its handler */
-  lua_remove(L, top + 2);                           /* top+2: the handler */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->pin);        /* top+1: the server */
+  lua_getiuservalue(L, top + 1, 2);                 /* top+2: its handlers */
   if (accept_one(L, s) != 0) {                      /* top+3: the connection */
     tide_lua_report(L, "serve: accept failed: ", 0);
-  } else {
-    tide_task_spawn(L, top + 1, 2);
+    lua_settop(L, top);
+    return;
   }
+  lua_pushcfunction(L, serve_conn);                 /* top+4 */
+  lua_getiuservalue(L, top + 1, 1);                 /* the handler */
+  lua_pushvalue(L, top + 3);
+  lua_pushvalue(L, top + 1);
+  tide_task_spawn(L, top + 4, 3);                   /* top+4: the task */
+  lua_pushvalue(L, top + 3);
+  lua_pushvalue(L, top + 4);
+  lua_rawset(L, top + 2);                           /* handlers[conn] = task */
+  s->conns++;
   lua_settop(L, top);
 }
 
@@ -1629,6 +1731,8 @@ int tide_server_serve(lua_State *L, int server_idx, int handler_idx) {
   server_idx = lua_absindex(L, server_idx);
   lua_pushvalue(L, handler_idx);
   lua_setiuservalue(L, server_idx, 1);
+  lua_newtable(L);
+  lua_setiuservalue(L, server_idx, 2);  /* its live handlers: conn -> task */
   s->flags |= S_SERVE;
   pin(L, s, server_idx);
   if (s->flags & S_READY) {  /* a connection came before: take it now */
@@ -1768,6 +1872,8 @@ static int s_index(lua_State *L) {
     lua_pushinteger(L, (lua_Integer)s->opts.high_water);
   } else if (strcmp(k, "low_water") == 0) {
     lua_pushinteger(L, (lua_Integer)s->opts.low_water);
+  } else if (strcmp(k, "connections") == 0 && (s->flags & S_SERVER)) {
+    lua_pushinteger(L, (lua_Integer)s->conns);
   } else if (strcmp(k, "read_buffer") == 0) {
     lua_pushinteger(L, (lua_Integer)s->opts.read_limit);
   } else if ((s->flags & S_SERVER) &&

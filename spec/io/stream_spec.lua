@@ -87,10 +87,12 @@ describe("tide.stream", function()
       assert.equal("abcd", a:read_exactly(4):await())
     end))
 
-    it("rejects EBADF on a closed stream", async(function()
+    it("raises at once on a stream the program closed (misuse)", async(function()
       local a, b, _ <close> = pair()
       a:close():await()
-      assert.equal("EBADF", rejection(a:read()).code)
+      assert.has_error(function() a:read() end, "attempt to use a closed stream")
+      assert.has_error(function() a:read_line() end)
+      assert.has_error(function() a:shutdown() end)
     end))
 
     it("takes only a timeout or an options table", async(function()
@@ -302,12 +304,48 @@ describe("tide.stream", function()
       second:await()
     end))
 
-    it("rejects EPIPE after shutdown and EBADF once closed", async(function()
+    it("rejects EPIPE after shutdown and raises once closed", async(function()
       local a, b, _ <close> = pair()
       b:shutdown():await()
       assert.equal("EPIPE", rejection(b:write("x")).code)
       b:close():await()
-      assert.equal("EBADF", rejection(b:write("x")).code)
+      assert.has_error(function() b:write("x") end, "attempt to use a closed stream")
+    end))
+
+    it("keeps the error of writes nobody awaited for the next read, reported nowhere", function()
+      -- A script: 200 unawaited writes to a peer that reset, then a read.
+      local out, err, status = run_tide("-", [[
+        local tide = require "tide"
+        local server = tide.tcp.serve({ port = 0 }, function(conn) conn:close(0) end)
+        local c = tide.tcp.connect("127.0.0.1", server.port):await()
+        tide.sleep(0.1):await()
+        for _ = 1, 200 do c:write(("x"):rep(1000)) end
+        tide.sleep(0.1):await()
+        for _ = 1, 200 do c:write(("x"):rep(1000)) end
+        tide.sleep(0.1):await()
+        local ok, e = pcall(tide.await, c:read())
+        print(ok, e.code)
+        print(pcall(tide.await, c:read()))
+        c:close()
+        server:close()
+      ]])
+      assert.equal(0, status, err)
+      assert.equal("", err)
+      assert.matches("^false\t[A-Z]+\n", out)   -- EPIPE or ECONNRESET, once
+      assert.matches("\ntrue\tnil\n", out)              -- then the end of the stream
+    end)
+
+    it("still rejects an awaited write to a reset peer", async(function()
+      local server = tide.tcp.serve({ port = 0 }, function(conn) conn:close(0) end)
+      local c <close> = tide.tcp.connect("127.0.0.1", server.port):await()
+      tide.sleep(0.1):await()
+      local err
+      for _ = 1, 100 do
+        local ok, e = pcall(function() return c:write(("x"):rep(65536)):await() end)
+        if not ok then err = e break end
+      end
+      assert.truthy(err and (err.code == "EPIPE" or err.code == "ECONNRESET"), tostring(err))
+      server:close(0)
     end))
 
     it("rejects once the peer is gone", async(function()
@@ -402,6 +440,100 @@ describe("tide.stream", function()
       b:close():await()
       assert.is_true(b.closed)
       assert.matches("^tide.stream %(closed%)", tostring(b))
+    end))
+  end)
+
+  describe("made in Lua (tide.stream)", function()
+    -- A pair in memory, cut into pieces of `chunk` bytes.
+    local function mem_pair(chunk, limits)
+      local a, b, sa, sb
+      local function impl(peer)
+        return {
+          kind = "memory",
+          write = function(data)
+            local p
+            for i = 1, #data, chunk do p = peer():push(data:sub(i, i + chunk - 1)) end
+            return p
+          end,
+          shutdown = function() peer():finish() end,
+          close = function() peer():finish() end,
+          peername = function() return "peer", 1 end,
+        }
+      end
+      a, sa = tide.stream(impl(function() return sb end), limits)
+      b, sb = tide.stream(impl(function() return sa end), limits)
+      return a, b, sa, sb
+    end
+
+    it("has the whole reader over bytes pushed one at a time", async(function()
+      local a, b = mem_pair(1)
+      a:write{ "line one\r\n", "abc", "DELIM", "rest" }
+      assert.equal("line one", b:read_line():await())
+      assert.equal("ab", b:read_exactly(2):await())
+      assert.equal("c", b:read_until("DELIM"):await())
+      a:shutdown()
+      assert.equal("rest", b:read_all():await())
+      assert.is_nil(b:read():await())
+      assert.equal("memory", a.kind)
+      assert.same({ "peer", 1 }, { a:peername() })
+      a:close(); b:close()
+    end))
+
+    it("applies backpressure both ways and moves 8 MiB intact", async(function()
+      local a, b = mem_pair(65536, { high_water = 65536, read_buffer = 65536 })
+      local piece = ("0123456789abcdef"):rep(4096)
+      local writer = tide.spawn(function()
+        for _ = 1, 128 do a:write(piece):await() end
+        a:shutdown():await()
+      end)
+      tide.sleep(0.01):await()
+      assert.is_true(b.read_buffered <= 65536 + #piece)
+      assert.equal("pending", writer:state())
+      local n = 0
+      while true do
+        local d = b:read():await()
+        if not d then break end
+        n = n + #d
+      end
+      assert.equal(128 * #piece, n)
+      writer:await()
+      a:close(); b:close()
+    end))
+
+    it("ends reads with the error a source finishes with, and times reads out", async(function()
+      local s, src = tide.stream{ write = function() end }
+      assert.equal("ETIMEDOUT", rejection(s:read(0.05)).code)
+      src:push("ab")
+      src:finish(tide.error("ECONNRESET", "gone"))
+      assert.equal("ab", s:read():await())
+      assert.equal("ECONNRESET", rejection(s:read()).code)
+      s:close()
+      assert.is_true(src.closed)
+    end))
+
+    it("makes a write error of its impl the stream's", async(function()
+      -- (small writes of a task go out together once it yields, as on sockets)
+      local s = tide.stream{ write = function() error(tide.error("EIO", "broken")) end }
+      s:write("x"):await()
+      tide.sleep(0):await()
+      assert.equal("EIO", rejection(s:write("y")).code)
+      local big = ("x"):rep(32768)
+      local t = tide.stream{ write = function() return tide.rejected(tide.error("EPIPE", "no")) end }
+      assert.equal("EPIPE", rejection(t:write(big)).code)
+      local u = tide.stream{ write = function() return 42 end }
+      assert.equal("EINVAL", rejection(u:write(big)).code)
+      assert.has_error(function() tide.stream{} end)
+    end))
+
+    it("calls impl.close once, and the collector closes a forgotten stream", async(function()
+      local closes = 0
+      local s = tide.stream{ write = function() end, close = function() closes = closes + 1 end }
+      s:close():await()
+      s:close()
+      assert.equal(1, closes)
+      do tide.stream{ write = function() end, close = function() closes = closes + 1 end } end
+      collectgarbage(); collectgarbage()
+      assert.equal(2, closes)
     end))
   end)
 end)

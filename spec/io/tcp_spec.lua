@@ -160,6 +160,44 @@ describe("tide.tcp", function()
   end)
 
   describe("serve", function()
+    it("closes gracefully: stops accepting, waits for handlers, cancels the rest after the grace", async(function()
+      local ended = {}
+      local server = tide.tcp.serve({ port = 0 }, function(conn)
+        local ok, err = pcall(function() return conn:read_line():await() end)
+        ended[#ended + 1] = ok and "read " .. tostring(err) or err.code
+        if not ok then error(err, 0) end
+      end)
+      local port = server.port
+      local c1 <close> = tide.tcp.connect("127.0.0.1", port):await()
+      local c2 <close> = tide.tcp.connect("127.0.0.1", port):await()
+      tide.sleep(0.05):await()
+      assert.equal(2, server.connections)
+      c1:write("one\n"):await()
+      tide.sleep(0.05):await()
+      assert.equal(1, server.connections)
+      local t0 = tide.now()
+      local closed = server:close(0.3)
+      assert.equal("pending", closed:state())
+      assert.equal("ECONNREFUSED", rejection(tide.tcp.connect("127.0.0.1", port)).code)
+      closed:await()
+      assert.is_true(tide.now() - t0 >= 0.25)
+      assert.same({ "read one", "ECANCELED" }, ended)
+      assert.is_nil(c2:read():await())  -- its connection was closed
+    end))
+
+    it("settles close at once without live handlers, and when the last one returns", async(function()
+      local server = tide.tcp.serve({ port = 0 }, function(conn) conn:read_line():await() end)
+      local c <close> = tide.tcp.connect("127.0.0.1", server.port):await()
+      tide.sleep(0.05):await()
+      local closed = server:close(5)
+      tide.sleep(0.05):await()
+      assert.equal("pending", closed:state())
+      c:write("bye\n"):await()
+      tide.timeout(closed, 1):await()
+      local idle = tide.tcp.serve({ port = 0 }, function() end)
+      tide.timeout(idle:close(), 1):await()
+    end))
+
     it("runs a task per connection and closes it after the handler", async(function()
       local seen = 0
       local server <close> = tide.tcp.serve({ port = 0 }, function(conn)

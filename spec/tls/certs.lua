@@ -11,8 +11,8 @@
 -- localhost + IP 127.0.0.1), localhost-rsa (RSA-2048), chain (localhost
 -- then ca), wrong (wrong.test), expired (localhost, Jan 2020), self
 -- (self-signed localhost), other (localhost, signed by other-ca), client
--- (CN=tide-client, clientAuth), a and b (a.test, b.test), and certs/ (a
--- hashed CA folder holding ca). Each NAME.pem has its NAME.key.
+-- (CN=tide-client, clientAuth), a and b (a.test, b.test), wild
+-- (*.wild.test), and certs/ (a hashed CA folder holding ca). Each NAME.pem has its NAME.key.
 local M = {}
 
 local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "spec/tls"

@@ -12,6 +12,7 @@
 #   other-ca.pem, other.pem .key   another CA, and a localhost leaf it signed
 #   client.pem .key            client certificate CN=tide-client, signed by ca
 #   a.pem .key, b.pem .key     leaves for a.test and b.test, signed by ca
+#   wild.pem .key              leaf for *.wild.test, signed by ca
 #   certs/                     a CA directory (c_rehash layout) holding ca.pem
 set -eu
 d=$1
@@ -57,6 +58,7 @@ leaf other localhost "DNS:localhost,IP:127.0.0.1" serverAuth other-ca
 leaf client tide-client "DNS:tide-client" clientAuth ca
 leaf a a.test "DNS:a.test" serverAuth ca
 leaf b b.test "DNS:b.test" serverAuth ca
+leaf wild "*.wild.test" "DNS:*.wild.test" serverAuth ca
 cat localhost.pem ca.pem >chain.pem
 
 # An expired leaf: `openssl ca` takes explicit start and end dates.
