@@ -365,6 +365,13 @@ int tide_task_cancel(lua_State *L, lpromise *lp) {
   return 1;
 }
 
+/* Whether the task running `L` (if any) is cancelled outside shields:
+ * its next await raises tide.Cancelled. */
+int tide_task_cancel_due(lua_State *L) {
+  ltask *t = running_task(tide_lua_get(L), L);
+  return t != NULL && t->cancel && t->shield == 0;
+}
+
 /* The end of tide.shield's call: one shield less, then its results or
  * its error. Also the continuation after the function yielded. */
 static int shield_k(lua_State *L, int status, lua_KContext ctx) {
