@@ -11,6 +11,7 @@
 static const char event_lua[] =
   "local tide, W = ...\n"
   "local waiter, new, push, shift, count = W.waiter, W.new, W.push, W.shift, W.count\n"
+  "local check_timeout = W.check_timeout\n"
   "local setmetatable = setmetatable\n"
   "local DONE = tide.resolved()\n"
   "\n"
@@ -27,6 +28,7 @@ static const char event_lua[] =
   "function Event:is_set() return self._set end\n"
   "\n"
   "function Event:wait(timeout)\n"
+  "  if timeout ~= nil then check_timeout(timeout) end\n"
   "  if self._set then return DONE end\n"
   "  local p = waiter(timeout)\n"
   "  push(self._waiters, { p })\n"

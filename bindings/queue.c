@@ -20,6 +20,7 @@
 static const char queue_lua[] =
   "local tide, W = ...\n"
   "local waiter, cancel_due, new, push, shift, count = W.waiter, W.cancel_due, W.new, W.push, W.shift, W.count\n"
+  "local check_timeout = W.check_timeout\n"
   "local error, type, setmetatable, math_type = error, type, setmetatable, math.type\n"
   "local resolved, rejected, Cancelled = tide.resolved, tide.rejected, tide.Cancelled\n"
   "local DONE = resolved()\n"
@@ -35,6 +36,7 @@ static const char queue_lua[] =
   "function Queue:put(v, timeout)\n"
   "  if v == nil then error(\"tide.queue: put of nil\", 2) end\n"
   "  if self._closed then error(\"tide.queue: put on a closed queue\", 2) end\n"
+  "  if timeout ~= nil then check_timeout(timeout) end\n"
   "  if cancel_due() then return rejected(Cancelled) end\n"
   "  local g = shift(self._getters)\n"
   "  if g then g[1]:resolve(v); return DONE end\n"
@@ -45,6 +47,7 @@ static const char queue_lua[] =
   "end\n"
   "\n"
   "function Queue:get(timeout)\n"
+  "  if timeout ~= nil then check_timeout(timeout) end\n"
   "  if cancel_due() then return rejected(Cancelled) end\n"
   "  local w\n"
   "  if self._n > 0 then\n"

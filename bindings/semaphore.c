@@ -20,6 +20,7 @@
 static const char semaphore_lua[] =
   "local tide, W = ...\n"
   "local waiter, cancel_due, new, push, shift, count = W.waiter, W.cancel_due, W.new, W.push, W.shift, W.count\n"
+  "local check_timeout = W.check_timeout\n"
   "local error, setmetatable, math_type = error, setmetatable, math.type\n"
   "local resolved, rejected, Cancelled = tide.resolved, tide.rejected, tide.Cancelled\n"
   "\n"
@@ -47,6 +48,7 @@ static const char semaphore_lua[] =
   "Permit.__close = Permit.release\n"
   "\n"
   "function Semaphore:acquire(timeout)\n"
+  "  if timeout ~= nil then check_timeout(timeout) end\n"
   "  if cancel_due() then return rejected(Cancelled) end\n"
   "  if self._free > 0 then          -- then nobody waits: release serves waiters first\n"
   "    self._free = self._free - 1\n"

@@ -82,23 +82,36 @@ static void waiter_timer_cb(tide_listener *l, tide_promise *src) {
   tide_lp_drop(&w->lp);  /* the hold taken when it began to wait */
 }
 
+/* [-0, +0, v] The time limit at index 1: seconds, or a table with field
+ * timeout; -1 for nil (none). Raises for anything else. */
+static double opt_timeout(lua_State *L) {
+  double seconds;
+  if (lua_type(L, 1) == LUA_TTABLE) {
+    lua_getfield(L, 1, "timeout");
+    lua_replace(L, 1);
+  }
+  if (lua_isnoneornil(L, 1)) return -1;
+  seconds = lua_tonumber(L, 1);
+  if (!lua_isnumber(L, 1) || !(seconds >= 0 && seconds < HUGE_VAL))
+    luaL_error(L, "timeout must be a finite number of seconds >= 0");
+  return seconds;
+}
+
+/* check_timeout(timeout): raises unless `timeout` is a valid time limit
+ * (for operations that answer at once and make no waiter). */
+static int l_check_timeout(lua_State *L) {
+  opt_timeout(L);
+  return 0;
+}
+
 /* waiter([timeout]) -> a pending promise that cancellation rejects; with
  * `timeout` (seconds, or a table with field timeout; nil for none), it is
  * rejected with an ETIMEDOUT error once that time has passed. */
 static int l_waiter(lua_State *L) {
   tide_lua *tl = tide_lua_get(L);
-  double seconds = -1;
+  double seconds = opt_timeout(L);
   waiter *w;
   int err;
-  if (lua_type(L, 1) == LUA_TTABLE) {
-    lua_getfield(L, 1, "timeout");
-    lua_replace(L, 1);
-  }
-  if (!lua_isnoneornil(L, 1)) {
-    seconds = lua_tonumber(L, 1);
-    if (!lua_isnumber(L, 1) || !(seconds >= 0 && seconds < HUGE_VAL))
-      return luaL_error(L, "timeout must be a finite number of seconds >= 0");
-  }
   lua_settop(L, 0);
   w = (waiter *)tide_lp_new(L, sizeof(waiter), LP_PLAIN, 2);
   if (seconds >= 0) {
@@ -124,14 +137,15 @@ static int l_cancel_due(lua_State *L) {
   return 1;
 }
 
-/* The waiting lists of the Lua parts, run with (waiter, cancel_due): its
+/* The waiting lists of the Lua parts, run with (waiter, cancel_due,
+ * check_timeout): its
  * table W is the helpers table each part gets. */
 static const char waitlist_lua[] =
-  "local waiter, cancel_due = ...\n"
+  "local waiter, cancel_due, check_timeout = ...\n"
   "-- A waiting list: entries {promise, value} oldest first, in l[h..t].\n"
   "-- Entries whose promise is no longer pending (cancelled, timed out) are\n"
   "-- skipped when met, and purged once they could pile up.\n"
-  "local W = { waiter = waiter, cancel_due = cancel_due }\n"
+  "local W = { waiter = waiter, cancel_due = cancel_due, check_timeout = check_timeout }\n"
   "\n"
   "function W.new() return { h = 1, t = 0, purge = 16 } end\n"
   "\n"
@@ -198,7 +212,8 @@ static void push_helpers(lua_State *L) {
     lua_error(L);
   lua_pushcfunction(L, l_waiter);
   lua_pushcfunction(L, l_cancel_due);
-  lua_call(L, 2, 1);
+  lua_pushcfunction(L, l_check_timeout);
+  lua_call(L, 3, 1);
   lua_pushvalue(L, -1);
   lua_setfield(L, LUA_REGISTRYINDEX, "tide.sync");
 }

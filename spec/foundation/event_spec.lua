@@ -35,6 +35,13 @@ describe("tide.event", function()
     assert.equal(0, e.waiters)
   end))
 
+  it("refuses a bad timeout, even when set", function()
+    local e = tide.event()
+    e:set()
+    assert.has_error(function() e:wait(-1) end)
+    assert.has_error(function() e:wait(0 / 0) end)
+  end)
+
   it("forgets the wait of a cancelled task", async(function()
     local e = tide.event()
     local t = tide.spawn(function() e:wait():await() end)

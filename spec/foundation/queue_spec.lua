@@ -70,6 +70,9 @@ describe("tide.queue", function()
       assert.has_error(function() tide.queue{ max = 1.5 } end)
       assert.has_error(function() tide.queue(3) end)
       assert.has_error(function() q:get(-1) end)
+      q:put(1)                                   -- gets and puts that answer at once check it too
+      assert.has_error(function() q:get("soon") end)
+      assert.has_error(function() q:put(2, { timeout = -1 }) end)
     end)
   end)
 
