@@ -149,6 +149,7 @@ int tide_task_spawn(lua_State *L, int fn_idx, int nargs);
 int tide_open_task(lua_State *L);
 int tide_task_cancel(lua_State *L, lpromise *lp);
 int tide_lua_run_task(lua_State *L, int nargs);
+int tide_task_cancel_due(lua_State *L);
 
 /* timer.c */
 int tide_open_timer(lua_State *L);
@@ -158,6 +159,16 @@ int tide_open_combine(lua_State *L);
 
 /* group.c */
 int tide_open_group(lua_State *L);
+
+/* sync.c — waiter promises for queue.c, semaphore.c and event.c (Lua
+ * parts of the module, loaded as group.c's is) */
+void tide_lua_open_part(lua_State *L, const char *src, size_t len, const char *name,
+                        const char *field);
+
+/* queue.c, semaphore.c, event.c — tide.queue, tide.semaphore, tide.event */
+int tide_open_queue(lua_State *L);
+int tide_open_semaphore(lua_State *L);
+int tide_open_event(lua_State *L);
 
 /* charset.c */
 int tide_open_charset(lua_State *L);

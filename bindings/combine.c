@@ -29,6 +29,7 @@ typedef struct {
 struct combine {
   lpromise *result;
   int mode;
+  int shield;             /* tide.timeout with {shield = true}: never cancels its input */
   int n;                  /* inputs */
   int remaining;          /* inputs not settled yet */
   cnode nodes[1];
@@ -41,7 +42,8 @@ static void detach_all(combine *c) {
     tide_promise *src = c->nodes[i].l.source;
     if (src == NULL) continue;
     tide_listener_remove(&c->nodes[i].l);
-    if (c->mode == C_TIMEOUT) {  /* the timer, or the promise timed out */
+    /* tide.timeout: the timer, or the promise timed out (unless shielded) */
+    if (c->mode == C_TIMEOUT && !(c->shield && i == 0)) {
       if (((lpromise *)src)->kind == LP_TASK) tide_task_cancel(c->result->p.rt ? tide_lua_of(src->rt)->L : NULL, (lpromise *)src);
       else tide_promise_cancel(src);
     }
@@ -214,19 +216,26 @@ static void timeout_cancel(tide_promise *p, void *data) {
   detach_all(data);
 }
 
-/* tide.timeout(p, seconds) -> promise settled as p, or rejected with an
- * ETIMEDOUT error after `seconds`, in which case p is cancelled; cancelling
- * the result cancels p too. */
+/* tide.timeout(p, seconds [, {shield = true}]) -> promise settled as p, or
+ * rejected with an ETIMEDOUT error after `seconds`, in which case p is
+ * cancelled; cancelling the result cancels p too. With shield, p is never
+ * cancelled: it runs on, and the result only stops waiting for it. */
 static int l_timeout(lua_State *L) {
   tide_lua *tl = tide_lua_get(L);
   uint64_t ms;
   combine *c;
   lpromise *sleep;
-  int res, err;
+  int res, err, shield = 0;
   tide_lp_check(L, 1);
   ms = tide_lua_ms(tide_lua_checkseconds(L, 2));
+  if (!lua_isnoneornil(L, 3)) {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_getfield(L, 3, "shield");
+    shield = lua_toboolean(L, -1);
+  }
   lua_settop(L, 1);
   c = combine_new(L, C_TIMEOUT, 2);
+  c->shield = shield;
   res = lua_gettop(L);
   sleep = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
   tide_lp_hold(L, -1);

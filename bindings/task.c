@@ -1,6 +1,7 @@
 /* task.c — tasks: coroutines that await promises. tide.spawn, tide.await
  * (and p:await), cancellation with tide.Cancelled, tide.current and
- * tide.run, the entry point that drives the loop until a task is done.
+ * tide.run, the entry point that drives the loop until a task is done,
+ * and tide.shield.
  *
  * A task is a promise userdata (kind LP_TASK) whose user value UV_VALUES
  * is its coroutine until it finishes (then its results). It is held (see binding.h) from spawn until it finishes.
@@ -12,6 +13,15 @@
  * listener on the promise and yields with lua_yieldk; the listener
  * callback moves the values onto the coroutine's stack and resumes it, and
  * the continuation returns them or raises the rejection.
+ *
+ * Cancellation is level-triggered (as in trio): t->cancel, once set, stays
+ * set until the task ends, and every await while it is set and no shield
+ * is active (t->shield == 0) raises tide.Cancelled at once, without
+ * suspending. A cancel that arrives while a shield is active only sets the
+ * flag; the first await after the last shield ends raises it. A cancel
+ * that arrives once the awaited promise has settled (its callback queued)
+ * lets the await return that outcome, so nothing handed to the task (an
+ * item of a queue, a permit) is lost; the next await raises.
  *
  * Stack discipline: helpers state their effect as [-o, +p, x]; callbacks run
  * on tl->L and leave its stack as they found it; values cross to a task's
@@ -37,7 +47,8 @@ struct ltask {
   lua_State *co;
   tide_job job;           /* start, or a queued resumption */
   unsigned char status;
-  unsigned char cancel;   /* cancellation requested */
+  unsigned char cancel;   /* cancellation requested: stays set (level-triggered) */
+  unsigned shield;        /* depth of active tide.shield calls */
   unsigned char resume_state;  /* a tide_state: how the awaited one settled */
   int n;                  /* arguments of the first resumption, then the
                              values of each resumption */
@@ -159,11 +170,7 @@ static void task_job_cb(tide_rt *rt, tide_job *job) {
     }
     return;
   }
-  /* T_WAKING: cancelled, or after a cooperative yield */
-  if (t->cancel) {
-    t->cancel = 0;
-    t->resume_state = TIDE_REJECTED;
-  }
+  /* T_WAKING: cancelled (wake_cancelled), or after a cooperative yield */
   if (t->resume_state == TIDE_REJECTED) {
     tide_lp_push_cancelled(t->co);
     t->n = 1;
@@ -179,14 +186,8 @@ static void task_await_cb(tide_listener *l, tide_promise *src) {
   tide_lua *tl = tide_lua_of(src->rt);
   lua_State *L = tl->L;
   int top = lua_gettop(L), n;
-  if (t->cancel) {   /* cancelled while this callback was queued */
-    t->cancel = 0;
-    tide_lp_push_cancelled(t->co);
-    t->resume_state = TIDE_REJECTED;
-    t->n = 1;
-    task_resume(tl, t, 1);
-    return;
-  }
+  /* A cancel that came while this call was queued (or while a shield was
+   * active) does not take the outcome away: the next await raises it. */
   tide_lp_push(L, (lpromise *)src);
   n = tide_lp_push_values(L, top + 1);
   if (!lua_checkstack(t->co, n + LUA_MINSTACK)) {
@@ -212,11 +213,31 @@ static int await_k(lua_State *co, int status, lua_KContext ctx) {
   return t->n;
 }
 
-/* tide.await(p) / p:await() -> the values of p, or raises its error. */
+/* Lets go of the pending promise `src` that a cancelled task no longer
+ * waits for, when nobody else listens to it: a task is cancelled in turn,
+ * another promise's producer is stopped (a timer, a read, a pool job). */
+static void release_source(lua_State *L, tide_promise *src) {
+  if (src->state != TIDE_PENDING || tide_promise_listeners(src) != 0) return;
+  if (((lpromise *)src)->kind == LP_TASK) tide_task_cancel(L, (lpromise *)src);
+  else tide_promise_cancel(src);
+}
+
+/* [-0, +0, v] Raises tide.Cancelled in the cancelled task running `L`
+ * at an await of the promise `p`, which is released as a cancel during
+ * the wait would have released it. */
+static int raise_cancelled(lua_State *L, lpromise *p) {
+  if (p->p.state == TIDE_PENDING && !p->l.source && !p->l.queued) release_source(L, &p->p);
+  tide_lp_push_cancelled(L);
+  return lua_error(L);
+}
+
+/* tide.await(p) / p:await() -> the values of p, or raises its error. In
+ * a cancelled task outside shields, raises tide.Cancelled at once. */
 static int l_await(lua_State *L) {
   lpromise *p = tide_lp_check(L, 1);
-  tide_lua *tl;
-  ltask *t;
+  tide_lua *tl = tide_lua_get(L);
+  ltask *t = running_task(tl, L);
+  if (t != NULL && t->cancel && t->shield == 0) return raise_cancelled(L, p);
   /* A settled promise answers at once, unless events it emitted are still
    * queued: those are delivered first. */
   if (p->p.state != TIDE_PENDING && !p->l.source && p->events_queued == 0) {
@@ -226,17 +247,10 @@ static int l_await(lua_State *L) {
     if (p->p.state == TIDE_REJECTED) return lua_error(L);
     return n;
   }
-  tl = tide_lua_get(L);
-  t = running_task(tl, L);
   if (t == NULL)
     return luaL_error(L, "tide.await: not inside a task (run the code with tide.spawn or tide.run)");
   if (!lua_isyieldable(L))
     return luaL_error(L, "tide.await: cannot wait inside a C function such as table.sort or string.gsub");
-  if (t->cancel) {
-    t->cancel = 0;
-    tide_lp_push_cancelled(L);
-    return lua_error(L);
-  }
   if (&t->base == p)
     return luaL_error(L, "tide.await: a task cannot await itself");
   lua_settop(L, 1);
@@ -315,52 +329,85 @@ static int l_timer(lua_State *L) {
 }
 
 /* Requests the cancellation of the promise or task at `lp` (see
- * docs/lua-api.md); returns whether it had any effect. */
+ * docs/lua-api.md); returns whether it had any effect: 0 for a finished
+ * task or one cancelled already. */
 int tide_task_cancel(lua_State *L, lpromise *lp) {
   tide_lua *tl = tide_lua_get(L);
   ltask *t = (ltask *)lp;
   tide_promise *src;
   if (lp->kind != LP_TASK) return tide_promise_cancel(&lp->p) == 0;
+  if (t->status == T_DONE || t->cancel) return 0;
+  t->cancel = 1;
   switch (t->status) {
-    case T_DONE:
-      return 0;
     case T_QUEUED:
     case T_RUNNING:
     case T_WAKING:
-      t->cancel = 1;
-      return 1;
+      return 1;   /* raised by its next await */
     case T_DELAYED:
-      if (t->base.l.source == NULL) {  /* its start is already queued */
-        t->cancel = 1;
-        return 1;
-      }
+      if (t->base.l.source == NULL) return 1;  /* its start is already queued */
       tide_listener_remove(&t->base.l);
       src = &((ldelayed *)t)->sleep;
       tide_promise_cancel(src);       /* stops the sleep */
       tide_promise_dispose(src);      /* frees the rejection's copy */
       t->status = T_QUEUED;
-      t->cancel = 1;
       tide_job_queue(tl->rt, &t->job, task_job_cb);
       return 1;
     case T_AWAITING:
       src = t->base.l.source;
-      if (src == NULL) {  /* its wake-up is already queued */
-        t->cancel = 1;
-        return 1;
-      }
+      /* Shielded, or its wake-up is already queued: the next await
+       * outside shields raises. */
+      if (src == NULL || t->shield > 0) return 1;
       tide_listener_remove(&t->base.l);
-      /* Release what it waited on when nobody else waits for it. */
-      if (tide_promise_listeners(src) == 0) {
-        if (((lpromise *)src)->kind == LP_TASK) {
-          tide_task_cancel(L, (lpromise *)src);
-        } else {
-          tide_promise_cancel(src);
-        }
-      }
+      release_source(L, src);  /* when nobody else waits for it */
       wake_cancelled(tl, t);
       return 1;
   }
-  return 0;
+  return 1;
+}
+
+/* Whether the task running `L` (if any) is cancelled outside shields:
+ * its next await raises tide.Cancelled. */
+int tide_task_cancel_due(lua_State *L) {
+  ltask *t = running_task(tide_lua_get(L), L);
+  return t != NULL && t->cancel && t->shield == 0;
+}
+
+/* The end of tide.shield's call: one shield less, then its results or
+ * its error. Also the continuation after the function yielded. */
+static int shield_k(lua_State *L, int status, lua_KContext ctx) {
+  ltask *t = (ltask *)ctx;
+  if (t != NULL) t->shield--;
+  if (status != LUA_OK && status != LUA_YIELD) return lua_error(L);
+  return lua_gettop(L);
+}
+
+/* tide.shield(fn, ...) -> fn's results: calls fn(...) in the running task
+ * with its cancellation held back: awaits inside work normally, and a
+ * cancel (pending or arriving) is raised by the first await after the
+ * outermost shield ends. Outside a task, just calls fn. */
+static int l_shield(lua_State *L) {
+  ltask *t;
+  int status;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  t = running_task(tide_lua_get(L), L);
+  if (t != NULL) t->shield++;
+  status = lua_pcallk(L, lua_gettop(L) - 1, LUA_MULTRET, 0, (lua_KContext)t, shield_k);
+  return shield_k(L, status, (lua_KContext)t);
+}
+
+/* tide.is_cancelled(v) -> whether `v` is tide.Cancelled, or another tide
+ * error object with code "ECANCELED". */
+static int l_is_cancelled(lua_State *L) {
+  int yes = tide_lp_is_cancelled_value(L, 1);
+  if (!yes && lua_type(L, 1) == LUA_TTABLE && lua_getmetatable(L, 1)) {
+    luaL_getmetatable(L, TIDE_ERROR_MT);
+    if (lua_rawequal(L, -1, -2)) {
+      lua_getfield(L, 1, "code");
+      yes = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "ECANCELED") == 0;
+    }
+  }
+  lua_pushboolean(L, yes);
+  return 1;
 }
 
 /* tide.current() -> the running task, or nil outside tasks. */
@@ -434,6 +481,8 @@ static const luaL_Reg task_funcs[] = {
   {"timer", l_timer},
   {"current", l_current},
   {"run", l_run},
+  {"shield", l_shield},
+  {"is_cancelled", l_is_cancelled},
   {NULL, NULL}
 };
 

@@ -28,6 +28,9 @@ int luaopen_tide(lua_State *L) {
   tide_open_timer(L);
   tide_open_combine(L);
   tide_open_group(L);
+  tide_open_queue(L);
+  tide_open_semaphore(L);
+  tide_open_event(L);
   tide_open_charset(L);
   tide_open_udp(L);
   tide_open_dns(L);

@@ -1,0 +1,172 @@
+-- Specs of tide.queue: a FIFO between tasks (docs/lua-api.md, "Queues").
+local tide = require "tide"
+
+describe("tide.queue", function()
+  describe("put and get", function()
+    it("hand values from task to task in order", async(function()
+      local q = tide.queue()
+      local consumer = tide.spawn(function()
+        local got = {}
+        for _ = 1, 5 do got[#got + 1] = q:get():await() end
+        return got
+      end)
+      for i = 1, 5 do q:put(i):await(); if i % 2 == 0 then tide.sleep(0):await() end end
+      assert.same({ 1, 2, 3, 4, 5 }, consumer:await())
+      assert.equal(0, #q)
+    end))
+
+    it("get waits while the queue is empty", async(function()
+      local q = tide.queue()
+      local p = q:get()
+      tide.sleep(0.01):await()
+      assert.equal("pending", p:state())
+      assert.equal(1, q.getters)
+      q:put("x")
+      assert.equal("x", p:await())
+      assert.equal(0, q.getters)
+    end))
+
+    it("put waits while a bounded queue is full, and counts sizes and waiters", async(function()
+      local q = tide.queue{ max = 2 }
+      q:put("a"):await()
+      q:put("b"):await()
+      local p = q:put("c")
+      tide.sleep(0.01):await()
+      assert.equal("pending", p:state())
+      assert.same({ 2, 2, 2, 1, 0 }, { #q, q.size, q.max, q.putters, q.getters })
+      assert.equal("a", q:get():await())
+      p:await()                                   -- "c" moved in
+      assert.same({ 2, 0 }, { q.size, q.putters })
+      assert.equal("b", q:get():await())
+      assert.equal("c", q:get():await())
+    end))
+
+    it("with max = 0 hands each value straight from putter to getter", async(function()
+      local q = tide.queue{ max = 0 }
+      local p = q:put("direct")
+      tide.sleep(0):await()
+      assert.equal("pending", p:state())
+      assert.equal("direct", q:get():await())
+      p:await()
+      assert.equal(0, #q)
+    end))
+
+    it("reject with ETIMEDOUT after their timeout, leaving the queue as it was", async(function()
+      local q = tide.queue{ max = 1 }
+      local ok, err = pcall(tide.await, q:get(0.01))
+      assert.is_false(ok)
+      assert.equal("ETIMEDOUT", err.code)
+      q:put("kept"):await()
+      ok, err = pcall(tide.await, q:put("dropped", { timeout = 0.01 }))
+      assert.equal("ETIMEDOUT", err.code)
+      assert.same({ 1, 0, 0 }, { #q, q.getters, q.putters })
+      assert.equal("kept", q:get{ timeout = 1 }:await())
+    end))
+
+    it("refuse nil and bad options", function()
+      local q = tide.queue()
+      assert.has_error(function() q:put(nil) end)
+      assert.has_error(function() tide.queue{ max = -1 } end)
+      assert.has_error(function() tide.queue{ max = 1.5 } end)
+      assert.has_error(function() tide.queue(3) end)
+      assert.has_error(function() q:get(-1) end)
+      q:put(1)                                   -- gets and puts that answer at once check it too
+      assert.has_error(function() q:get("soon") end)
+      assert.has_error(function() q:put(2, { timeout = -1 }) end)
+    end)
+  end)
+
+  describe("cancellation", function()
+    it("of a task waiting in get removes it, and the next item goes to the next getter", async(function()
+      local q = tide.queue()
+      local first = tide.spawn(function() return q:get():await() end)
+      local second = tide.spawn(function() return q:get():await() end)
+      tide.sleep(0):await()
+      assert.equal(2, q.getters)
+      first:cancel()
+      q:put("item")
+      assert.equal("item", second:await())
+      assert.same({ false, tide.Cancelled }, { pcall(tide.await, first) })
+      assert.same({ 0, 0 }, { #q, q.getters })
+    end))
+
+    it("of a task waiting in put drops its put, and nothing else", async(function()
+      local q = tide.queue{ max = 1 }
+      q:put(1):await()
+      local putter = tide.spawn(function() q:put(2):await() end)
+      tide.sleep(0):await()
+      assert.equal(1, q.putters)
+      putter:cancel()
+      assert.same({ false, tide.Cancelled }, { pcall(tide.await, putter) })
+      assert.equal(0, q.putters)
+      assert.equal(1, q:get():await())
+      assert.same({ 0 }, { #q })
+    end))
+
+    it("after the item was handed over still gives the item to the getter", async(function()
+      local q = tide.queue()
+      local got
+      local getter = tide.spawn(function() got = q:get():await() end)
+      tide.sleep(0):await()
+      q:put("handed over")
+      getter:cancel()
+      getter:await()
+      assert.equal("handed over", got)
+    end))
+
+    it("makes a cancelled task take nothing", async(function()
+      local q = tide.queue()
+      q:put("stays"):await()
+      local t = tide.spawn(function()
+        pcall(tide.await, tide.sleep(5))
+        local ok, err = pcall(tide.await, q:get())
+        return err
+      end)
+      tide.sleep(0):await()
+      t:cancel()
+      assert.equal(tide.Cancelled, t:await())
+      assert.equal(1, #q)
+      assert.equal("stays", q:get():await())
+    end))
+  end)
+
+  describe("close", function()
+    it("wakes waiting getters with nil; gets on a drained closed queue give nil", async(function()
+      local q = tide.queue()
+      local getter = tide.spawn(function() return q:get():await() end)
+      tide.sleep(0):await()
+      q:close()
+      assert.is_nil(getter:await())
+      assert.is_nil(q:get():await())
+      assert.is_true(q.closed)
+    end))
+
+    it("leaves the queued items to get, then nil", async(function()
+      local q = tide.queue()
+      q:put(1):await(); q:put(2):await()
+      q:close()
+      assert.same({ 1, 2 }, { q:get():await(), q:get():await() })
+      assert.is_nil(q:get():await())
+    end))
+
+    it("raises on a later put and fails the waiting putters with EPIPE", async(function()
+      local q = tide.queue{ max = 1 }
+      q:put(1):await()
+      local p = q:put(2)
+      q:close()
+      local ok, err = pcall(tide.await, p)
+      assert.is_false(ok)
+      assert.equal("EPIPE", err.code)
+      assert.has_error(function() q:put(3) end, "tide.queue: put on a closed queue")
+    end))
+
+    it("is what a <close> variable does", async(function()
+      local q
+      do
+        local scoped <close> = tide.queue()
+        q = scoped
+      end
+      assert.is_true(q.closed)
+    end))
+  end)
+end)
