@@ -696,6 +696,10 @@ function Response:finish(body)
       #body .. " bytes)", 2)
   end
   if self._te then error("res:finish: Transfer-Encoding is set by the server", 2) end
+  if body ~= "" and bodiless(status) then
+    error("res:finish: a " .. status .. " response has no body", 2)
+  end
+  -- Every check is done: from here on the response is sent.
   local fields = user_fields(self)
   local date = self._date and "" or (ostime() == date_time and date_line or current_date_line())
   self._state = FINISHED
@@ -707,7 +711,6 @@ function Response:finish(body)
   end
   local out
   if status == 204 or status == 304 then
-    if body ~= "" then error("res:finish: a " .. status .. " response has no body", 2) end
     out = line .. fields .. date .. conn .. "\r\n"
   elseif req.method == "HEAD" then
     out = line .. fields .. date .. length_line(length or #body) .. conn .. "\r\n"
@@ -749,6 +752,9 @@ function Response:write(data)
     if bodiless(status) then
       if data ~= "" then error("res:write: a " .. status .. " response has no body", 2) end
     elseif length then
+      if #data > length and req.method ~= "HEAD" then
+        error("res:write: more bytes than the Content-Length", 2)
+      end
       self._sent = 0
       framing = length_line(length)
     elseif req.version == "1.1" then
@@ -773,10 +779,6 @@ function Response:write(data)
       return
     end
     self._sent = #data
-    if length and self._sent > length then
-      c.broken = true
-      error("res:write: more bytes than the Content-Length", 2)
-    end
     send(c, head .. data)
     return
   end
