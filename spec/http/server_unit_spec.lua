@@ -376,6 +376,39 @@ describe("tide.http.server over a stream", function()
       local list = exchange(GET, function(req, res) error({ status = 403, message = "no" }) end)
       assert.are.equal(403, list[1].status)
     end))
+
+    it("get a well-formed answer whatever value the handler raises", async(function()
+      local unprintable = { __tostring = function() error("no string for you") end }
+      local cases = {
+        { 418, { status = 418, message = { "a table" } } },
+        { 418, { status = 418, message = setmetatable({}, unprintable) } },
+        { 418, { status = 418, message = 42 } },
+        { 418, { status = 418 } },
+        { 500, { status = "418" } },
+        { 500, { status = { 418 } } },
+        { 500, { status = 1000 } },
+        { 500, setmetatable({}, unprintable) },
+        { 500, setmetatable({}, { __tostring = function() return 1 end }) },
+        { 500, nil },
+        { 500, false },
+        { 500, print },
+        { 500, coroutine.create(print) },
+      }
+      for i, case in ipairs(cases) do
+        local logged = {}
+        local list, out = exchange(GET .. GET, function(req, res)
+          error(case[2], 0)
+        end, { log = function(m) logged[#logged + 1] = m end })
+        assert.is_true(list and #list >= 1, "case " .. i .. ": no answer in " .. ("%q"):format(out))
+        assert.are.equal(case[1], list[1].status, "case " .. i)
+        -- A 500 keeps the connection (both requests fail and are logged);
+        -- an error's own status closes it.
+        local n = case[1] == 500 and 2 or 0
+        assert.are.equal(math.max(n, 1), #list, "case " .. i)
+        assert.are.equal(n, #logged, "case " .. i)
+        for _, m in ipairs(logged) do assert.is_string(m) end
+      end
+    end))
   end)
 
   describe("rejections", function()

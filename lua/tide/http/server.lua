@@ -806,6 +806,12 @@ end
 -- A short plain-text answer to a request the server refuses; the
 -- connection closes after it.
 local function error_response(status, message)
+  local t = type(message)
+  if t == "number" then
+    message = tostring(message)
+  elseif t ~= "string" then
+    message = nil  -- a message that is not text is left out
+  end
   local body = (reasons[status] or "Error") .. (message and (": " .. message) or "") .. "\n"
   return status_lines[status] .. current_date_line() ..
     "Content-Type: text/plain; charset=utf-8\r\nContent-Length: " .. #body ..
@@ -882,11 +888,19 @@ local function head_failed(c, first, ok, v)
   error(e, 0)
 end
 
+-- tostring(e), or a description of `e` when its __tostring fails: what a
+-- handler raises is logged whatever it is.
+local function describe(e)
+  local ok, s = pcall(tostring, e)
+  if ok and type(s) == "string" then return s end
+  return "(a " .. type(e) .. " error value that tostring refuses)"
+end
+
 -- What the message handler of the handler's xpcall keeps: the error
 -- value itself and, for errors that are not the client's, its traceback.
 local function capture(e)
   if type(e) == "table" and (e.status or cancelled(e)) then return { e } end
-  return { e, traceback(tostring(e), 2) }
+  return { e, traceback(describe(e), 2) }
 end
 
 -- Reports a server problem: through the server's log option, or on
@@ -898,7 +912,7 @@ end
 -- Logs a failed handler with its traceback.
 local function log_handler_error(o, req, e, tb)
   report(o, "tide: http handler error: " .. req.method .. " " .. req.target .. ": " ..
-    (tb or tostring(e)))
+    (tb or describe(e)))
 end
 
 -- Empties a response before the server answers in the handler's place.
