@@ -5,6 +5,7 @@
 #   make test       install missing Debian packages, build, run every suite
 #   make check      every suite built with -fsanitize=address,undefined
 #   make tsan       C tests and threaded embedding examples under ThreadSanitizer
+#   make ndebug     every suite built with -DNDEBUG (asserts compiled out)
 #   make bench      benchmarks beside their peers (see bench/README.md)
 #   make install PREFIX=/usr/local   /   make uninstall
 #
@@ -89,6 +90,10 @@ check:
 	  SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 	  EXTRA_LDFLAGS="-Wl,-z,nodelete $(EXTRA_LDFLAGS)" test
 
+# A release-style build: assert() compiled out. Tests in $(BUILD)-ndebug.
+ndebug:
+	$(MAKE) BUILD=$(BUILD)-ndebug EXTRA_CFLAGS="-DNDEBUG $(EXTRA_CFLAGS)" test
+
 # ThreadSanitizer: the library and the C tests in $(BUILD)-tsan; the C tests
 # and the threaded embedding examples (threads.c, async_fn.c) run under it.
 TSAN_ENV := TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/spec/tsan.supp"
@@ -124,4 +129,4 @@ uninstall:
 clean:
 	rm -rf build build-check build-*
 
-.PHONY: all deps run test check tsan bench install uninstall clean
+.PHONY: all deps run test check ndebug tsan bench install uninstall clean
