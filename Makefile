@@ -25,7 +25,9 @@ UV_LIBS    := $(shell pkg-config --libs libuv 2>/dev/null || echo -luv)
 SSL_LIBS   := $(shell pkg-config --libs openssl 2>/dev/null || echo -lssl -lcrypto)
 LUA_LIBS   := $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
 
-CFLAGS     := $(OPT) -std=c11 -D_GNU_SOURCE -fPIC -Wall -Wextra \
+# -fvisibility=hidden: the libraries export what core/tide.h marks
+# TIDE_EXTERN, nothing else (spec/smoke/abi.sh checks it).
+CFLAGS     := $(OPT) -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden -Wall -Wextra \
               -Icore -Ibindings $(DEPS_CFLAGS) $(SANITIZE) $(EXTRA_CFLAGS)
 LDFLAGS    := $(SANITIZE) $(EXTRA_LDFLAGS)
 LIBS       := $(UV_LIBS) $(SSL_LIBS) -lm -lpthread -ldl
