@@ -389,6 +389,8 @@ describe("tide.http.server over a stream", function()
         { 500, { status = 1000 } },
         { 500, setmetatable({}, unprintable) },
         { 500, setmetatable({}, { __tostring = function() return 1 end }) },
+        { 500, setmetatable({}, { __index = function() error("no fields") end }) },
+        { 500, io.stdout },
         { 500, nil },
         { 500, false },
         { 500, print },
