@@ -5,6 +5,7 @@
 #   make test       install missing Debian packages, build, run every suite
 #   make check      every suite built with -fsanitize=address,undefined
 #   make tsan       C tests and threaded embedding examples under ThreadSanitizer
+#   make ndebug     every suite built with -DNDEBUG (asserts compiled out)
 #   make bench      benchmarks beside their peers (see bench/README.md)
 #   make install PREFIX=/usr/local   /   make uninstall
 #
@@ -24,7 +25,9 @@ UV_LIBS    := $(shell pkg-config --libs libuv 2>/dev/null || echo -luv)
 SSL_LIBS   := $(shell pkg-config --libs openssl 2>/dev/null || echo -lssl -lcrypto)
 LUA_LIBS   := $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
 
-CFLAGS     := $(OPT) -std=c11 -D_GNU_SOURCE -fPIC -Wall -Wextra \
+# -fvisibility=hidden: the libraries export what core/tide.h marks
+# TIDE_EXTERN, nothing else (spec/smoke/abi.sh checks it).
+CFLAGS     := $(OPT) -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden -Wall -Wextra \
               -Icore -Ibindings $(DEPS_CFLAGS) $(SANITIZE) $(EXTRA_CFLAGS)
 LDFLAGS    := $(SANITIZE) $(EXTRA_LDFLAGS)
 LIBS       := $(UV_LIBS) $(SSL_LIBS) -lm -lpthread -ldl
@@ -82,9 +85,16 @@ run: deps all
 test: deps all $(BUILD)/core_tests
 	@BUILD=$(BUILD) bash spec/run.sh
 
+# -z nodelete: tide.so stays mapped after lua_close unloads it, so that
+# LeakSanitizer's reports at exit name tide's functions.
 check:
 	$(MAKE) BUILD=$(BUILD)-check OPT="-O1 -g -fno-omit-frame-pointer" \
-	  SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=undefined" test
+	  SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	  EXTRA_LDFLAGS="-Wl,-z,nodelete $(EXTRA_LDFLAGS)" test
+
+# A release-style build: assert() compiled out. Tests in $(BUILD)-ndebug.
+ndebug:
+	$(MAKE) BUILD=$(BUILD)-ndebug EXTRA_CFLAGS="-DNDEBUG $(EXTRA_CFLAGS)" test
 
 # ThreadSanitizer: the library and the C tests in $(BUILD)-tsan; the C tests
 # and the threaded embedding examples (threads.c, async_fn.c) run under it.
@@ -121,4 +131,4 @@ uninstall:
 clean:
 	rm -rf build build-check build-*
 
-.PHONY: all deps run test check tsan bench install uninstall clean
+.PHONY: all deps run test check ndebug tsan bench install uninstall clean

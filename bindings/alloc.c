@@ -13,6 +13,12 @@
  * shared), so it takes no lock. Freed small blocks are kept for reuse
  * until the state closes, when the chunks go back to malloc.
  *
+ * The allocator frees itself: it counts the bytes the state holds, and
+ * lua_close frees the state's main block last, so the count falls to zero
+ * exactly when the state is gone. However the state closes (tide's own
+ * functions, a host's lua_close, os.exit(code, true) from a script), its
+ * allocator goes with it.
+ *
  * Under AddressSanitizer every block goes to malloc, so `make check`
  * still sees each Lua block on its own. */
 #include "binding.h"
@@ -44,6 +50,8 @@ typedef struct tide_alloc {
   void *free[NCLASSES];             /* free lists, one per block size */
   char *bump, *end;                 /* the unused rest of the newest chunk */
   chunk *chunks;                    /* every chunk, to free at close */
+  size_t total;                     /* bytes the state holds */
+  int live;                         /* the state was made: free at total 0 */
   int warn_on;                      /* warn(): on after "@on" */
   int warn_cont;                    /* warn(): inside a multi-part message */
 } tide_alloc;
@@ -77,6 +85,16 @@ static void pool_put(tide_alloc *a, void *b, size_t size) {
   a->free[c] = b;
 }
 
+/* Gives the chunks and the allocator itself back to malloc. */
+static void alloc_destroy(tide_alloc *a) {
+  chunk *k;
+  while ((k = a->chunks) != NULL) {
+    a->chunks = k->next;
+    free(k);
+  }
+  free(a);
+}
+
 static void *alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   tide_alloc *a = ud;
   void *b;
@@ -84,22 +102,36 @@ static void *alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   if (nsize == 0) {
     if (osize > POOL_MAX) free(ptr);
     else if (ptr != NULL) pool_put(a, ptr, osize);
+    a->total -= osize;
+    /* the state's last block (lua_close frees its main block last) */
+    if (a->total == 0 && a->live) alloc_destroy(a);
     return NULL;
   }
-  if (osize > POOL_MAX && nsize > POOL_MAX) return realloc(ptr, nsize);
+  if (osize > POOL_MAX && nsize > POOL_MAX) {
+    b = realloc(ptr, nsize);
+    if (b != NULL) a->total += nsize - osize;
+    return b;
+  }
   if (ptr != NULL && nsize <= POOL_MAX && osize <= POOL_MAX &&
-      class_of(nsize) == class_of(osize))
+      class_of(nsize) == class_of(osize)) {
+    a->total += nsize - osize;
     return ptr;
+  }
   b = nsize <= POOL_MAX ? pool_get(a, nsize) : malloc(nsize);
   /* Lua counts on shrinking never failing: keep the old block, which is
    * big enough (one from malloc then ends in a free list, and is lost when
    * the state closes: only when memory ran out). */
-  if (b == NULL) return nsize <= osize ? ptr : NULL;
+  if (b == NULL) {
+    if (nsize > osize) return NULL;
+    a->total -= osize - nsize;
+    return ptr;
+  }
   if (ptr != NULL) {
     memcpy(b, ptr, osize < nsize ? osize : nsize);
     if (osize > POOL_MAX) free(ptr);
     else pool_put(a, ptr, osize);
   }
+  a->total += nsize - osize;        /* modulo 2^n: a shrink subtracts */
   return b;
 }
 
@@ -134,28 +166,17 @@ lua_State *tide_lua_newstate(void) {
   lua_State *L;
   if (a == NULL) return NULL;
   if ((L = lua_newstate(alloc, a)) == NULL) {
-    free(a);
+    alloc_destroy(a);  /* not live yet: a failed state left it */
     return NULL;
   }
+  a->live = 1;
   lua_atpanic(L, panic);
   lua_setwarnf(L, warnf, a);
   return L;
 }
 
+/* The allocator of a state made by tide_lua_newstate frees itself when
+ * lua_close frees the state's last block. */
 void tide_lua_closestate(lua_State *L) {
-  void *ud;
-  tide_alloc *a;
-  chunk *k;
-  if (L == NULL) return;
-  if (lua_getallocf(L, &ud) != alloc) {
-    lua_close(L);
-    return;
-  }
-  lua_close(L);
-  a = ud;
-  while ((k = a->chunks) != NULL) {
-    a->chunks = k->next;
-    free(k);
-  }
-  free(a);
+  if (L != NULL) lua_close(L);
 }

@@ -44,10 +44,11 @@
 
 #include "tide.h"
 
+#include <assert.h>  /* every binding may assert; NDEBUG builds too */
+
 #ifdef NDEBUG
 #define tide_stack_check(L, top, delta) ((void)(L), (void)(top), (void)(delta))
 #else
-#include <assert.h>
 #define tide_stack_check(L, top, delta) assert(lua_gettop(L) == (top) + (delta))
 #endif
 

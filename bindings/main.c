@@ -5,7 +5,8 @@
  * alive. With no arguments on a terminal it starts a REPL whose prompt
  * runs inside a task.
  *
- * Exit status: 0; 1 when a chunk failed or a rejection went unhandled.
+ * Exit status: 0; 1 when a chunk failed or a rejection went unhandled;
+ * the status given to os.exit (which may close the state first).
  * Stack discipline follows lua.c: all work happens in pmain under
  * lua_pcall, errors are printed as "tide: msg" with a traceback.
  */

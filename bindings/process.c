@@ -13,7 +13,10 @@
  * handle keeps the loop alive until it exits). User values of the
  * userdata: 1-3 the stdin/stdout/stderr streams (or false), 4 the exit
  * promise, which the lproc holds (tide_lp_hold) until the exit callback,
- * 5 the pid.
+ * 5 the pid. Until its exit, an lproc is on its state's list of running
+ * children (proc_list, an upvalue of spawn that the registry keeps): when
+ * the state closes, the list's __gc closes their handles (the children run
+ * on), so that the runtime's last loop turns free them.
  *
  * Stack discipline: helpers state their effect as [-o, +p, x]; callbacks
  * run on the main thread, leave its stack as they found it and end with
@@ -35,9 +38,31 @@ typedef struct lproc {
   tide_io *io;
   struct lproc **ud;          /* the userdata's slot, or NULL */
   lpromise *exit;             /* held until the exit callback */
+  struct lproc *next;         /* on the list of running children, */
+  struct lproc **prevp;       /*   or NULL: not on it */
   int pid;
   int exited;
 } lproc;
+
+/* A state's running children (the userdata is the upvalue of spawn). */
+typedef struct proc_list {
+  lproc *head;
+} proc_list;
+
+static void list_add(proc_list *l, lproc *p) {
+  p->next = l->head;
+  if (p->next) p->next->prevp = &p->next;
+  p->prevp = &l->head;
+  l->head = p;
+}
+
+static void list_remove(lproc *p) {
+  if (p->prevp == NULL) return;
+  *p->prevp = p->next;
+  if (p->next) p->next->prevp = p->prevp;
+  p->next = NULL;
+  p->prevp = NULL;
+}
 
 static void proc_close_cb(uv_handle_t *h) {
   lproc *p = h->data;
@@ -51,6 +76,7 @@ static void exit_cb(uv_process_t *h, int64_t status, int signum) {
   tide_rt *rt = p->io->rt;
   lua_State *L = tide_io_state(p->io);
   p->exited = 1;
+  list_remove(p);
   uv_close((uv_handle_t *)h, proc_close_cb);
   if (L == NULL) return;
   tide_lp_push(L, p->exit);
@@ -241,6 +267,7 @@ static int l_spawn(lua_State *L) {
   *ud = p;
   p->ud = ud;
   p->pid = p->h.pid;
+  list_add(lua_touserdata(L, lua_upvalueindex(1)), p);
   for (i = 3; i <= 5; i++) {
     lua_pushvalue(L, i);
     lua_setiuservalue(L, 6, i - 2);
@@ -307,6 +334,20 @@ static int p_tbc_close(lua_State *L) {
 static int p_gc(lua_State *L) {
   lproc **ud = lua_touserdata(L, 1);
   if (*ud) (*ud)->ud = NULL;
+  return 0;
+}
+
+/* __gc of the list of running children: runs only when the state closes
+ * (the registry keeps the list). Closes the handles of the children still
+ * running, which run on: their close callbacks free them, in the last loop
+ * turns of the runtime. Their exit promises go with the state. */
+static int list_gc(lua_State *L) {
+  proc_list *l = lua_touserdata(L, 1);
+  lproc *p;
+  while ((p = l->head) != NULL) {
+    list_remove(p);
+    uv_close((uv_handle_t *)&p->h, proc_close_cb);
+  }
   return 0;
 }
 
@@ -403,7 +444,14 @@ int tide_open_process(lua_State *L) {
   lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);  /* remove the metatable */
   lua_createtable(L, 0, 2);                            /* tide.process */
-  lua_pushcfunction(L, l_spawn);
+  ((proc_list *)lua_newuserdatauv(L, sizeof(proc_list), 0))->head = NULL;
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, list_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  luaL_ref(L, LUA_REGISTRYINDEX);  /* the registry keeps the list till the end */
+  lua_pushcclosure(L, l_spawn, 1);
   lua_setfield(L, -2, "spawn");
   if (luaL_loadbuffer(L, exec_lua, sizeof(exec_lua) - 1, "=[tide.process.exec]") != LUA_OK)
     return lua_error(L);

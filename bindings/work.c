@@ -128,6 +128,7 @@ static int w_progress(lua_State *L) {
   if (pm == NULL) return luaL_error(L, "not enough memory");
   tide_mbuf_init(&pm->buf);
   if (tide_marshal_encode(L, 1, lua_gettop(L), &pm->buf, err, sizeof(err)) != 0) {
+    tide_mbuf_free(&pm->buf);  /* a refusal keeps what was encoded so far */
     free(pm);
     return luaL_error(L, "tide.progress: %s", err);
   }

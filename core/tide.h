@@ -34,6 +34,15 @@ extern "C" {
 #define TIDE_VERSION_PATCH 0
 #define TIDE_VERSION_STRING "0.1.0"
 
+/* TIDE_EXTERN marks the public API. libtide.so and tide.so are built with
+ * -fvisibility=hidden (as libuv with UV_EXTERN): they export the functions
+ * this header declares and nothing else. */
+#if defined(__GNUC__) && __GNUC__ >= 4
+#define TIDE_EXTERN __attribute__((visibility("default")))
+#else
+#define TIDE_EXTERN /* nothing */
+#endif
+
 typedef struct tide_rt tide_rt;
 typedef struct tide_job tide_job;
 typedef struct tide_promise tide_promise;
@@ -102,7 +111,7 @@ typedef void (*tide_post_cb)(tide_rt *rt, void *data);
  * the host's loop alive) to the host's loop, which must then be run on the
  * same thread. Returns 0 and sets *out, UV_EINVAL when `out` is NULL,
  * UV_ENOMEM, or the error of initialising the loop. */
-int tide_rt_new(const tide_options *opts, tide_rt **out);
+TIDE_EXTERN int tide_rt_new(const tide_options *opts, tide_rt **out);
 
 /* Frees the runtime, in this order: closes its Lua state (if it has one,
  * see tide_lua_state), drops posts and queued callbacks that have not run
@@ -115,7 +124,7 @@ int tide_rt_new(const tide_options *opts, tide_rt **out);
  * promises or its Lua state afterwards is undefined behaviour, and so is a
  * tide_post() that starts after tide_rt_free() returned: stop (join) the
  * threads that post first. */
-void tide_rt_free(tide_rt *rt);
+TIDE_EXTERN void tide_rt_free(tide_rt *rt);
 
 /* Runs the reactor, draining the callback queue after every reactor
  * callback, and before and after each turn (jobs a host queued between
@@ -129,24 +138,24 @@ void tide_rt_free(tide_rt *rt);
  * is idle (the contract of uv_run()), UV_EINVAL for NULL, UV_EPERM off the
  * loop thread (debug builds). Must not be called from inside a callback of
  * the same runtime. */
-int tide_rt_run(tide_rt *rt, tide_run_mode mode);
+TIDE_EXTERN int tide_rt_run(tide_rt *rt, tide_run_mode mode);
 
 /* Makes a running tide_rt_run() return after the current reactor turn
  * (loop thread only: another thread posts a function that calls it). */
-void tide_rt_stop(tide_rt *rt);
+TIDE_EXTERN void tide_rt_stop(tide_rt *rt);
 
 /* The runtime's libuv loop: hosts may add their own handles to it. NULL for
  * NULL. */
-uv_loop_t *tide_rt_loop(tide_rt *rt);
+TIDE_EXTERN uv_loop_t *tide_rt_loop(tide_rt *rt);
 
 /* The options the runtime was created with: `loop` is the loop it runs on
  * (its own or the host's), strings are the runtime's copies (valid until
  * tide_rt_free). NULL for NULL. */
-const tide_options *tide_rt_options(tide_rt *rt);
+TIDE_EXTERN const tide_options *tide_rt_options(tide_rt *rt);
 
 /* Returns 1 when called on the runtime's loop thread (the thread that
  * created it), 0 otherwise or for NULL. */
-int tide_rt_on_loop_thread(tide_rt *rt);
+TIDE_EXTERN int tide_rt_on_loop_thread(tide_rt *rt);
 
 /* For hosts that drive tide from their own event loop (poll, select, GLib,
  * Qt). tide_rt_backend_fd() returns the fd to poll for readability (libuv's
@@ -163,34 +172,34 @@ int tide_rt_on_loop_thread(tide_rt *rt);
  * give tide work (an idle runtime waits there for posts). UV_EINVAL for
  * NULL, UV_EPERM off the loop thread (debug builds). Ask again after every
  * tide_rt_run(): the answer changes with what ran. */
-int tide_rt_backend_fd(tide_rt *rt);
-int tide_rt_backend_timeout(tide_rt *rt);
+TIDE_EXTERN int tide_rt_backend_fd(tide_rt *rt);
+TIDE_EXTERN int tide_rt_backend_timeout(tide_rt *rt);
 
 /* Keeps tide_rt_run(rt, TIDE_RUN_DEFAULT) running (hold) or lets it end
  * when idle (release), e.g. while a host thread will settle a promise
  * later. Holds count: each hold needs one release; a release without a
  * hold is ignored. Loop thread only. */
-void tide_rt_hold(tide_rt *rt);
-void tide_rt_release(tide_rt *rt);
+TIDE_EXTERN void tide_rt_hold(tide_rt *rt);
+TIDE_EXTERN void tide_rt_release(tide_rt *rt);
 
 /* Sets the unhandled-rejection reporter; NULL restores the default. */
-void tide_rt_on_unhandled(tide_rt *rt, tide_unhandled_cb cb);
+TIDE_EXTERN void tide_rt_on_unhandled(tide_rt *rt, tide_unhandled_cb cb);
 
 /* Number of unhandled rejections reported so far (0 for NULL). */
-unsigned tide_rt_unhandled_count(tide_rt *rt);
+TIDE_EXTERN unsigned tide_rt_unhandled_count(tide_rt *rt);
 
 /* Host data slot: free for the embedder. NULL rt: get returns NULL, set
  * does nothing. */
-void *tide_rt_get_data(tide_rt *rt);
-void tide_rt_set_data(tide_rt *rt, void *data);
+TIDE_EXTERN void *tide_rt_get_data(tide_rt *rt);
+TIDE_EXTERN void tide_rt_set_data(tide_rt *rt, void *data);
 
 /* The slot of tide's Lua bindings (the runtime's Lua side); not for hosts.
  * A binding that owns a Lua state for the runtime sets `close`, which
  * tide_rt_free() calls first, while the runtime is still whole. */
 typedef void (*tide_binding_close_cb)(tide_rt *rt, void *binding);
-void *tide_rt_binding(tide_rt *rt);
-void tide_rt_set_binding(tide_rt *rt, void *binding);
-void tide_rt_set_binding_close(tide_rt *rt, tide_binding_close_cb close);
+TIDE_EXTERN void *tide_rt_binding(tide_rt *rt);
+TIDE_EXTERN void tide_rt_set_binding(tide_rt *rt, void *binding);
+TIDE_EXTERN void tide_rt_set_binding_close(tide_rt *rt, tide_binding_close_cb close);
 
 /* The ONE thread-safe entry point: queues `fn(rt, data)` to run on the
  * runtime's loop thread, at its next reactor turn, after the posts made
@@ -202,7 +211,7 @@ void tide_rt_set_binding_close(tide_rt *rt, tide_binding_close_cb close);
  * return while posts are waiting, but a post made later does not keep it
  * running: tide_rt_hold() before handing work to a thread, and release in
  * the posted function. */
-int tide_post(tide_rt *rt, tide_post_cb fn, void *data);
+TIDE_EXTERN int tide_post(tide_rt *rt, tide_post_cb fn, void *data);
 
 /* ------------------------------------------------------ callback queue */
 
@@ -219,7 +228,7 @@ struct tide_job {
 /* Queues `job` to run `cb` from the callback queue: it runs at the next
  * drain, never inside this call. A job must not be queued twice at once.
  * NULL arguments are ignored. */
-void tide_job_queue(tide_rt *rt, tide_job *job, tide_job_cb cb);
+TIDE_EXTERN void tide_job_queue(tide_rt *rt, tide_job *job, tide_job_cb cb);
 
 /* Runs queued jobs until the queue is empty (jobs queued meanwhile
  * included), then reports unhandled rejections. Reactor callbacks of tide
@@ -228,7 +237,7 @@ void tide_job_queue(tide_rt *rt, tide_job *job, tide_job_cb cb);
  * wants the listeners to run before its next tide_rt_run. A call from
  * inside a job returns at once (the outer drain goes on). NULL is
  * ignored; off the loop thread it does nothing (debug builds). */
-void tide_rt_drain(tide_rt *rt);
+TIDE_EXTERN void tide_rt_drain(tide_rt *rt);
 
 /* --------------------------------------------------------------- promise */
 
@@ -303,13 +312,13 @@ struct tide_promise {
  * may be NULL. Memory must stay valid until tide_promise_dispose() and
  * while the runtime retains the promise (see tide_promise_ops). NULL
  * arguments are ignored. */
-void tide_promise_init(tide_rt *rt, tide_promise *p, const tide_promise_ops *ops);
+TIDE_EXTERN void tide_promise_init(tide_rt *rt, tide_promise *p, const tide_promise_ops *ops);
 
 /* Releases what the promise owns (copied values) and detaches listeners
  * still waiting on it; after this the caller may free its memory. It does
  * not stop a producer that still refers to a pending promise (a sleep, a
  * pool job): tide_promise_cancel() it first. NULL is ignored. */
-void tide_promise_dispose(tide_promise *p);
+TIDE_EXTERN void tide_promise_dispose(tide_promise *p);
 
 /* Settles with C values: `n` values for resolve (`values` may be NULL when
  * n is 0), one error value for reject (NULL: nil). The values are copied
@@ -319,13 +328,13 @@ void tide_promise_dispose(tide_promise *p);
  * promise has settled already (a promise settles once: the values are
  * ignored), UV_EINVAL for NULL, n < 0, or a value of unknown type or with
  * NULL bytes, UV_ENOMEM, UV_EPERM off the loop thread (debug builds). */
-int tide_promise_resolve(tide_promise *p, const tide_value *values, int n);
-int tide_promise_reject(tide_promise *p, const tide_value *error);
+TIDE_EXTERN int tide_promise_resolve(tide_promise *p, const tide_value *values, int n);
+TIDE_EXTERN int tide_promise_reject(tide_promise *p, const tide_value *error);
 
 /* Settles without C values: the owner keeps the values itself (the Lua
  * bindings keep Lua values beside the promise). Same rules as above;
  * UV_EINVAL also for a state other than fulfilled or rejected. */
-int tide_promise_settle(tide_promise *p, tide_state state);
+TIDE_EXTERN int tide_promise_settle(tide_promise *p, tide_state state);
 
 /* Registers `l` to run `cb` when `p` settles, after every listener registered
  * before it. On a settled promise the callback is queued at once (it still
@@ -335,23 +344,23 @@ int tide_promise_settle(tide_promise *p, tide_state state);
  * TIDE_LISTENER_UNRETAINED.
  * Returns 0, UV_EINVAL for NULL, UV_EBUSY when `l` listens to a promise or
  * its call is queued (a listener listens to one promise at a time). */
-int tide_promise_listen(tide_promise *p, tide_listener *l, tide_listener_cb cb);
+TIDE_EXTERN int tide_promise_listen(tide_promise *p, tide_listener *l, tide_listener_cb cb);
 
 /* Removes a listener that has not been called. Returns 0, UV_ENOENT when
  * it is not registered (already called or queued, or never registered),
  * UV_EINVAL for NULL. */
-int tide_listener_remove(tide_listener *l);
+TIDE_EXTERN int tide_listener_remove(tide_listener *l);
 
 /* Installs (or with NULL removes) the producer's cancel hook. Settling
  * the promise removes it. NULL `p` is ignored. */
-void tide_promise_on_cancel(tide_promise *p, tide_cancel_cb cb, void *data);
+TIDE_EXTERN void tide_promise_on_cancel(tide_promise *p, tide_cancel_cb cb, void *data);
 
 /* Asks the producer of a pending promise to stop (its cancel hook), then
  * rejects the promise with the string "cancelled" and marks it cancelled
  * (and handled: a cancellation is never reported as unhandled). Returns 0,
  * UV_ENOTSUP when the promise has no cancel hook (nothing changes),
  * UV_EALREADY when settled, UV_EINVAL for NULL. */
-int tide_promise_cancel(tide_promise *p);
+TIDE_EXTERN int tide_promise_cancel(tide_promise *p);
 
 /* Stops the producer of a pending promise (runs and removes its cancel
  * hook) without settling the promise, for an owner that settles it with
@@ -360,21 +369,21 @@ int tide_promise_cancel(tide_promise *p);
  * call (the hook may drop the producer's hold). Returns 0, UV_ENOTSUP when
  * the promise has no cancel hook (nothing changes), UV_EALREADY when
  * settled, UV_EINVAL for NULL. */
-int tide_promise_detach(tide_promise *p);
+TIDE_EXTERN int tide_promise_detach(tide_promise *p);
 
 /* Rejects a pending promise as cancelled, as above, without a hook.
  * Returns 0, UV_EALREADY when settled, UV_EINVAL for NULL. */
-int tide_promise_reject_cancelled(tide_promise *p);
+TIDE_EXTERN int tide_promise_reject_cancelled(tide_promise *p);
 
 /* Non-zero when `p` was rejected as cancelled (0 for NULL). */
-int tide_promise_is_cancelled(const tide_promise *p);
+TIDE_EXTERN int tide_promise_is_cancelled(const tide_promise *p);
 
 /* Marks a rejection as handled so it is not reported (for consumers that do
  * not register a listener, such as a synchronous await). */
-void tide_promise_mark_handled(tide_promise *p);
+TIDE_EXTERN void tide_promise_mark_handled(tide_promise *p);
 
 /* Number of registered listeners not yet called (0 for NULL). */
-int tide_promise_listeners(const tide_promise *p);
+TIDE_EXTERN int tide_promise_listeners(const tide_promise *p);
 
 /* ------------------------------------------------------------------ timer */
 
@@ -386,7 +395,7 @@ int tide_promise_listeners(const tide_promise *p);
  * still running without settling them. Returns 0, UV_EINVAL (NULL, `p` not
  * pending or with a cancel hook), UV_ENOMEM, UV_EPERM off the loop thread
  * (debug builds). */
-int tide_sleep(tide_rt *rt, tide_promise *p, uint64_t ms);
+TIDE_EXTERN int tide_sleep(tide_rt *rt, tide_promise *p, uint64_t ms);
 
 /* ----------------------------------------------------------- thread pool */
 
@@ -469,8 +478,8 @@ struct tide_worker_key {
  * freed), UV_EPERM off the loop thread (debug builds) or the error of
  * creating the first worker thread. A request must not be submitted again
  * before its after function has been called. Loop thread only. */
-int tide_work_submit(tide_rt *rt, tide_work *req, tide_promise *p,
-                     tide_work_cb work, tide_after_work_cb after);
+TIDE_EXTERN int tide_work_submit(tide_rt *rt, tide_work *req, tide_promise *p,
+                                 tide_work_cb work, tide_after_work_cb after);
 
 /* Cancels a job that has not started: it will never run, and its after
  * function runs with UV_ECANCELED from the loop (never inside this call).
@@ -478,26 +487,26 @@ int tide_work_submit(tide_rt *rt, tide_work *req, tide_promise *p,
  * function is still to come), UV_EINVAL when the request is not in flight
  * (ended; a request never submitted must be zeroed for this answer),
  * UV_EPERM off the loop thread (debug builds). Loop thread only. */
-int tide_work_cancel(tide_work *req);
+TIDE_EXTERN int tide_work_cancel(tide_work *req);
 
 /* From inside the work function of `req` (on its worker): queues `msg` for
  * `cb` on the loop thread, where it runs in order, before the job's after
  * function. `msg` is caller memory (embed it in a struct that carries the
  * payload) and must stay valid until `cb` has run; `cb` owns it then.
  * Returns 0, or UV_EINVAL when `req` is not running. */
-int tide_work_send(tide_work *req, tide_work_msg *msg, tide_work_msg_cb cb);
+TIDE_EXTERN int tide_work_send(tide_work *req, tide_work_msg *msg, tide_work_msg_cb cb);
 
 /* The data of worker `w` under `key`, or NULL. Worker thread only. */
-void *tide_worker_get(tide_worker *w, const tide_worker_key *key);
+TIDE_EXTERN void *tide_worker_get(tide_worker *w, const tide_worker_key *key);
 /* Sets the data of worker `w` under `key` (NULL clears the slot without
  * calling fini). Returns 0 or UV_ENOMEM. Worker thread only. */
-int tide_worker_set(tide_worker *w, const tide_worker_key *key, void *value);
+TIDE_EXTERN int tide_worker_set(tide_worker *w, const tide_worker_key *key, void *value);
 /* Index of worker `w` in its pool: 0 .. size-1. */
-int tide_worker_index(const tide_worker *w);
+TIDE_EXTERN int tide_worker_index(const tide_worker *w);
 
 /* The pool's number of worker threads: the running ones once started,
  * the number it will start otherwise. UV_EINVAL for NULL. */
-int tide_pool_size(tide_rt *rt);
+TIDE_EXTERN int tide_pool_size(tide_rt *rt);
 
 /* -------------------------------------------------------------------- lua */
 
@@ -539,7 +548,7 @@ typedef void (*tide_done_cb)(tide_rt *rt, tide_state state, const tide_value *va
  * the host's). When the host attached a state of its own
  * (tide_lua_attach), *out is that state. Returns 0, UV_EINVAL for NULL,
  * UV_ENOMEM, UV_EPERM off the loop thread (debug builds). */
-int tide_lua_state(tide_rt *rt, struct lua_State **out);
+TIDE_EXTERN int tide_lua_state(tide_rt *rt, struct lua_State **out);
 
 /* Loads the tide module into `L`, a state the host owns, running on `rt`
  * (global `tide` and package.loaded.tide; the paths of the options are
@@ -547,11 +556,11 @@ int tide_lua_state(tide_rt *rt, struct lua_State **out);
  * lua_close(L) before tide_rt_free(rt). Returns 0, UV_EINVAL for NULL,
  * UV_EBUSY when `rt` has a Lua state or `L` a runtime already, UV_ENOMEM,
  * UV_EPERM off the loop thread (debug builds). */
-int tide_lua_attach(tide_rt *rt, struct lua_State *L);
+TIDE_EXTERN int tide_lua_attach(tide_rt *rt, struct lua_State *L);
 
 /* The runtime `L` runs on, or NULL when tide is not loaded in it. Any
  * coroutine of the state will do: host functions use it. */
-tide_rt *tide_lua_rt(struct lua_State *L);
+TIDE_EXTERN tide_rt *tide_lua_rt(struct lua_State *L);
 
 /* Loads the Lua file `path` (or the `chunk` string) in the runtime's state
  * (created if needed) and starts it as a task: it begins at the next drain
@@ -563,8 +572,8 @@ tide_rt *tide_lua_rt(struct lua_State *L);
  * tide_rt_unhandled_count). Returns 0 once started, UV_EINVAL for NULL
  * `rt` or `path`/`chunk`, UV_ENOMEM, UV_EPERM off the loop thread (debug
  * builds); `done` is called only after 0. */
-int tide_dofile(tide_rt *rt, const char *path, tide_done_cb done, void *data);
-int tide_dostring(tide_rt *rt, const char *chunk, tide_done_cb done, void *data);
+TIDE_EXTERN int tide_dofile(tide_rt *rt, const char *path, tide_done_cb done, void *data);
+TIDE_EXTERN int tide_dostring(tide_rt *rt, const char *chunk, tide_done_cb done, void *data);
 
 /* Calls `done` with the outcome of the promise (or task) at index `idx` of
  * `L`, converted to C values, once it settles: from the callback queue,
@@ -572,7 +581,7 @@ int tide_dostring(tide_rt *rt, const char *chunk, tide_done_cb done, void *data)
  * Awaiting counts as handling a rejection. Returns 0, UV_EINVAL when `L`
  * or `done` is NULL or the value is not a promise, UV_ENOMEM, UV_EPERM
  * off the loop thread (debug builds). The stack is left as it was. */
-int tide_lua_await(struct lua_State *L, int idx, tide_done_cb done, void *data);
+TIDE_EXTERN int tide_lua_await(struct lua_State *L, int idx, tide_done_cb done, void *data);
 
 /* Makes `fn` callable from Lua as `module.name` (package.loaded[module],
  * created empty when missing, so require(module) finds it), or as the
@@ -582,7 +591,7 @@ int tide_lua_await(struct lua_State *L, int idx, tide_done_cb done, void *data);
  * Creates the runtime's state if needed. Returns 0, UV_EINVAL for NULL
  * `rt`, `name` or `fn`, UV_ENOMEM, UV_EPERM off the loop thread (debug
  * builds). */
-int tide_lua_register(tide_rt *rt, const char *module, const char *name, tide_lua_fn fn);
+TIDE_EXTERN int tide_lua_register(tide_rt *rt, const char *module, const char *name, tide_lua_fn fn);
 
 /* An async host function. It is called with the Lua arguments on `L`'s
  * stack (1 .. lua_gettop(L): check them with luaL_check* and raise at
@@ -605,14 +614,20 @@ typedef int (*tide_async_fn)(tide_rt *rt, struct lua_State *L, tide_promise *p, 
 /* Makes async function `fn` callable from Lua as `module.name` (as for
  * tide_lua_register); `data` is passed to every call. Returns as
  * tide_lua_register. */
-int tide_lua_register_async(tide_rt *rt, const char *module, const char *name,
-                            tide_async_fn fn, void *data);
+TIDE_EXTERN int tide_lua_register_async(tide_rt *rt, const char *module, const char *name,
+                                        tide_async_fn fn, void *data);
+
+/* The Lua module's entry point: require "tide" in a stock lua5.4 calls it
+ * (tide.so), and the module gets a runtime of its own, run by tide.run().
+ * Hosts that own a runtime load the module with tide_lua_state or
+ * tide_lua_attach instead. */
+TIDE_EXTERN int luaopen_tide(struct lua_State *L);
 
 /* ------------------------------------------------------------ statistics */
 
 /* The loop's cached monotonic time in milliseconds (updated at each
  * reactor turn, as uv_now()); 0 for NULL. */
-uint64_t tide_rt_now(tide_rt *rt);
+TIDE_EXTERN uint64_t tide_rt_now(tide_rt *rt);
 
 #ifdef __cplusplus
 }

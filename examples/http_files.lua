@@ -12,6 +12,10 @@ local fs = tide.fs
 
 local port, dir = tonumber(arg[1]) or 0, arg[2] or "."
 local root = fs.realpath(dir):await()
+-- What every path under root starts with ("/" itself when root is "/"),
+-- and what a request path is appended to.
+local prefix = root == "/" and "/" or root .. "/"
+local base = root == "/" and "" or root
 
 local TYPES = {
   html = "text/html; charset=utf-8", htm = "text/html; charset=utf-8",
@@ -48,9 +52,9 @@ local function resolve(path)
   for segment in decoded:gmatch("[^/]+") do
     if segment == "." or segment == ".." then return nil end
   end
-  local ok, real = pcall(tide.await, fs.realpath(root .. decoded))
+  local ok, real = pcall(tide.await, fs.realpath(base .. decoded))
   if not ok then return nil end
-  if real ~= root and real:sub(1, #root + 1) ~= root .. "/" then return nil end
+  if real ~= root and real:sub(1, #prefix) ~= prefix then return nil end
   return real
 end
 

@@ -29,7 +29,7 @@ if [[ "$BUILD" == *check* ]]; then
   for lib in asan ubsan; do
     p=$(gcc -print-file-name=lib$lib.so); [ -f "$p" ] && PRELOAD="$PRELOAD $p"
   done
-  # lua5.4 itself leaks nothing, but busted's os.exit skips lua_close.
+  # Exact suppressions only: see spec/lsan.supp.
   export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/spec/lsan.supp:print_suppressions=0}
 fi
 

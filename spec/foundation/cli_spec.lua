@@ -74,6 +74,20 @@ describe("the tide binary", function()
     assert.is_true(tide.hrtime() - t0 < 3e9)
   end)
 
+  it("exits with os.exit's status, closing the state when asked", function()
+    for _, case in ipairs {
+      { "os.exit(3, true)", 3 },
+      { "os.exit(3)", 3 },
+      { "tide.sleep(0.01):await(); os.exit(true, true)", 0 },
+      { "tide.spawn(function() os.exit(false, true) end)", 1 },
+    } do
+      -- Under make check, a leak shows on stderr and makes the status 1.
+      local out, err, status = run_tide("-e '" .. case[1] .. "'")
+      assert.equal("", err, case[1])
+      assert.equal(case[2], status, case[1])
+    end
+  end)
+
   it("finds tide's Lua modules", function()
     local out, err = run_tide([[-e 'print(type(require("tide.http.h1").parse_request_head))']])
     assert.equal("function\n", out, err)

@@ -266,6 +266,50 @@ describe("tide.http.server over a stream", function()
       assert.is_nil(out:find("chunked", 1, true))
     end))
 
+    it("refuses a body for 204 and 304 and leaves the response untouched", async(function()
+      for _, status in ipairs { 204, 304 } do
+        local errs = {}
+        local list = exchange(GET .. GET, function(req, res)
+          res.status = status
+          local ok, e = pcall(res.finish, res, "body")
+          errs[#errs + 1] = e
+          assert.is_false(ok)
+          assert.is_false(res:started())
+          res:finish()
+        end)
+        assert.are.equal(2, #list)
+        assert.are.equal(status, list[1].status)
+        assert.are.equal(status, list[2].status)
+        assert.truthy(tostring(errs[1]):find("a " .. status .. " response has no body", 1, true))
+      end
+    end))
+
+    it("answers 500 when a handler fails on a refused finish", async(function()
+      local seen = 0
+      local list, _, n = exchange(GET .. GET, function(req, res)
+        seen = seen + 1
+        if seen == 1 then
+          res.status = 204
+          res:finish("body")
+        end
+        res:finish("ok")
+      end)
+      assert.are.equal(2, n)
+      assert.are.equal(500, list[1].status)
+      assert.are.equal("ok", list[2].body)
+    end))
+
+    it("refuses a first write beyond the Content-Length and leaves the response untouched", async(function()
+      local list = exchange(GET, function(req, res)
+        res:set_header("Content-Length", "2")
+        assert.is_false(pcall(res.write, res, "abc"))
+        assert.is_false(res:started())
+        res:write("ab")
+        res:finish()
+      end)
+      assert.are.equal("ab", list[1].body)
+    end))
+
     it("sends 204 and 304 without a body or Content-Length", async(function()
       local list, out = exchange("GET /204 HTTP/1.1\r\nHost: x\r\n\r\nGET /304 HTTP/1.1\r\nHost: x\r\n\r\n",
         function(req, res) res.status = tonumber(req.path:sub(2)); res:finish() end)
@@ -331,6 +375,41 @@ describe("tide.http.server over a stream", function()
     it("answer an error's status when it carries one", async(function()
       local list = exchange(GET, function(req, res) error({ status = 403, message = "no" }) end)
       assert.are.equal(403, list[1].status)
+    end))
+
+    it("get a well-formed answer whatever value the handler raises", async(function()
+      local unprintable = { __tostring = function() error("no string for you") end }
+      local cases = {
+        { 418, { status = 418, message = { "a table" } } },
+        { 418, { status = 418, message = setmetatable({}, unprintable) } },
+        { 418, { status = 418, message = 42 } },
+        { 418, { status = 418 } },
+        { 500, { status = "418" } },
+        { 500, { status = { 418 } } },
+        { 500, { status = 1000 } },
+        { 500, setmetatable({}, unprintable) },
+        { 500, setmetatable({}, { __tostring = function() return 1 end }) },
+        { 500, setmetatable({}, { __index = function() error("no fields") end }) },
+        { 500, io.stdout },
+        { 500, nil },
+        { 500, false },
+        { 500, print },
+        { 500, coroutine.create(print) },
+      }
+      for i, case in ipairs(cases) do
+        local logged = {}
+        local list, out = exchange(GET .. GET, function(req, res)
+          error(case[2], 0)
+        end, { log = function(m) logged[#logged + 1] = m end })
+        assert.is_true(list and #list >= 1, "case " .. i .. ": no answer in " .. ("%q"):format(out))
+        assert.are.equal(case[1], list[1].status, "case " .. i)
+        -- A 500 keeps the connection (both requests fail and are logged);
+        -- an error's own status closes it.
+        local n = case[1] == 500 and 2 or 0
+        assert.are.equal(math.max(n, 1), #list, "case " .. i)
+        assert.are.equal(n, #logged, "case " .. i)
+        for _, m in ipairs(logged) do assert.is_string(m) end
+      end
     end))
   end)
 

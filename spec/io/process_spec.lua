@@ -133,6 +133,18 @@ describe("tide.process", function()
       tide.sleep(0.05):await()
       assert.equal(before, count_fds())
     end))
+
+    it("frees a child still running when the state closes", function()
+      -- Under make check, LeakSanitizer reports what the closing left.
+      local chunk = "tide.process.spawn{ \"sleep\", \"1\", env = { LD_PRELOAD = false } }"
+      local _, err, status = run_tide("-e '" .. chunk .. "; error(\"stop\")'")
+      assert.matches("stop", err)
+      assert.is_nil(err:find("Sanitizer", 1, true), err)
+      assert.equal(1, status)
+      _, err, status = sh("lua5.4 -e 'local tide = require \"tide\"; " .. chunk .. "; os.exit(0, true)'")
+      assert.equal("", err)
+      assert.equal(0, status)
+    end)
   end)
 
   describe("exec", function()

@@ -347,6 +347,31 @@ describe("tide.work", function()
       assert.is_false(ok)
       assert.matches("tide.progress: argument 2: function cannot be sent", err.message)
     end))
+
+    it("frees what it encoded when a progress value cannot cross", async(function()
+      local function rss_kib()
+        local f = assert(io.open("/proc/self/status"))
+        local text = f:read("a")
+        f:close()
+        return tonumber(text:match("VmRSS:%s*(%d+)"))
+      end
+      local before = rss_kib()
+      local refused = tide.work(function(n)
+        local tide, big = require "tide", string.rep("x", 1 << 20)
+        local refused = 0
+        for _ = 1, n do
+          if not pcall(tide.progress, big, print) then refused = refused + 1 end
+        end
+        return refused
+      end, 300):await()
+      assert.equal(300, refused)
+      -- 300 MiB when each refusal leaks its buffer. Under AddressSanitizer
+      -- its quarantine holds freed memory, and LeakSanitizer checks instead.
+      if not (os.getenv("LD_PRELOAD") or ""):find("asan") then
+        local grown = rss_kib() - before
+        assert.is_true(grown < 64 * 1024, "RSS grew by " .. grown .. " KiB")
+      end
+    end))
   end)
 
   describe("the loop", function()

@@ -2,7 +2,8 @@
 # examples/http_files.lua serving a temporary tree to curl: files with their
 # type and length, index.html for a directory, HEAD, 405, and 404 for
 # missing paths, "..", encoded "..", and a symbolic link leading out of the
-# tree; then examples/download.lua fetches a 3 MiB file from it intact.
+# tree; then examples/download.lua fetches a 3 MiB file from it intact;
+# then the same example with "/" as its root serves files by absolute path.
 set -euo pipefail
 source spec/smoke/lib/servers.sh
 D=$T/site
@@ -48,4 +49,13 @@ if "$TIDE_BIN" examples/download.lua "$URL/missing" "$T/none" 2>"$T/err404"; the
 fi
 grep -q "404 Not Found" "$T/err404"
 clean_exit 1
+
+# "/" as the root: every file is under it, by its absolute path.
+start examples/http_files.lua 0 /
+URL="http://127.0.0.1:$PORT"
+[ "$(get "$(realpath "$D/hello.txt")")" = "200 text/plain; charset=utf-8 12" ]
+[ "$(cat "$T/body")" = "hello files" ]
+[ "$(get "$(realpath "$D/docs")/")" = "200 text/html; charset=utf-8 14" ]
+[ "$(get "$(realpath "$D")/missing" | cut -d' ' -f1)" = "404" ]
+clean_exit 2
 echo "http_files ok"

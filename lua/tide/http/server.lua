@@ -712,6 +712,10 @@ function Response:finish(body)
       #body .. " bytes)", 2)
   end
   if self._te then error("res:finish: Transfer-Encoding is set by the server", 2) end
+  if body ~= "" and bodiless(status) then
+    error("res:finish: a " .. status .. " response has no body", 2)
+  end
+  -- Every check is done: from here on the response is sent.
   local fields = user_fields(self)
   local date = self._date and "" or (ostime() == date_time and date_line or current_date_line())
   self._state = FINISHED
@@ -723,7 +727,6 @@ function Response:finish(body)
   end
   local out
   if status == 204 or status == 304 then
-    if body ~= "" then error("res:finish: a " .. status .. " response has no body", 2) end
     out = line .. fields .. date .. conn .. "\r\n"
   elseif req.method == "HEAD" then
     out = line .. fields .. date .. length_line(length or #body) .. conn .. "\r\n"
@@ -765,6 +768,9 @@ function Response:write(data)
     if bodiless(status) then
       if data ~= "" then error("res:write: a " .. status .. " response has no body", 2) end
     elseif length then
+      if #data > length and req.method ~= "HEAD" then
+        error("res:write: more bytes than the Content-Length", 2)
+      end
       self._sent = 0
       framing = length_line(length)
     elseif req.version == "1.1" then
@@ -789,10 +795,6 @@ function Response:write(data)
       return
     end
     self._sent = #data
-    if length and self._sent > length then
-      c.broken = true
-      error("res:write: more bytes than the Content-Length", 2)
-    end
     send(c, head .. data)
     return
   end
@@ -820,6 +822,12 @@ end
 -- A short plain-text answer to a request the server refuses; the
 -- connection closes after it.
 local function error_response(status, message)
+  local t = type(message)
+  if t == "number" then
+    message = tostring(message)
+  elseif t ~= "string" then
+    message = nil  -- a message that is not text is left out
+  end
   local body = (reasons[status] or "Error") .. (message and (": " .. message) or "") .. "\n"
   return status_lines[status] .. current_date_line() ..
     "Content-Type: text/plain; charset=utf-8\r\nContent-Length: " .. #body ..
@@ -896,11 +904,19 @@ local function head_failed(c, first, ok, v)
   error(e, 0)
 end
 
+-- tostring(e), or a description of `e` when its __tostring fails: what a
+-- handler raises is logged whatever it is.
+local function describe(e)
+  local ok, s = pcall(tostring, e)
+  if ok and type(s) == "string" then return s end
+  return "(a " .. type(e) .. " error value that tostring refuses)"
+end
+
 -- What the message handler of the handler's xpcall keeps: the error
 -- value itself and, for errors that are not the client's, its traceback.
 local function capture(e)
   if type(e) == "table" and (e.status or cancelled(e)) then return { e } end
-  return { e, traceback(tostring(e), 2) }
+  return { e, traceback(describe(e), 2) }
 end
 
 -- Reports a server problem: through the server's log option, or on
@@ -912,7 +928,7 @@ end
 -- Logs a failed handler with its traceback.
 local function log_handler_error(o, req, e, tb)
   report(o, "tide: http handler error: " .. req.method .. " " .. req.target .. ": " ..
-    (tb or tostring(e)))
+    (tb or describe(e)))
 end
 
 -- Empties a response before the server answers in the handler's place.

@@ -23,6 +23,8 @@ trap cleanup EXIT
 
 start() {
   N=$((N + 1))
+  # Made here: the background job may open them after the first look below.
+  : >"$T/$N.out"; : >"$T/$N.err"
   "$TIDE_BIN" "$@" >"$T/$N.out" 2>"$T/$N.err" &
   local pid=$! i
   for i in $(seq 100); do
