@@ -316,6 +316,10 @@ typedef struct tide_stream {
   unsigned conns;                 /* read-only: a serving server's live handlers */
   double grace;                   /* private: a closing server's grace, seconds */
   struct cwrite *cwrites;         /* private: writes whose impl promise is pending */
+  struct tide_stream *under;      /* private: a custom stream's impl.transport */
+  struct tide_stream *over;       /* private: the custom stream over this one: its
+                                     reads keep the loop alive only while that
+                                     stream has a read pending */
 } tide_stream;
 
 tide_io *tide_io_get(lua_State *L);

@@ -321,6 +321,11 @@ static void finalize(tide_stream *s) {
     if (tide_listener_remove(&w->l) == 0) free(w);
   }
   if (s->source) *s->source = NULL;
+  if (s->over) s->over->under = NULL;
+  if (s->under) {
+    s->under->over = NULL;
+    update(L, s->under);  /* its reads count again */
+  }
   if (s->ud) *s->ud = NULL;
   if (s->fd >= 0 && s->fd <= 2 && s->kind != TIDE_STREAM_FILE) {
     /* stdio: give the fd back in blocking mode, as we found it */
@@ -546,6 +551,7 @@ static void settle_waiter(lua_State *L, tide_stream *s, tide_state st) {
   tide_lp_settle(L, -1, st, -2, 1);
   lua_pop(L, 2);  /* remove the promise and the value */
   tide_lp_drop(&r->base);
+  if (s->under) update(L, s->under);
 }
 
 /* [-0, +0, m] Settles the pending read of `s` when the buffered bytes (or
@@ -655,6 +661,7 @@ static void update(lua_State *L, tide_stream *s) {
     if (s->room && L && (s->pending || s->len < s->opts.read_limit || s->read_err ||
                          (s->flags & S_CLOSING)))
       room_release(L, s);
+    if (s->under) update(L, s->under);  /* lends it liveness while a read waits */
     return;
   }
   if (s->kind == TIDE_STREAM_FILE) {
@@ -670,7 +677,8 @@ static void update(lua_State *L, tide_stream *s) {
     if (L) serve(L, s);
   }
   if (s->kind == TIDE_STREAM_FILE) return;
-  if (s->pending || s->queued || s->shutdown || (s->flags & (S_CLOSING | S_SERVER)))
+  if ((s->pending && !(s->over && !s->over->pending)) || s->queued || s->shutdown ||
+      (s->flags & (S_CLOSING | S_SERVER)))
     uv_ref(&s->h.handle);
   else
     uv_unref(&s->h.handle);
@@ -1165,6 +1173,15 @@ static int l_stream(lua_State *L) {
   s->opts = o;
   lua_pushvalue(L, 1);
   s->impl_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (lua_getfield(L, 1, "transport") != LUA_TNIL) {  /* the stream it runs over */
+    tide_stream **t = luaL_testudata(L, -1, TIDE_STREAM_MT);
+    if (t && *t && (*t)->over == NULL) {
+      s->under = *t;
+      (*t)->over = s;
+      update(L, s->under);
+    }
+  }
+  lua_pop(L, 1);  /* remove the transport */
   tide_stream_push(L, s, 0);
   s->source = lua_newuserdatauv(L, sizeof(tide_stream *), 0);
   *s->source = s;

@@ -86,7 +86,8 @@ end
   ciphers        the TLS 1.2 cipher list; ciphersuites: TLS 1.3's
   sni            server: server name -> context or options, chosen by the
                  name the client asks for ("*.example.com" matches one
-                 label); the options inherit alpn and verify_client
+                 label); options tables inherit every option but cert and
+                 key
 ]]
 function context(opts)
   if type(opts) ~= "table" then error("tls.context: options table expected", 2) end
@@ -97,17 +98,23 @@ function context(opts)
     o.sni = {}
     for name, sub in pairs(opts.sni) do
       if type(sub) == "table" then
-        sub = setmetatable({}, { __index = sub })
-        if sub.alpn == nil then sub.alpn = opts.alpn end
-        if sub.verify_client == nil then sub.verify_client = opts.verify_client end
         local copy = {}
-        for k in pairs(CONTEXT_KEYS) do copy[k] = sub[k] end
+        for k in pairs(CONTEXT_KEYS) do
+          if sub[k] ~= nil then copy[k] = sub[k]
+          elseif k ~= "cert" and k ~= "key" and k ~= "sni" then copy[k] = opts[k] end
+        end
         sub = ssl.context(copy)
       end
       o.sni[name] = sub
     end
   end
   return ssl.context(o)
+end
+
+-- The next bytes of `transport` (nil at the end); raises its errors, and
+-- "attempt to use a closed stream" when it was closed meanwhile.
+local function read(transport, timeout)
+  return transport:read(timeout):await()
 end
 
 -- Raises ETIMEDOUT for a handshake that took too long.
@@ -129,7 +136,7 @@ local function handshake(transport, sess, timeout)
     if done then return end
     local left = deadline and deadline - tide.now()
     if left and left <= 0 then timed_out() end
-    local ok, data = pcall(tide.await, transport:read(left))
+    local ok, data = pcall(read, transport, left)
     if not ok then
       if tide.is_error(data, "ETIMEDOUT") then timed_out() end
       error(data, 0)
@@ -144,7 +151,7 @@ end
 -- The reader task of a TLS stream: transport -> session -> source.
 local function pump(transport, sess, source)
   while not source.closed do
-    local ok, data = pcall(tide.await, transport:read())
+    local ok, data = pcall(read, transport)
     if not ok or data == nil then  -- an error, or the end (with or without close_notify)
       source:finish(data)
       return
@@ -215,6 +222,21 @@ local function establish(transport, ctx, server, servername, timeout, opts)
   return open(transport, sess, opts)
 end
 
+-- Raises at once for a bad number of seconds (nil and false allowed).
+local function check_seconds(v, name, level)
+  if v and (type(v) ~= "number" or v ~= v or v < 0 or v == math.huge) then
+    error(("tls: option '%s' must be a non-negative number of seconds"):format(name), level + 1)
+  end
+end
+
+-- Raises at once unless `s` looks like a stream.
+local function check_stream(s, level)
+  local ok, r, w = pcall(function() return s.read, s.write end)
+  if not ok or type(r) ~= "function" or type(w) ~= "function" then
+    error("tls.wrap: stream expected, got " .. type(s), level + 1)
+  end
+end
+
 -- The stream limits of `opts` (high_water, low_water, read_buffer).
 local function limits(opts)
   return { high_water = opts.high_water, low_water = opts.low_water, read_buffer = opts.read_buffer }
@@ -226,9 +248,16 @@ end
   handshake_timeout  seconds (default 10; false: none)
   context            a tls.context, or its options inline
 ]]
+local server_context
+
 local function wrap(stream, opts)
   opts = opts or {}
-  local ctx = get_context(opts)
+  check_stream(stream, 2)
+  check_seconds(opts.handshake_timeout, "handshake_timeout", 2)
+  if not opts.server and opts.servername == nil and opts.verify ~= false then
+    error("tls.wrap: a client needs 'servername' (the name to verify), or verify = false", 2)
+  end
+  local ctx = opts.server and server_context(opts) or get_context(opts)
   local timeout = opts.handshake_timeout
   if timeout == nil then timeout = HANDSHAKE_TIMEOUT end
   return tide.spawn(establish, stream, ctx, opts.server and true or false,
@@ -243,6 +272,12 @@ end
 ]]
 local function connect(host, port, opts)
   opts = opts or {}
+  if type(host) ~= "string" then error("tls.connect: host must be a string", 2) end
+  if math.type(port) ~= "integer" or port < 1 or port > 65535 then
+    error("tls.connect: port must be an integer in 1..65535", 2)
+  end
+  check_seconds(opts.timeout, "timeout", 2)
+  check_seconds(opts.handshake_timeout, "handshake_timeout", 2)
   local ctx = get_context(opts)
   return tide.spawn(function()
     local deadline = opts.timeout and tide.now() + opts.timeout
@@ -264,7 +299,7 @@ local function tcp_opts(opts)
 end
 
 -- A server's context: it must have a certificate.
-local function server_context(opts)
+function server_context(opts)
   if opts.context == nil and (opts.cert == nil or opts.key == nil) then
     error("tls server: options 'cert' and 'key' (or 'context') expected", 3)
   end
@@ -286,7 +321,7 @@ local function serve(opts, handler)
   return tide.tcp.serve(tcp_opts(opts), function(conn)
     local ok, s = pcall(establish, conn, ctx, true, nil, timeout or nil, lim)
     if not ok then
-      if s == tide.Cancelled then error(s, 0) end
+      if tide.is_cancelled(s) then error(s, 0) end
       return  -- a failed handshake is the client's problem
     end
     local stream <close> = s
@@ -302,33 +337,47 @@ Listener.__index = function(self, k)
 end
 Listener.__name = "tide.tls.server"
 
--- server:accept([timeout]) -> promise of the next client whose handshake
--- succeeded (clients that fail theirs are dropped); nil once closed.
-function Listener:accept(timeout)
-  return tide.spawn(function()
-    local deadline = timeout and tide.now() + timeout
-    while true do
-      local conn = self.server:accept(deadline and deadline - tide.now()):await()
-      if conn == nil then return nil end
-      local ok, s = pcall(establish, conn, self.ctx, true, nil, self.timeout, self.limits)
-      if ok then return s end
-      if s == tide.Cancelled then error(s, 0) end
-    end
-  end)
+-- The accept loop of tls.listen: each client handshakes in a task of its
+-- own, and those that succeed wait in the queue for accept().
+local function accept_loop(self)
+  while true do
+    local ok, conn = pcall(tide.await, self.server:accept())
+    if not ok or conn == nil then break end
+    tide.spawn(function()
+      local done, s = pcall(establish, conn, self.ctx, true, nil, self.timeout, self.limits)
+      if not done then return end
+      if self.ready.closed or not pcall(tide.await, self.ready:put(s)) then s:close() end
+    end)
+  end
+  self.ready:close()
 end
 
-function Listener:close(...) return self.server:close(...) end
+-- server:accept([timeout]) -> promise of the next client whose handshake
+-- succeeded (clients that fail theirs are dropped; handshakes run side by
+-- side); nil once closed.
+function Listener:accept(timeout)
+  return self.ready:get(timeout)
+end
+
+function Listener:close(...)
+  self.ready:close()
+  return self.server:close(...)
+end
 Listener.__close = Listener.close
 function Listener:__tostring() return "tide.tls.server: " .. tostring(self.server) end
 
 -- tls.listen(opts) -> server with accept() and close(); options as serve.
 local function listen(opts)
   local ctx = server_context(opts)
+  check_seconds(opts.handshake_timeout, "handshake_timeout", 2)
   local timeout = opts.handshake_timeout
   if timeout == nil then timeout = HANDSHAKE_TIMEOUT end
-  return setmetatable({
-    server = tide.tcp.listen(tcp_opts(opts)), ctx = ctx, timeout = timeout or nil, limits = limits(opts),
+  local self = setmetatable({
+    server = tide.tcp.listen(tcp_opts(opts)), ctx = ctx, timeout = timeout or nil,
+    limits = limits(opts), ready = tide.queue{ max = opts.backlog or 128 },
   }, Listener)
+  tide.spawn(accept_loop, self)
+  return self
 end
 
 return {

@@ -232,9 +232,7 @@ local function request_error(status, code, message)
 end
 
 -- Whether an error is tide.Cancelled.
-local function cancelled(e)
-  return is_error(e, "ECANCELED")
-end
+local cancelled = tide.is_cancelled
 
 --------------------------------------------------------------------------
 -- Connections hold the state of the request in progress.
@@ -1103,8 +1101,10 @@ local function conn_task(srv, sock, handler)
   c.req = false
   srv._conns[c] = nil
   srv.connections = srv.connections - 1
+  -- A cancelled task raises at every await: the close is awaited in a
+  -- shield, so that server:close() settles once the socket is closed.
   local p = c.sock:close()
-  pcall(await, p)
+  tide.shield(pcall, await, tide.timeout(p, 15))
   if not ok and not cancelled(err) and not (type(err) == "table" and GONE[err.code]) then
     report(srv._o, "tide: http connection error: " .. tostring(err))
   end
