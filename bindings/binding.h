@@ -210,6 +210,7 @@ int tide_open_dns(lua_State *L);
 
 /* udp.c — tide.udp */
 int tide_open_udp(lua_State *L);
+int tide_udp_defer_error(lua_State *L, int ud_idx, int err_idx);
 
 /* signal.c — tide.signal, tide.signals; signal names <-> numbers */
 int tide_signal_number(const char *name);

@@ -731,14 +731,21 @@ static int push_deferred(lua_State *L, tide_stream *s) {
   return 1;
 }
 
-/* [-0, +0, m] A write or shutdown of the stream in UV_A of the promise at
+/* [-0, +0, m] A write or shutdown of the stream (or a send of the UDP
+ * socket: tide_udp_defer_error) in UV_A of the promise at
  * `p_idx` failed with the error at `err_idx` and nobody handled it: the
  * stream keeps the error for its next operation (once; later failures of
  * the same stream are the same story). Returns 0 when the stream is gone
  * (then the rejection is reported as usual). */
 int tide_stream_defer_error(lua_State *L, int p_idx, int err_idx) {
   tide_stream **ud, *s;
+  int r;
   lua_getiuservalue(L, p_idx, UV_A);
+  if (luaL_testudata(L, -1, "tide.udp")) {  /* a send of a UDP socket */
+    r = tide_udp_defer_error(L, lua_gettop(L), err_idx);
+    lua_pop(L, 1);  /* remove the socket */
+    return r;
+  }
   ud = luaL_testudata(L, -1, TIDE_STREAM_MT);
   lua_pop(L, 1);  /* remove the userdata: the promise keeps it */
   if (ud == NULL || (s = *ud) == NULL) return 0;

@@ -31,6 +31,8 @@ typedef struct ludp {
   tide_feed feed;           /* received datagrams: data, host, port */
   int family;               /* 4 or 6 */
   int port;                 /* the bound port */
+  int deferred_ref;         /* a send error nobody handled, for the next recv */
+  int told;                 /* such an error was raised once */
   char buf[UDP_BUFSIZE];    /* receives one datagram at a time */
 } ludp;
 
@@ -70,6 +72,7 @@ static void udp_close(lua_State *L, int idx, int settle) {
   ludp *u = *box;
   if (u == NULL) return;
   *box = NULL;
+  luaL_unref(L, LUA_REGISTRYINDEX, u->deferred_ref);
   tide_feed_close(L, &u->feed, settle);
   uv_close((uv_handle_t *)&u->h, udp_close_cb);
 }
@@ -168,6 +171,7 @@ static int l_bind(lua_State *L) {
   *box = NULL;
   luaL_setmetatable(L, UDP_MT);
   if ((u = calloc(1, sizeof(*u))) == NULL) return luaL_error(L, "not enough memory");
+  u->deferred_ref = LUA_NOREF;
   if ((err = uv_udp_init(tide_rt_loop(tl->rt), &u->h)) != 0) {
     free(u);
     check_uv(L, err, NULL);
@@ -246,6 +250,9 @@ static int u_send(lua_State *L) {
     return 1;
   }
   lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 4);   /* 5 */
+  lp->flags |= LP_STREAM_OP;              /* unhandled, its error goes to recv */
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, 5, UV_A);          /* keeps the socket */
   err = uv_udp_try_send(&u->h, &buf, 1, (const struct sockaddr *)&ss);
   if (err >= 0) {                         /* sent at once */
     tide_lp_settle(L, 5, TIDE_FULFILLED, 6, 0);
@@ -258,10 +265,8 @@ static int u_send(lua_State *L) {
     s->req.data = s;
     err = uv_udp_send(&s->req, &u->h, &buf, 1, (const struct sockaddr *)&ss, send_cb);
     if (err == 0) {
-      lua_pushvalue(L, 1);
-      lua_setiuservalue(L, 5, 3);         /* keeps the socket */
       lua_pushvalue(L, 2);
-      lua_setiuservalue(L, 5, 4);         /* keeps the data */
+      lua_setiuservalue(L, 5, UV_B);      /* keeps the data */
       tide_lp_hold(L, 5);
       return 1;
     }
@@ -281,7 +286,30 @@ static int u_send(lua_State *L) {
 static int u_recv(lua_State *L) {
   ludp *u = check_udp(L, 1);
   double timeout = tide_lua_optseconds(L, 2);
+  if (u->deferred_ref != LUA_NOREF) {  /* a send nobody awaited failed */
+    tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, u->deferred_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, u->deferred_ref);
+    u->deferred_ref = LUA_NOREF;
+    u->told = 1;
+    tide_lp_settle(L, -2, TIDE_REJECTED, -1, 1);
+    lua_pop(L, 1);  /* remove the error */
+    return 1;
+  }
   tide_feed_next(L, &u->feed, 1, timeout);
+  return 1;
+}
+
+/* [-0, +0, m] A send of the socket at `ud_idx` failed with the error at
+ * `err_idx` and nobody handled it: the next recv raises it (the first
+ * one only). Returns 0 when the socket is closed (then it is reported). */
+int tide_udp_defer_error(lua_State *L, int ud_idx, int err_idx) {
+  ludp *u = *(ludp **)lua_touserdata(L, ud_idx);
+  if (u == NULL) return 0;
+  if (u->deferred_ref == LUA_NOREF && !u->told) {
+    lua_pushvalue(L, err_idx);
+    u->deferred_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
   return 1;
 }
 

@@ -222,4 +222,21 @@ describe("tide.udp", function()
       assert.has_error(function() s:join("239.255.7.7", "lo") end)
     end))
   end)
+
+  describe("send errors nobody awaited", function()
+    it("are not reported: the next recv raises the first, once", function()
+      local out, err, status = run_tide("-", [[
+        local tide = require "tide"
+        local u = tide.udp.bind{ host = "0.0.0.0", port = 0 }
+        for _ = 1, 200 do u:send("x", "255.255.255.255", 9) end  -- EACCES: no SO_BROADCAST
+        tide.sleep(0.05):await()
+        print(pcall(tide.await, u:recv(0.05)))
+        print(pcall(tide.await, u:recv(0.05)))
+        u:close()
+      ]])
+      assert.equal(0, status, err)
+      assert.equal("", err)
+      assert.equal("false\tEACCES: permission denied: 255.255.255.255:9\nfalse\tETIMEDOUT: timed out\n", out)
+    end)
+  end)
 end)
