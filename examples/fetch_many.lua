@@ -1,6 +1,7 @@
 -- examples/fetch_many.lua — fetches many URLs concurrently, at most LIMIT at
--- a time: LIMIT worker tasks take the next URL from a shared list until it
--- is empty (no locks: between two awaits a task has the loop to itself).
+-- a time: a task per URL, and a semaphore of LIMIT permits that each task
+-- holds while it fetches (released by its <close> variable, even when the
+-- fetch fails).
 -- Prints one line per URL as it completes, then a summary. Without URLs it
 -- starts a small local server and fetches 40 of its pages, as a demo.
 --
@@ -31,33 +32,31 @@ if #urls == 0 then
   for n = 1, 40 do urls[n] = ("http://127.0.0.1:%d/page/%d"):format(server.port, n) end
 end
 
-local next_index, done, failed, bytes, running, most = 1, 0, 0, 0, 0, 0
+local done, failed, bytes, running, most = 0, 0, 0, 0, 0
+local slots = tide.semaphore(limit)
 
-local function worker()
-  while next_index <= #urls do
-    local url = urls[next_index]
-    next_index = next_index + 1
-    running = running + 1
-    if running > most then most = running end
-    local t0 = tide.now()
-    local ok, res = pcall(tide.await, http.get(url, { timeout = 10 }))
-    running = running - 1
-    local ms = (tide.now() - t0) * 1000
-    if ok then
-      done = done + 1
-      bytes = bytes + #res.body
-      print(("%3d %6d B %6.1f ms  %s"):format(res.status, #res.body, ms, url))
-    else
-      failed = failed + 1
-      print(("ERR %s  %s"):format(tostring(res), url))
-    end
+local function fetch(url)
+  local permit <close> = slots:acquire():await()
+  running = running + 1
+  if running > most then most = running end
+  local t0 = tide.now()
+  local ok, res = pcall(tide.await, http.get(url, { timeout = 10 }))
+  running = running - 1
+  local ms = (tide.now() - t0) * 1000
+  if ok then
+    done = done + 1
+    bytes = bytes + #res.body
+    print(("%3d %6d B %6.1f ms  %s"):format(res.status, #res.body, ms, url))
+  else
+    failed = failed + 1
+    print(("ERR %s  %s"):format(tostring(res), url))
   end
 end
 
 local t0 = tide.now()
-local workers = {}
-for w = 1, math.min(limit, #urls) do workers[w] = tide.spawn(worker) end
-tide.all(workers):await()
+local tasks = {}
+for n, url in ipairs(urls) do tasks[n] = tide.spawn(fetch, url) end
+tide.all(tasks):await()
 print(("%d fetched, %d failed, %d bytes in %.2f s, at most %d at once"):format(
   done, failed, bytes, tide.now() - t0, most))
 if server then server:close():await() end
