@@ -149,6 +149,7 @@ typedef struct ltask ltask;
 int tide_task_spawn(lua_State *L, int fn_idx, int nargs);
 int tide_open_task(lua_State *L);
 int tide_task_cancel(lua_State *L, lpromise *lp);
+lua_State *tide_task_thread(ltask *t);
 int tide_lua_run_task(lua_State *L, int nargs);
 int tide_task_cancel_due(lua_State *L);
 
@@ -354,6 +355,11 @@ int tide_open_tcp(lua_State *L);
 int tide_open_pipe(lua_State *L);
 int tide_open_stdio(lua_State *L);
 int tide_open_process(lua_State *L);
+
+/* watchdog.c — tide.watchdog, TIDE_WATCHDOG */
+int tide_open_watchdog(lua_State *L);
+int tide_watchdog_set(lua_State *L, double seconds);
+double tide_watchdog_parse(const char *s);
 
 /* tls.c — tide.ssl, the OpenSSL engine of lua/tide/tls.lua */
 int tide_open_tls(lua_State *L);

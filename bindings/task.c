@@ -331,6 +331,9 @@ static int l_timer(lua_State *L) {
 /* Requests the cancellation of the promise or task at `lp` (see
  * docs/lua-api.md); returns whether it had any effect: 0 for a finished
  * task or one cancelled already. */
+/* The coroutine of task `t`. */
+lua_State *tide_task_thread(ltask *t) { return t->co; }
+
 int tide_task_cancel(lua_State *L, lpromise *lp) {
   tide_lua *tl = tide_lua_get(L);
   ltask *t = (ltask *)lp;

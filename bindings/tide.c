@@ -43,6 +43,7 @@ int luaopen_tide(lua_State *L) {
   tide_open_stdio(L);
   tide_open_process(L);
   tide_open_work(L);
+  tide_open_watchdog(L);
   lua_pushliteral(L, TIDE_VERSION_STRING);
   lua_setfield(L, -2, "version");
   lua_pushvalue(L, -1);

@@ -617,6 +617,14 @@ typedef int (*tide_async_fn)(tide_rt *rt, struct lua_State *L, tide_promise *p, 
 TIDE_EXTERN int tide_lua_register_async(tide_rt *rt, const char *module, const char *name,
                                         tide_async_fn fn, void *data);
 
+/* Starts the blocked-loop watchdog of runtime `rt` (as TIDE_WATCHDOG and
+ * tide.watchdog do): when the loop does not turn for `ms` milliseconds, a
+ * thread of its own has the Lua stack running then printed to stderr, and
+ * the loop goes on. 0 stops it. Creates the runtime's state if needed.
+ * Returns 0, UV_EINVAL for NULL `rt`, UV_ENOMEM, or a libuv error of
+ * thread creation; loop thread only. */
+TIDE_EXTERN int tide_lua_watchdog(tide_rt *rt, unsigned ms);
+
 /* The Lua module's entry point: require "tide" in a stock lua5.4 calls it
  * (tide.so), and the module gets a runtime of its own, run by tide.run().
  * Hosts that own a runtime load the module with tide_lua_state or
