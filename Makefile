@@ -122,6 +122,17 @@ install: all
 	install -m 755 $(BUILD)/tide.so $(DESTDIR)$(PREFIX)/lib/lua/5.4/tide.so
 	cd lua && find tide -name '*.lua' -exec install -D -m 644 {} $(DESTDIR)$(PREFIX)/share/lua/5.4/{} \;
 
+# LuaRocks (tide-scm-1.rockspec): `luarocks make` builds with `make rock`
+# and installs with `make install-rock` into the tree's LIBDIR, LUADIR and
+# BINDIR.
+rock: $(BUILD)/tide.so $(BUILD)/tide
+
+install-rock: rock
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(LUADIR) $(DESTDIR)$(BINDIR)
+	install -m 755 $(BUILD)/tide.so $(DESTDIR)$(LIBDIR)/tide.so
+	install -m 755 $(BUILD)/tide $(DESTDIR)$(BINDIR)/tide
+	cd lua && find tide -name '*.lua' -exec install -D -m 644 {} $(DESTDIR)$(LUADIR)/{} \;
+
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/tide $(DESTDIR)$(PREFIX)/lib/libtide.a \
 	  $(DESTDIR)$(PREFIX)/lib/libtide.so* $(DESTDIR)$(PREFIX)/include/tide.h \
@@ -131,4 +142,4 @@ uninstall:
 clean:
 	rm -rf build build-check build-*
 
-.PHONY: all deps run test check ndebug tsan bench install uninstall clean
+.PHONY: all deps run test check ndebug tsan bench install uninstall clean rock install-rock
