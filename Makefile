@@ -63,7 +63,7 @@ $(BUILD)/tide.so: $(LIB_OBJ)
 
 # -Wl,-E: C modules loaded by tide find the Lua API in the binary.
 $(BUILD)/tide: $(BUILD)/bindings/main.o $(BUILD)/libtide.a
-	$(CC) $(LDFLAGS) -Wl,-E -o $@ $^ $(LUA_LIBS) $(LIBS)
+	$(CC) $(LDFLAGS) -Wl,-E -o $@ $^ $(LUA_LIBS) $(LIBS) -lreadline
 
 $(BUILD)/tide.pc: tide.pc.in Makefile
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' tide.pc.in > $@
