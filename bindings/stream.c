@@ -1598,6 +1598,8 @@ static int s_tbc_close(lua_State *L) {
   return 0;
 }
 
+static void handlers_gone(tide_stream *s);
+
 /* __gc: a stream nobody can reach has nothing waiting on it (that would
  * keep it alive): close it now. While the state closes, close whatever is
  * left. */
@@ -1607,6 +1609,11 @@ static int s_gc(lua_State *L) {
   if (s == NULL) return 0;
   *ud = NULL;
   s->ud = NULL;
+  if (s->conns > 0) {  /* a serving server is pinned: this is the state
+                         closing, and its handlers never return */
+    s->conns = 0;
+    if (s->flags & S_CLOSED) return handlers_gone(s), 0;
+  }
   close_now(s);
   return 0;
 }
@@ -1652,6 +1659,16 @@ static int serve_conn(lua_State *L) {
   return serve_conn_k(L, lua_pcallk(L, 1, 0, 4, 0, serve_conn_k), 0);
 }
 
+/* The last handler of closed server `s` is gone: close_now left it the
+ * grace timer and one count of closes. `s` may be freed. */
+static void handlers_gone(tide_stream *s) {
+  if (s->flags & S_TIMER) {
+    s->closes++;
+    uv_close((uv_handle_t *)&s->timer, close_cb);
+  }
+  if (--s->closes == 0) finalize(s);
+}
+
 /* [-0, +0, m] A handler of server `srv` (the userdata at `idx`) returned:
  * it leaves the server's table of handlers; the last one of a closed
  * server lets the server finish closing. */
@@ -1662,12 +1679,7 @@ static void handler_done(lua_State *L, tide_stream *srv, int idx, int conn_idx) 
   lua_pushnil(L);
   lua_rawset(L, -3);  /* handlers[conn] = nil */
   lua_pop(L, 1);  /* remove the handlers */
-  if (--srv->conns > 0 || !(srv->flags & S_CLOSED)) return;
-  if (srv->flags & S_TIMER) {  /* close_now left the grace timer to us */
-    srv->closes++;
-    uv_close((uv_handle_t *)&srv->timer, close_cb);
-  }
-  if (--srv->closes == 0) finalize(srv);
+  if (--srv->conns == 0 && (srv->flags & S_CLOSED)) handlers_gone(srv);
 }
 
 static int serve_conn_k(lua_State *L, int status, lua_KContext ctx) {

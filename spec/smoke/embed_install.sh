@@ -42,8 +42,10 @@ int main(void) {
 C
 # shellcheck disable=SC2046
 cc $SAN "$T/host.c" -o "$T/host" $(pkg-config --cflags --libs tide) || fail "cc host.c with pkg-config"
-ldd "$T/host" | grep -q "libtide.so.0 => $P/lib/libtide.so.0" || \
-  LD_LIBRARY_PATH=$P/lib ldd "$T/host" | grep -q "libtide.so.0 => $P/lib/libtide.so.0" || fail "host does not link the installed libtide.so.0"
+# (the output is read whole: grep -q would end the pipe early, and
+# pipefail would count ldd's SIGPIPE as a failure)
+libs=$(LD_LIBRARY_PATH=$P/lib ldd "$T/host")
+[[ $libs == *"libtide.so.0 => $P/lib/libtide.so.0"* ]] || fail "host does not link the installed libtide.so.0: $libs"
 [ "$(LD_LIBRARY_PATH=$P/lib timeout 20 "$T/host")" = "host ok" ] || fail "installed host"
 
 # lua5.4 loads tide.so; a sanitizer build needs its runtime preloaded
