@@ -340,6 +340,7 @@ void tide_stream_abort(tide_stream *s);
 int tide_server_listen(lua_State *L, tide_stream *s, int backlog);
 int tide_server_serve(lua_State *L, int server_idx, int handler_idx);
 int tide_stream_defer_error(lua_State *L, int p_idx, int err_idx);
+int tide_servers_close(lua_State *L, double grace);
 int tide_open_stream(lua_State *L);
 
 /* connect.c — connecting a tcp or pipe stream: name resolution, one

@@ -16,6 +16,7 @@
  */
 #include "binding.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,7 @@ static void print_usage(void) {
     "Available options are:\n"
     "  -e stat   execute string 'stat'\n"
     "  -i        enter interactive mode after executing 'script'\n"
+    "  --workers n  run n worker processes of 'script' sharing its ports\n"
     "  -l mod    require library 'mod' into global 'mod'\n"
     "  -v        show version information\n"
     "  -h        show this help\n"
@@ -239,6 +241,130 @@ static int repl(lua_State *L, tide_rt *rt) {
   return ok;
 }
 
+/* --------------------------------------------------------------- workers */
+
+/* `tide --workers n script [args]` makes this process a supervisor of n
+ * workers: each runs `tide script [args]` with TIDE_WORKER=i (1..n) and
+ * TIDE_WORKERS=n in its environment, and its TCP servers share their ports
+ * with SO_REUSEPORT (tcp.c), so the kernel spreads connections over them.
+ * Nothing else is shared: state that must be common goes to Redis or a
+ * database. A worker that ends is started again (after a pause that grows
+ * while it keeps dying at once); SIGTERM or SIGINT stop accepting in every
+ * worker, let them drain and end within the grace period (TIDE_GRACE
+ * seconds, default 10), then the supervisor exits; SIGHUP replaces the
+ * workers one at a time, each new one started before the old one stops. */
+static const char supervisor_lua[] =
+  "local tide, exe, args, n, grace = ...\n"
+  "local workers, stopping = {}, false\n"
+  "local function log(fmt, ...) io.stderr:write(('tide: supervisor: ' .. fmt .. '\\n'):format(...)) end\n"
+  "local start\n"
+  "local function watch(w)\n"
+  "  local code, sig = w.p:wait():await()\n"
+  "  if stopping or workers[w.i] ~= w then return end\n"
+  "  local pause = tide.now() - w.started < 1 and math.min(w.pause * 2, 5) or 0.1\n"
+  "  log('worker %d (pid %d) ended (%s); starting it again in %.1f s', w.i, w.p.pid,\n"
+  "      sig or ('status ' .. tostring(code)), pause)\n"
+  "  tide.sleep(pause):await()\n"
+  "  if not stopping and workers[w.i] == w then start(w.i, pause) end\n"
+  "end\n"
+  "function start(i, pause)\n"
+  "  local w = { i = i, started = tide.now(), pause = pause or 0.05 }\n"
+  "  w.p = tide.process.spawn{ exe, args = args,\n"
+  "    env = { TIDE_WORKER = tostring(i), TIDE_WORKERS = tostring(n) } }\n"
+  "  workers[i] = w\n"
+  "  tide.spawn(watch, w)\n"
+  "  return w\n"
+  "end\n"
+  "-- Sends SIGTERM to `w`, waits for it up to the grace period, then kills it.\n"
+  "local function retire(w)\n"
+  "  w.p:kill('SIGTERM')\n"
+  "  if not pcall(tide.await, w.p:wait(grace + 1)) then w.p:kill('SIGKILL') end\n"
+  "end\n"
+  "for i = 1, n do start(i) end\n"
+  "tide.spawn(function()\n"
+  "  local sig = tide.signals('SIGTERM', 'SIGINT')\n"
+  "  sig:next():await()\n"
+  "  stopping = true\n"
+  "  local all = {}\n"
+  "  for i, w in pairs(workers) do all[#all + 1] = tide.spawn(retire, w) end\n"
+  "  tide.all(all):await()\n"
+  "  os.exit(0, true)\n"
+  "end)\n"
+  "local hup = tide.signals('SIGHUP')\n"
+  "while hup:next():await() do\n"
+  "  log('restarting the workers one by one')\n"
+  "  for i = 1, n do\n"
+  "    local old = workers[i]\n"
+  "    start(i)\n"
+  "    tide.sleep(0.5):await()      -- the new one binds and serves first\n"
+  "    if old then retire(old) end\n"
+  "  end\n"
+  "end\n";
+
+/* Runs the supervisor of `n` workers of the command after the options. */
+static int supervise(lua_State *L, char **argv, int argc, int first, int n) {
+  char exe[4096];
+  size_t len = sizeof(exe);
+  const char *g = getenv("TIDE_GRACE");
+  double grace = g ? atof(g) : 10;
+  int i;
+  if (uv_exepath(exe, &len) != 0) snprintf(exe, sizeof(exe), "%s", argv[0]);
+  if (!load_report(L, luaL_loadbuffer(L, supervisor_lua, sizeof(supervisor_lua) - 1, "=[tide supervisor]")))
+    return 0;
+  lua_getglobal(L, "tide");
+  lua_pushstring(L, exe);
+  lua_createtable(L, argc - first, 0);
+  for (i = first; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i - first + 1);
+  }
+  lua_pushinteger(L, n);
+  lua_pushnumber(L, grace > 0 ? grace : 10);
+  return run_chunk(L, 5);
+}
+
+/* A worker told to stop (SIGTERM): every listening server closes, letting
+ * its handlers finish within the grace period; the process then ends when
+ * nothing is left to do, or at the end of the grace period. */
+static struct {
+  lua_State *L;
+  uv_signal_t term;
+  uv_timer_t deadline;
+  double grace;
+} worker;
+
+static void worker_deadline(uv_timer_t *t) {
+  (void)t;
+  fprintf(stderr, "%s: worker %s: still busy after the grace period; exiting\n", progname,
+          getenv("TIDE_WORKER"));
+  exit(EXIT_FAILURE);
+}
+
+static void worker_term(uv_signal_t *h, int signum) {
+  (void)signum;
+  if (uv_is_active((uv_handle_t *)&worker.deadline)) exit(EXIT_FAILURE);  /* asked twice */
+  uv_timer_start(&worker.deadline, worker_deadline, (uint64_t)(worker.grace * 1000), 0);
+  uv_unref((uv_handle_t *)&worker.deadline);
+  uv_signal_stop(h);
+  uv_signal_start(h, worker_term, SIGTERM);
+  uv_unref((uv_handle_t *)h);
+  tide_servers_close(worker.L, worker.grace);
+  tide_rt_drain(tide_lua_get(worker.L)->rt);
+}
+
+/* Makes this process a worker when TIDE_WORKER says it is one. */
+static void worker_init(lua_State *L, tide_rt *rt) {
+  const char *g = getenv("TIDE_GRACE");
+  if (getenv("TIDE_WORKER") == NULL) return;
+  worker.L = L;
+  worker.grace = g && atof(g) > 0 ? atof(g) : 10;
+  uv_signal_init(tide_rt_loop(rt), &worker.term);
+  uv_timer_init(tide_rt_loop(rt), &worker.deadline);
+  uv_signal_start(&worker.term, worker_term, SIGTERM);
+  uv_unref((uv_handle_t *)&worker.term);  /* never keeps the worker alive */
+  uv_unref((uv_handle_t *)&worker.deadline);
+}
+
 /* ------------------------------------------------------------ arguments */
 
 /* Builds the global `arg` as lua.c does: script at 0, options below. */
@@ -257,7 +383,7 @@ static int pmain(lua_State *L) {
   int argc = (int)lua_tointeger(L, 1);
   char **argv = lua_touserdata(L, 2);
   tide_rt *rt = lua_touserdata(L, 3);
-  int i, script = argc, has_e = 0, ok = 1, n, interactive = 0;
+  int i, script = argc, has_e = 0, ok = 1, n, interactive = 0, workers = 0, wopt = 0;
   tide_lua *tl;
 
   luaL_openlibs(L);
@@ -274,6 +400,16 @@ static int pmain(lua_State *L) {
     if (strcmp(a, "--") == 0) { script = i + 1; break; }
     if (strcmp(a, "-v") == 0) { print_version(); if (argc == 2) { lua_pushboolean(L, 1); return 1; } continue; }
     if (strcmp(a, "-i") == 0) { interactive = 1; continue; }
+    if (strcmp(a, "--workers") == 0) {
+      workers = i + 1 < argc ? atoi(argv[i + 1]) : 0;
+      if (workers < 1 || workers > 1024) {
+        fprintf(stderr, "%s: '--workers' needs a number from 1 to 1024\n", progname);
+        lua_pushboolean(L, 0);
+        return 1;
+      }
+      wopt = i++;
+      continue;
+    }
     if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) { print_usage(); lua_pushboolean(L, 1); return 1; }
     if (strcmp(a, "-e") == 0 || strcmp(a, "-l") == 0) {
       if (a[0] && i + 1 >= argc) { fprintf(stderr, "%s: '%s' needs argument\n", progname, a); print_usage(); lua_pushboolean(L, 0); return 1; }
@@ -287,6 +423,18 @@ static int pmain(lua_State *L) {
     lua_pushboolean(L, 0);
     return 1;
   }
+  if (workers) {  /* the workers run the command without --workers n */
+    if (script >= argc) {
+      fprintf(stderr, "%s: '--workers' needs a script\n", progname);
+      lua_pushboolean(L, 0);
+      return 1;
+    }
+    for (i = wopt; i + 2 < argc; i++) argv[i] = argv[i + 2];
+    ok = supervise(L, argv, argc - 2, 1, workers);
+    lua_pushboolean(L, ok);
+    return 1;
+  }
+  worker_init(L, rt);
   create_arg_table(L, argv, argc, script);
 
   /* Second pass: -e and -l in order, each as a task. */

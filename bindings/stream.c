@@ -1749,10 +1749,51 @@ static void connection_cb(uv_stream_t *h, int status) {
   tide_rt_drain(rt);
 }
 
-/* Starts listening on the bound server `s` with `backlog`; a pipe server
+static const char servers_key = 'V';
+
+/* [-0, +0, m] Remembers the server userdata on top of the stack in the
+ * runtime's weak set of servers, for tide_servers_close. */
+static void track_server(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &servers_key) == LUA_TNIL) {
+    lua_pop(L, 1);  /* remove the nil */
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &servers_key);
+  }
+  lua_pushvalue(L, -2);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, -3);  /* servers[server] = true */
+  lua_pop(L, 1);  /* remove the set */
+}
+
+/* [-0, +0, m] Closes every listening server of the runtime as close(grace)
+ * does (a worker told to stop). Returns how many it closed. */
+int tide_servers_close(lua_State *L, double grace) {
+  int n = 0;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &servers_key) == LUA_TNIL) return lua_pop(L, 1), 0;
+  lua_pushnil(L);
+  while (lua_next(L, -2) != 0) {
+    tide_stream *s = *(tide_stream **)lua_touserdata(L, -2);
+    lua_pop(L, 1);  /* remove the value, keep the key */
+    if (s != NULL && !(s->flags & S_CLOSING)) {
+      tide_stream_close(L, s, grace);
+      n++;
+    }
+  }
+  lua_pop(L, 1);  /* remove the set */
+  return n;
+}
+
+/* Starts listening on the bound server `s` (the userdata on top of the
+ * stack) with `backlog`; a pipe server
  * removes its socket file when it closes. Returns 0 or a libuv error. */
 int tide_server_listen(lua_State *L, tide_stream *s, int backlog) {
   int err;
+  track_server(L);
   s->flags |= S_SERVER;
   if (s->kind == TIDE_STREAM_PIPE) s->flags |= S_UNLINK;  /* it bound the path */
   if ((err = uv_listen(&s->h.stream, backlog, connection_cb)) == 0) update(L, s);

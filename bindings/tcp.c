@@ -78,8 +78,9 @@ static tide_stream *listen_opts(lua_State *L, int idx) {
   if ((host = lua_tostring(L, -1)) == NULL) luaL_error(L, "option 'host': string expected");
   port = opt_int(L, idx, "port", 0, 0, 65535);
   backlog = opt_int(L, idx, "backlog", DEFAULT_BACKLOG, 1, 65535);
-  lua_getfield(L, idx, "reuseport");
-  reuseport = lua_toboolean(L, -1);
+  /* workers of `tide --workers n` share their ports */
+  if (lua_getfield(L, idx, "reuseport") == LUA_TNIL) reuseport = getenv("TIDE_WORKER") != NULL;
+  else reuseport = lua_toboolean(L, -1);
   lua_pop(L, 1);  /* remove reuseport; the host stays until the end */
   tide_stream_opts_init(&o);
   tide_stream_opts_get(L, idx, &o);

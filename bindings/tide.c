@@ -46,6 +46,10 @@ int luaopen_tide(lua_State *L) {
   tide_open_watchdog(L);
   lua_pushliteral(L, TIDE_VERSION_STRING);
   lua_setfield(L, -2, "version");
+  if (getenv("TIDE_WORKER") != NULL) {  /* a worker of tide --workers n */
+    lua_pushinteger(L, atoi(getenv("TIDE_WORKER")));
+    lua_setfield(L, -2, "worker");
+  }
   lua_pushvalue(L, -1);
   lua_setfield(L, LUA_REGISTRYINDEX, "tide.module");
   return 1;

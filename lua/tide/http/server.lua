@@ -1138,7 +1138,8 @@ local function accept_loop(srv, listener, handler)
       tide.sleep(0.1):await()
     elseif sock then
       spawn(conn_task, srv, sock, handler)
-    elseif srv.closing then
+    else  -- the listener was closed: by server:close, or a worker told to stop
+      if not srv.closing then srv:close() end
       return
     end
   end
