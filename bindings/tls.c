@@ -35,6 +35,7 @@
 #define CONTEXT_MT "tide.ssl.context"
 #define SESSION_MT "tide.ssl.session"
 #define MAX_SNI 64
+#define RECORD_MAX 16384      /* the most plaintext one TLS record carries */
 
 typedef struct sni_entry {
   char *name;                 /* "a.example" or "*.example" */
@@ -306,6 +307,9 @@ static int l_context(lua_State *L) {
   key = opt_string(L, "key");
   if ((cert == NULL) != (key == NULL)) return luaL_error(L, "options 'cert' and 'key' go together");
   if (cert) {
+    /* send the chain as given (cert and its chain in `cert`): no building
+     * it again from the trust store at every handshake */
+    SSL_CTX_set_mode(c->ctx, SSL_MODE_NO_AUTO_CHAIN);
     load_cert(L, c->ctx, cert);
     load_key(L, c->ctx, key);
     if (SSL_CTX_check_private_key(c->ctx) != 1) return raise_tls(L, "'key' does not match 'cert'");
@@ -389,15 +393,17 @@ static tls_session *check_session(lua_State *L) {
 /* [-0, +1, m] Pushes what the session has to send ("" when nothing). */
 static void push_output(lua_State *L, tls_session *t) {
   size_t n = BIO_ctrl_pending(t->wbio);
+  char small[RECORD_MAX];
   luaL_Buffer b;
-  char *p;
   if (n == 0) {
     lua_pushliteral(L, "");
-    return;
+  } else if (n <= sizeof(small)) {  /* the usual case: no Lua buffer */
+    BIO_read(t->wbio, small, (int)n);
+    lua_pushlstring(L, small, n);
+  } else {
+    BIO_read(t->wbio, luaL_buffinitsize(L, &b, n), (int)n);
+    luaL_pushresultsize(&b, n);
   }
-  p = luaL_buffinitsize(L, &b, n);
-  BIO_read(t->wbio, p, (int)n);
-  luaL_pushresultsize(&b, n);
 }
 
 /* [-0, +0, v] Feeds the optional string at `idx` to the session. */
@@ -439,27 +445,34 @@ static int s_handshake(lua_State *L) {
  * to send (key updates, alerts), and whether the peer sent close_notify. */
 static int s_decrypt(lua_State *L) {
   tls_session *t = check_session(L);
+  char rec[RECORD_MAX];
   luaL_Buffer b;
-  int eof = 0;
+  int eof = 0, n, e, more = 0;  /* more: b holds what came before rec */
   take_input(L, t, 2);
   ERR_clear_error();
-  luaL_buffinit(L, &b);
   for (;;) {
-    char *p = luaL_prepbuffsize(&b, 16384);
-    int n = SSL_read(t->ssl, p, 16384), e;
-    if (n > 0) {
-      luaL_addsize(&b, (size_t)n);
-      continue;
-    }
+    n = SSL_read(t->ssl, rec, sizeof(rec));
+    if (n <= 0) break;
+    /* nothing more to decrypt: do not ask OpenSSL again */
+    if (SSL_pending(t->ssl) == 0 && BIO_ctrl_pending(t->rbio) == 0) break;
+    if (!more) luaL_buffinit(L, &b), more = 1;
+    luaL_addlstring(&b, rec, (size_t)n);
+  }
+  if (n <= 0) {
     e = SSL_get_error(t->ssl, n);
     if (e == SSL_ERROR_ZERO_RETURN) eof = 1;
     else if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
-      luaL_pushresult(&b);
+      if (more) luaL_pushresult(&b);
       return failed(L, t, "bad record");
     }
-    break;
+    n = 0;
   }
-  luaL_pushresult(&b);
+  if (more) {  /* one record: one copy; several: the buffer */
+    luaL_addlstring(&b, rec, (size_t)n);
+    luaL_pushresult(&b);
+  } else {
+    lua_pushlstring(L, rec, (size_t)n);
+  }
   push_output(L, t);
   lua_pushboolean(L, eof);
   return 3;
