@@ -14,7 +14,7 @@
 #   RUNS       runs of every benchmark, interleaved (default 3)
 #   DURATION   seconds of measured load per server run (default 5)
 #   WARMUP     seconds of unmeasured load before it (default 1)
-#   SECTIONS   any of "core echo pool http" (default all four)
+#   SECTIONS   any of "core echo pool http tls" (default all five)
 #   SERVER_CPU / CLIENT_CPU   taskset CPUs of servers / load clients (0 / 1)
 #   MICRO_TIMEOUT   seconds after which one micro benchmark is killed (120)
 #   RESULTS    results folder (default $BUILD/bench/results/<date-time>)
@@ -30,7 +30,7 @@ BIN=$BUILD/bench
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-1}
-SECTIONS=${SECTIONS:-"core echo pool http"}
+SECTIONS=${SECTIONS:-"core echo pool http tls"}
 MICRO_TIMEOUT=${MICRO_TIMEOUT:-120}
 CPUS=$(nproc)
 SERVER_CPU=${SERVER_CPU:-0}
@@ -44,7 +44,7 @@ for v in RUNS DURATION WARMUP MICRO_TIMEOUT; do
 done
 [ "$RUNS" -ge 1 ] && [ "$DURATION" -ge 1 ] || die "RUNS and DURATION must be at least 1"
 for s in $SECTIONS; do
-  case $s in core|echo|pool|http) ;; *) die "unknown section '$s' (core echo pool http)" ;; esac
+  case $s in core|echo|pool|http|tls) ;; *) die "unknown section '$s' (core echo pool http tls)" ;; esac
 done
 [ -x "$TIDE" ] || die "no tide binary at $TIDE (build it first: make, or make bench)"
 
@@ -78,13 +78,20 @@ for src in tools/echo_client.c peers/uv_echo.c peers/uv_http.c micro/timers.c mi
       die "cannot build $src"
   fi
 done
+# the TLS load client (tls section): OpenSSL, no libuv
+if [ ! -x "$BIN/tls_load" ] || [ "$BENCH/tools/tls_load.c" -nt "$BIN/tls_load" ]; then
+  # shellcheck disable=SC2046
+  ${CC:-cc} -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -o "$BIN/tls_load" "$BENCH/tools/tls_load.c" \
+    $(pkg-config --cflags --libs openssl 2>/dev/null || echo -lssl -lcrypto) ||
+    log "bench: cannot build tools/tls_load.c: the tls section is skipped"
+fi
 # tide's pool from C, once core/tide.h has it: linked with libtide.a
 rm -f "$BIN/tide_pool"
 if grep -q 'tide_work_submit' "$ROOT/core/tide.h" && [ -f "$BUILD/libtide.a" ]; then
   # shellcheck disable=SC2086
   ${CC:-cc} -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -I"$ROOT/core" -o "$BIN/tide_pool" \
     "$BENCH/micro/tide_pool.c" "$BUILD/libtide.a" \
-    $(pkg-config --cflags --libs libuv lua5.4 2>/dev/null || echo -luv -llua5.4) -lm -lpthread -ldl ||
+    $(pkg-config --cflags --libs libuv lua5.4 openssl 2>/dev/null || echo -luv -llua5.4 -lssl -lcrypto) -lm -lpthread -ldl ||
     log "bench: cannot build micro/tide_pool.c: its column stays empty"
 fi
 
@@ -105,6 +112,8 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null
   have_luv && echo "luv:      $(lua5.4 -e 'print((require "luv").version_string())')"
   echo "python:   $(python3 --version 2>&1)"
   have wrk && echo "wrk:      $(wrk -v 2>&1 | head -1)"
+  have nginx && echo "nginx:    $(nginx -v 2>&1 | head -1)"
+  have openssl && echo "openssl:  $(openssl version 2>&1)"
 } >"$OUT/machine.txt"
 [ "$CPUS" -ge 2 ] || note all "one CPU: servers and load clients share it"
 

@@ -17,6 +17,7 @@ import sys
 PEERS = {
     "tide": "tide", "tide_c": "tide (C submit)", "lua": "lua5.4", "node": "Node.js",
     "c": "libuv C", "luv": "luv", "asyncio": "asyncio",
+    "tide_http": "tide HTTP", "tide_tcp": "tide plain TCP", "nginx": "nginx", "nginx_http": "nginx HTTP",
 }
 
 
@@ -46,11 +47,12 @@ class Row:
     run.sh, a label, goals, and `ratio_to`: a peer to compare with when no
     goal names one."""
 
-    def __init__(self, figure, metric, label, goals=(), ratio_to=None, unit=None, also=()):
+    def __init__(self, figure, metric, label, goals=(), ratio_to=None, unit=None, also=(), pairs=()):
         self.figure, self.metric, self.label = figure, metric, label
         self.goals, self.ratio_to = list(goals), ratio_to
         self.unit = unit or metric
         self.also = list(also)   # other tide columns whose ratio is shown too
+        self.pairs = list(pairs)  # (a, b): the ratio a / b of two peer columns, shown too
 
 
 SECTIONS = [
@@ -102,16 +104,50 @@ SECTIONS = [
         Row("http_50p16", "req/s", "50 connections, 16 requests pipelined per write", ratio_to="node"),
         Row("http_50p16", "cpu_us", "server CPU per request, pipelined", ratio_to="node", unit="µs"),
     ]),
+    ("tls", "TLS: HTTPS beside nginx, TLS beside plain TCP/HTTP (issue 10)",
+     ["tide", "tide_http", "tide_tcp", "nginx", "nginx_http"], [
+        Row("conn_ec", "per_cpu_s", "new TLS connections (full handshake + one request) per CPU-second of the server, ECDSA P-256",
+            [Goal(">=", 0.8, "nginx")], unit="conns/s"),
+        Row("conn_rsa", "per_cpu_s", "new TLS connections (full handshake + one request) per CPU-second of the server, RSA-2048",
+            [Goal(">=", 0.8, "nginx")], unit="conns/s"),
+        Row("conn_ec", "conns/s", "new TLS connections/s as measured (client-bound when server CPU % < 95), ECDSA P-256",
+            ratio_to="nginx"),
+        Row("conn_rsa", "conns/s", "new TLS connections/s as measured, RSA-2048", ratio_to="nginx"),
+        Row("conn_ec", "cpu_us", "server CPU per new connection, ECDSA P-256", ratio_to="nginx", unit="µs"),
+        Row("conn_rsa", "cpu_us", "server CPU per new connection, RSA-2048", ratio_to="nginx", unit="µs"),
+        Row("ir_conn_ec", "Ir", "instructions per new connection, ECDSA P-256 (cachegrind)", ratio_to="nginx"),
+        Row("ir_conn_rsa", "Ir", "instructions per new connection, RSA-2048 (cachegrind)", ratio_to="nginx"),
+        Row("conn_ec", "p99_ms", "p99 connect-to-close time, ECDSA P-256", ratio_to="nginx", unit="ms"),
+        Row("ka_50", "cpu_us", "keep-alive hello, 50 connections: server CPU per request (tide, nginx: HTTPS; … HTTP: plain)",
+            [Goal("<=", 1.3, "tide_http", text="≤ 1.3x tide HTTP")], pairs=[("nginx", "nginx_http")], unit="µs"),
+        Row("ir_req", "Ir", "keep-alive hello: instructions per request (cachegrind)",
+            [Goal("<=", 1.3, "tide_http", text="≤ 1.3x tide HTTP")], pairs=[("nginx", "nginx_http")]),
+        Row("ka_50", "req/s", "keep-alive hello, 50 connections (wrk)", ratio_to="tide_http",
+            pairs=[("nginx", "nginx_http")]),
+        Row("echo_16384", "msgs/s", "echo of 16 KiB messages, 50 connections (tide: TLS)",
+            [Goal(">=", 0.8, "tide_tcp")]),
+        Row("echo_16384", "per_cpu_s", "echo of 16 KiB messages per CPU-second of the server", ratio_to="tide_tcp",
+            unit="msgs/s"),
+        Row("echo_16384", "cpu_us", "server CPU per 16 KiB message", ratio_to="tide_tcp", unit="µs"),
+        Row("ir_echo_16384", "Ir", "instructions per 16 KiB message (cachegrind)", ratio_to="tide_tcp"),
+        Row("wrk_resumed", "pct", "wrk -H 'Connection: close': handshakes nginx saw resumed (why tls_load)", unit="%"),
+    ]),
 ]
 
 # server sections: (figure prefix, metric that counts, its unit)
-DETAILS = {"echo": ("echo_", "msgs/s"), "http": ("http_", "req/s")}
+DETAILS = {"echo": ("echo_", "msgs/s"), "http": ("http_", "req/s"),
+           "tls": [("conn_", "conns/s"), ("ka_", "req/s"), ("echo_", "msgs/s")]}
+TLS_LOADS = {"conn_ec": "new conns, ECDSA", "conn_rsa": "new conns, RSA"}
 
 
 def fmt(v, unit):
     if v is None:
         return ""
-    if unit in ("ops/s", "timers/s", "msgs/s", "req/s"):
+    if unit == "Ir":
+        return f"{v:,.0f}"
+    if unit == "%":
+        return f"{v:.1f} %"
+    if unit in ("ops/s", "timers/s", "msgs/s", "req/s", "conns/s"):
         if v >= 1e6:
             return f"{v / 1e6:.2f}M"
         if v >= 1e4:
@@ -224,21 +260,40 @@ def section_table(section, title, peers, rows, data, tally):
             peer_v = median(data, (section, row.figure, base, row.metric), row.unit)
             if v is not None and peer_v:
                 ratios.append(f"{PEERS[other]}: {v / peer_v:.2f}x {PEERS[base]}")
+        for a, b in row.pairs:
+            va = median(data, (section, row.figure, a, row.metric), row.unit)
+            vb = median(data, (section, row.figure, b, row.metric), row.unit)
+            if va is not None and vb:
+                ratios.append(f"{PEERS[a]}: {va / vb:.2f}x {PEERS[b]}")
         lines.append(f"| {row.label} | {row.unit} | " + " | ".join(cells) +
                      f" | {'; '.join(ratios)} | {'; '.join(goals)} | {'; '.join(mets)} |")
     return lines
 
 
+def _load_order(f):
+    return [int(x) if x.isdigit() else x for x in f.split("p")]
+
+
 def detail_table(section, data):
-    prefix, main = DETAILS[section]
-    figures = sorted({k[1] for k in data if k[0] == section and k[1].startswith(prefix)},
-                     key=lambda f: [int(x) for x in f[len(prefix):].split("p")])
+    kinds = DETAILS[section]
+    if isinstance(kinds, tuple):
+        kinds = [kinds]
     peers = [p for p in PEERS if any(k[0] == section and k[2] == p for k in data)]
     lat = "p99_us" if section == "echo" else "p99_ms"
+    rate_head = kinds[0][1] if len(kinds) == 1 else "rate"
     lines = ["", "Details (medians of the undisturbed runs, `runs` of them; ± is (max-min)/median):", "",
-             f"| target | load | {main} | runs | ± | p99 {'µs' if section == 'echo' else 'ms'} | "
+             f"| target | load | {rate_head} | runs | ± | p99 {'µs' if section == 'echo' else 'ms'} | "
              "server CPU % | CPU µs/op | others % | peak RSS MiB | errors (all runs) |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for prefix, main in kinds:
+        lines += _detail_rows(section, data, prefix, main, peers, lat)
+    return lines
+
+
+def _detail_rows(section, data, prefix, main, peers, lat):
+    lines = []
+    figures = sorted({k[1] for k in data if k[0] == section and k[1].startswith(prefix)},
+                     key=lambda f: _load_order(f[len(prefix):]))
     for fig in figures:
         for p in peers:
             vals = values(data, (section, fig, p, main))
@@ -247,8 +302,11 @@ def detail_table(section, data):
             m = statistics.median(vals)
             spread = (max(vals) - min(vals)) / m * 100 if m else 0
             runs = f"{len(vals)}" + (" †" if (section, fig, p) in TAINTED else "")
-            load = fig[len(prefix):] + (" B" if section == "echo" else " conns")
+            load = fig[len(prefix):] + (" B" if section == "echo" or prefix == "echo_" else " conns")
             load = load.replace("p", " × ", 1).replace(" conns", " pipelined") if "p" in fig[len(prefix):] else load
+            if section == "tls":
+                load = TLS_LOADS.get(fig, load if prefix != "ka_" else load + ", keep-alive")
+                load += f" ({main})"
             cpu_pct = median(data, (section, fig, p, "cpu_pct"))
             errs = sum(data.get((section, fig, p, "errors"), {}).values())
             lines.append(f"| {PEERS[p]} | {load} | {fmt(m, main)} | {runs} | ±{spread:.0f}% | "
