@@ -271,6 +271,17 @@ typedef struct tide_stream_opts {
   int keepalive;                  /* tcp: -1 unset, 0 off, else seconds */
 } tide_stream_opts;
 
+/* A C filter of a stream's reads (tls.c): the bytes the stream reads go to
+ * `read` instead of its buffer, and its end (UV_EOF) or read error to
+ * `end`; the stream reads while the custom stream over it (s->over) has
+ * room, as its own reader would. */
+struct tide_stream;
+typedef struct tide_filter {
+  void (*read)(lua_State *L, struct tide_stream *s, const char *p, size_t n, void *data);
+  void (*end)(lua_State *L, struct tide_stream *s, int err_idx, void *data);  /* 0: EOF */
+  void *data;
+} tide_filter;
+
 typedef struct tide_stream {
   union {
     uv_handle_t handle;
@@ -319,6 +330,7 @@ typedef struct tide_stream {
   double grace;                   /* private: a closing server's grace, seconds */
   struct cwrite *cwrites;         /* private: writes whose impl promise is pending */
   struct tide_stream *under;      /* private: a custom stream's impl.transport */
+  tide_filter *filter;            /* private: takes what it reads (tide_stream_filter) */
   struct tide_stream *over;       /* private: the custom stream over this one: its
                                      reads keep the loop alive only while that
                                      stream has a read pending */
@@ -341,6 +353,9 @@ int tide_server_listen(lua_State *L, tide_stream *s, int backlog);
 int tide_server_serve(lua_State *L, int server_idx, int handler_idx);
 int tide_stream_defer_error(lua_State *L, int p_idx, int err_idx);
 int tide_servers_close(lua_State *L, double grace);
+void tide_stream_filter(lua_State *L, tide_stream *s, tide_filter *f);
+void tide_stream_feed(lua_State *L, tide_stream *s, const char *p, size_t n);
+void tide_stream_end(lua_State *L, tide_stream *s, int err_idx);
 int tide_open_stream(lua_State *L);
 
 /* connect.c — connecting a tcp or pipe stream: name resolution, one

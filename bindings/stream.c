@@ -324,6 +324,7 @@ static void finalize(tide_stream *s) {
   if (s->over) s->over->under = NULL;
   if (s->under) {
     s->under->over = NULL;
+    s->under->filter = NULL;  /* its data belonged to this stream's impl */
     update(L, s->under);  /* its reads count again */
   }
   if (s->ud) *s->ud = NULL;
@@ -565,12 +566,30 @@ static void serve(lua_State *L, tide_stream *s) {
   consume(s, used);
 }
 
+/* [-0, +0, m] Reading ended (s->read_err is set): the pending read learns
+ * it, or the filter does. */
+static void ended(lua_State *L, tide_stream *s) {
+  if (s->filter == NULL) {
+    serve(L, s);
+  } else if (s->read_err == UV_EOF) {
+    s->filter->end(L, s, 0, s->filter->data);
+  } else {
+    push_err(L, s->read_err, s->rerr_ref);
+    s->filter->end(L, s, lua_gettop(L), s->filter->data);
+    lua_pop(L, 1);  /* remove the error */
+  }
+}
+
 /* [-0, +0, m] Takes `n` new bytes at `p` (the scratch buffer, or a file
  * read's buffer): serves the pending read from them, keeps the rest. */
 static void feed(lua_State *L, tide_stream *s, const char *p, size_t n) {
   tide_state st;
   size_t used;
   s->bytes_read += n;
+  if (s->filter) {  /* a TLS stream's transport: the bytes go to its session */
+    s->filter->read(L, s, p, n, s->filter->data);
+    return;
+  }
   if (s->len == 0 && s->pending != NULL && s->pending->op != OP_ACCEPT &&
       outcome(L, s, s->pending, p, n, 0, &st, &used)) {
     settle_waiter(L, s, st);
@@ -605,7 +624,7 @@ static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
     s->read_err = (int)nread;
     uv_read_stop(h);
     s->flags &= ~S_READING;
-    serve(L, s);
+    ended(L, s);
   }
   update(L, s);
   tide_stack_check(L, top, 0);
@@ -629,7 +648,7 @@ static void fs_read_cb(uv_fs_t *req) {
     feed(L, s, s->fsbuf, (size_t)n);
   } else {
     s->read_err = n == 0 ? UV_EOF : (int)n;
-    serve(L, s);
+    ended(L, s);
   }
   update(L, s);
   tide_rt_drain(rt);
@@ -656,7 +675,8 @@ static void update(lua_State *L, tide_stream *s) {
   int want, err = 0;
   if (s->flags & S_CLOSED) return;
   want = (s->flags & S_STARTED) && s->read_err == 0 && !(s->flags & (S_CLOSING | S_SERVER)) &&
-         (s->pending != NULL || s->len < s->opts.read_limit);
+         (s->filter ? s->over && (s->over->pending || s->over->len < s->over->opts.read_limit)
+                    : s->pending != NULL || s->len < s->opts.read_limit);
   if (s->kind == TIDE_STREAM_CUSTOM) {  /* the source may push again */
     if (s->room && L && (s->pending || s->len < s->opts.read_limit || s->read_err ||
                          (s->flags & S_CLOSING)))
@@ -674,11 +694,11 @@ static void update(lua_State *L, tide_stream *s) {
   }
   if (err != 0) {
     s->read_err = err;
-    if (L) serve(L, s);
+    if (L) ended(L, s);
   }
   if (s->kind == TIDE_STREAM_FILE) return;
-  if ((s->pending && !(s->over && !s->over->pending)) || s->queued || s->shutdown ||
-      (s->flags & (S_CLOSING | S_SERVER)))
+  if ((s->pending && !(s->over && !s->over->pending)) || (s->filter && s->over && s->over->pending) ||
+      s->queued || s->shutdown || (s->flags & (S_CLOSING | S_SERVER)))
     uv_ref(&s->h.handle);
   else
     uv_unref(&s->h.handle);
@@ -1131,16 +1151,45 @@ static int src_push(lua_State *L) {
  * reads see the end (nil), or reject with `err` when given. */
 static int src_finish(lua_State *L) {
   tide_stream *s = source_stream(L, 1);
-  if (s == NULL || s->read_err != 0) return 0;
-  if (lua_isnoneornil(L, 2)) {
+  if (s != NULL) tide_stream_end(L, s, lua_isnoneornil(L, 2) ? 0 : 2);
+  return 0;
+}
+
+/* [-0, +0, m] Ends the reads of custom stream `s` after what was fed:
+ * the end of the stream, or the error at `err_idx` when not 0. */
+void tide_stream_end(lua_State *L, tide_stream *s, int err_idx) {
+  if (s->read_err != 0 || (s->flags & S_CLOSING)) return;
+  if (err_idx == 0) {
     s->read_err = UV_EOF;
   } else {
-    lua_settop(L, 2);
+    lua_pushvalue(L, err_idx);
     set_err(L, &s->read_err, &s->rerr_ref);
   }
-  serve(L, s);
+  ended(L, s);
   update(L, s);
-  return 0;
+}
+
+/* [-0, +0, m] Feeds `n` bytes to custom stream `s` as source:push does,
+ * without a promise: its transport stops reading while it is full. */
+void tide_stream_feed(lua_State *L, tide_stream *s, const char *p, size_t n) {
+  if (s->read_err != 0 || (s->flags & S_CLOSING) || n == 0) return;
+  feed(L, s, p, n);
+}
+
+/* [-0, +0, m] Gives what stream `s` reads to filter `f` (NULL: to its
+ * buffer again); bytes it already holds go to `f` at once. Reading goes on
+ * while the custom stream over `s` has room. */
+void tide_stream_filter(lua_State *L, tide_stream *s, tide_filter *f) {
+  s->filter = f;
+  s->flags |= S_STARTED;
+  if (f && s->len > 0) {
+    size_t n = s->len;
+    s->bytes_read -= n;  /* counted again by feed */
+    feed(L, s, buffered(s), n);
+    consume(s, n);
+  }
+  if (f && s->read_err != 0) ended(L, s);
+  update(L, s);
 }
 
 /* source.closed: whether the stream was closed (nothing more is read). */

@@ -56,6 +56,9 @@ typedef struct tls_session {
   SSL *ssl;
   BIO *rbio, *wbio;           /* owned by ssl: what came in, what goes out */
   int server;
+  tide_filter filter;         /* attached: the transport's reads come here */
+  int transport_ref;          /* attached: registry ref to the transport */
+  lua_State *L;               /* attached: the main thread */
 } tls_session;
 
 /* ---------------------------------------------------------------- errors */
@@ -354,6 +357,7 @@ static int ctx_session(lua_State *L) {
   int is_ip = name && (inet_pton(AF_INET, name, ip) == 1 || inet_pton(AF_INET6, name, ip) == 1);
   tls_session *t = lua_newuserdatauv(L, sizeof(*t), 1);
   memset(t, 0, sizeof(*t));
+  t->transport_ref = LUA_NOREF;
   luaL_setmetatable(L, SESSION_MT);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1);  /* the context lives as long as the session */
@@ -631,7 +635,72 @@ static int s_free(lua_State *L) {
   tls_session *t = luaL_checkudata(L, 1, SESSION_MT);
   SSL_free(t->ssl);  /* and its BIOs */
   t->ssl = NULL;
+  luaL_unref(L, LUA_REGISTRYINDEX, t->transport_ref);
+  t->transport_ref = LUA_NOREF;
   return 0;
+}
+
+/* [-0, +0, m] Sends what the session has to send (alerts, key updates) on
+ * its transport; a failure is the transport's to report. */
+static void send_output(lua_State *L, tls_session *t) {
+  if (BIO_ctrl_pending(t->wbio) == 0) return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->transport_ref);
+  lua_getfield(L, -1, "write");
+  lua_insert(L, -2);
+  push_output(L, t);
+  if (lua_pcall(L, 2, 0, 0) != LUA_OK) lua_pop(L, 1);  /* a closed transport */
+}
+
+/* The filter of an attached session: decrypts what the transport read
+ * into the TLS stream over it. */
+static void filter_read(lua_State *L, tide_stream *tr, const char *p, size_t n, void *data) {
+  tls_session *t = data;
+  tide_stream *s = tr->over;
+  char rec[RECORD_MAX];
+  int k, e;
+  if (s == NULL || t->ssl == NULL) return;
+  if (BIO_write(t->rbio, p, (int)n) != (int)n) {
+    tide_lua_push_uverror(L, UV_ENOMEM);
+    tide_stream_end(L, s, lua_gettop(L));
+    lua_pop(L, 1);  /* remove the error */
+    return;
+  }
+  ERR_clear_error();
+  while ((k = SSL_read(t->ssl, rec, sizeof(rec))) > 0) tide_stream_feed(L, s, rec, (size_t)k);
+  e = SSL_get_error(t->ssl, k);
+  if (e == SSL_ERROR_ZERO_RETURN) {
+    tide_stream_end(L, s, 0);
+  } else if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+    push_tls_error(L, t->ssl, "bad record");
+    tide_stream_end(L, s, lua_gettop(L));
+    lua_pop(L, 1);  /* remove the error */
+  }
+  send_output(L, t);
+}
+
+/* The transport ended (err_idx 0) or failed: so does the TLS stream. */
+static void filter_end(lua_State *L, tide_stream *tr, int err_idx, void *data) {
+  (void)data;
+  if (tr->over) tide_stream_end(L, tr->over, err_idx);
+}
+
+/* session:attach(transport, stream) -> true, or false when either is not
+ * a tide stream: from now on the session decrypts what `transport` reads
+ * straight into `stream` (the TLS stream made over it with
+ * impl.transport), in C, as the transport's filter. */
+static int s_attach(lua_State *L) {
+  tls_session *t = check_session(L);
+  tide_stream **tr = luaL_testudata(L, 2, TIDE_STREAM_MT), **s = luaL_testudata(L, 3, TIDE_STREAM_MT);
+  if (tr == NULL || s == NULL || *tr == NULL || *s == NULL || (*tr)->over != *s || (*tr)->filter)
+    return lua_pushboolean(L, 0), 1;
+  lua_pushvalue(L, 2);
+  t->transport_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  t->filter.read = filter_read;
+  t->filter.end = filter_end;
+  t->filter.data = t;
+  tide_stream_filter(L, *tr, &t->filter);
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
 static const luaL_Reg session_methods[] = {
@@ -642,6 +711,7 @@ static const luaL_Reg session_methods[] = {
   {"info", s_info},
   {"peer_certificate", s_peer_certificate},
   {"free", s_free},
+  {"attach", s_attach},
   {NULL, NULL}
 };
 

@@ -205,7 +205,9 @@ local function open(transport, sess, opts)
   if plain == nil then error(out, 0) end
   if #out > 0 then transport:write(out):catch(ignore) end
   if #plain > 0 then source:push(plain) end
-  tide.spawn(pump, transport, sess, source)
+  -- The session decrypts the transport's reads in C when both are tide
+  -- streams; otherwise a task pumps them.
+  if not sess:attach(transport, stream) then tide.spawn(pump, transport, sess, source) end
   return stream
 end
 
