@@ -46,7 +46,7 @@ TEST_IMPL(clock_timer_real) {
   ASSERT_OK(tide_timer_start(&b.t, fired_cb, 10));
   ASSERT(tide_timer_is_active(&a.t));
   ASSERT_EQ(tide_rt_run(rt, TIDE_RUN_DEFAULT), 0);
-  ASSERT(real_ms() - t0 >= 19);
+  ASSERT(real_ms() - t0 >= 15);  /* from the loop's cached time */
   ASSERT_EQ(n, 2);
   ASSERT_EQ(order[0], 2);
   ASSERT_EQ(order[1], 1);
@@ -167,7 +167,7 @@ TEST_IMPL(clock_switch_back) {
   t0 = real_ms();
   ASSERT_EQ(tide_rt_run(rt, TIDE_RUN_DEFAULT), 0);
   ASSERT_EQ(n, 1);
-  ASSERT(real_ms() - t0 >= 19);
+  ASSERT(real_ms() - t0 >= 15);  /* from the loop's cached time */
   ASSERT(a.at >= v + 20);
   tide_timer_close(&a.t, NULL);
   RT_CLOSE(&loop, rt);
@@ -191,7 +191,7 @@ TEST_IMPL(clock_timer_real_only) {
   ASSERT_OK(tide_timer_start(&a.t, fired_cb, 30));
   ASSERT_EQ(tide_rt_run(rt, TIDE_RUN_DEFAULT), 0);
   ASSERT_EQ(n, 1);
-  ASSERT(real_ms() - t0 >= 29);
+  ASSERT(real_ms() - t0 >= 25);  /* from the loop's cached time */
   tide_timer_close(&a.t, NULL);
   RT_CLOSE(&loop, rt);
   return 0;

@@ -6,14 +6,19 @@
 # binary. Runs with the paths run.sh exports (LUA_PATH, LUA_CPATH).
 set -euo pipefail
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+# lua5.4 loads tide.so: a sanitizer build needs its runtime preloaded.
+preload=""
+if [[ "${TIDE_BUILD:-}" == *check* ]]; then
+  for lib in asan ubsan; do p=$(gcc -print-file-name=lib$lib.so); [ -f "$p" ] && preload="$preload $p"; done
+fi
 n=$(python3 spec/smoke/lib/lua_blocks.py docs/testing.md "$tmp")
 [ "$n" -ge 4 ]
 for f in "$tmp"/example_*.lua; do
   if grep -q 'describe(' "$f"; then
     mv "$f" "${f%.lua}_spec.lua"; f="${f%.lua}_spec.lua"
-    cmd=(lua5.4 /usr/bin/busted -o TAP "$f")
+    cmd=(env LD_PRELOAD="${preload# }" lua5.4 /usr/bin/busted -o TAP "$f")
   elif grep -q 'tide.test' "$f"; then
-    cmd=(lua5.4 "$f")
+    cmd=(env LD_PRELOAD="${preload# }" lua5.4 "$f")
   else
     cmd=("$TIDE_BIN" "$f")
   fi
