@@ -203,4 +203,77 @@ local function fail(s, err)
   break_end(e, err, err)
 end
 
-return { pair = pair, configure = configure, reset = reset, fail = fail }
+-- A network of named in-memory servers: what a protocol module that
+-- connects by itself (a client with reconnection) is given in tests
+-- instead of tide.tcp.connect.
+local Network = { __name = "tide.memory.network" }
+Network.__index = Network
+local Server = { __name = "tide.memory.server" }
+Server.__index = Server
+
+-- net:serve(name, handler [, opts]) -> server: runs handler(conn) in a new
+-- task for each connection to `name`, and closes conn when it returns. A
+-- handler's error is printed on stderr and kept in server.errors. opts are
+-- those of memory.pair for the connections' server ends.
+function Network:serve(name, handler, opts)
+  assert(type(name) == "string", "name must be a string")
+  assert(type(handler) == "function", "handler must be a function")
+  assert(self.servers[name] == nil, "address in use: " .. name)
+  local server = setmetatable({ name = name, net = self, handler = handler, opts = opts or {},
+    handlers = {}, conns = setmetatable({}, { __mode = "k" }), errors = {}, connections = 0 }, Server)
+  self.servers[name] = server
+  return server
+end
+
+-- net:connect(name [, opts]) -> promise of the client end of a new pair
+-- (opts as for memory.pair, plus timeout); ECONNREFUSED when nothing
+-- serves `name`. With opts.latency the connection takes that long.
+function Network:connect(name, opts)
+  opts = opts or {}
+  local net = self
+  return tide.spawn(function()
+    if opts.latency and opts.latency > 0 then tide.sleep(opts.latency):await() end
+    local server = net.servers[name]
+    if server == nil then error(tide.error("ECONNREFUSED", "connection refused: " .. name), 0) end
+    local a, b = pair(opts)
+    if next(server.opts) then configure(b, server.opts) end
+    server.conns[a], server.conns[b] = true, true
+    server.connections = server.connections + 1
+    local task = tide.spawn(function()
+      local ok, err = pcall(server.handler, b)
+      if not ok and not tide.is_cancelled(err) then
+        server.errors[#server.errors + 1] = err
+        io.stderr:write("tide.memory: error in connection handler: ", tostring(err), "\n")
+      end
+      b:close()
+      server.connections = server.connections - 1
+      server.handlers[b] = nil
+    end)
+    server.handlers[b] = task
+    return a
+  end)
+end
+
+-- server:close() -> promise settled once its handlers returned: stops
+-- accepting at once and cancels the handlers running.
+function Server:close()
+  if self.net.servers[self.name] == self then self.net.servers[self.name] = nil end
+  local tasks = {}
+  for _, task in pairs(self.handlers) do tasks[#tasks + 1] = task; task:cancel() end
+  return tide.settled(tasks)
+end
+Server.__close = Server.close
+
+-- server:reset_all(): resets every connection it has (memory.reset).
+function Server:reset_all()
+  for s in pairs(self.conns) do
+    if not s.closed then reset(s) end
+  end
+end
+
+-- memory.network() -> a new network without servers.
+local function network()
+  return setmetatable({ servers = {} }, Network)
+end
+
+return { pair = pair, configure = configure, reset = reset, fail = fail, network = network }

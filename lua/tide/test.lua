@@ -10,7 +10,8 @@
 --   end))
 --
 -- Ownership: a run owns what it made for the body: the clock (the runtime
--- goes back to the real clock at the end), the pairs (closed at the end)
+-- goes back to the real clock at the end), the pairs and the servers of
+-- t.net (closed at the end)
 -- and the table of the tasks spawned meanwhile (tide.track_tasks). Tasks
 -- still running at the end are cancelled and waited for, so nothing of one
 -- run goes on into the next.
@@ -45,7 +46,8 @@ end
                  jump (default 0)
   opts.leaks     false: do not check what the body leaves behind
 The body gets `t`: t.clock (the clock object on virtual time), t.pair(opts)
-(tide.memory.pair, closed at the end of the run). It fails (raises) with
+(tide.memory.pair, closed at the end of the run), t.net (a
+tide.memory.network, whose servers are closed at the end of the run). It fails (raises) with
 the body's error, or when it timed out, or left tasks running, handles
 open or rejections unhandled. ]]
 local function run(opts, fn, ...)
@@ -57,7 +59,7 @@ local function run(opts, fn, ...)
   local timeout = opts.timeout or default_timeout()
   local before = tide.stats()
   local tracked = setmetatable({}, { __mode = "k" })
-  local t = { streams = {} }
+  local t = { streams = {}, net = memory.network() }
   function t.pair(popts)
     local a, b = memory.pair(popts)
     t.streams[#t.streams + 1] = a
@@ -85,6 +87,9 @@ local function run(opts, fn, ...)
   -- Clean up, and find what was left behind.
   local left = {}
   local cleanup_ok, cleanup_err = pcall(tide.run, function()
+    local servers = {}
+    for _, server in pairs(t.net.servers) do servers[#servers + 1] = server:close() end
+    tide.timeout(tide.all(servers), CLEANUP_TIMEOUT, { shield = true }):catch(function() end):await()
     for _, s in ipairs(t.streams) do
       if not s.closed then s:close(0) end
     end

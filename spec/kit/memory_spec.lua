@@ -164,6 +164,50 @@ describe("tide.memory", function()
     end))
   end)
 
+  describe("network", function()
+    local test = require "tide.test"
+
+    it("connects by name to a server that runs a handler per connection", test(function(t)
+      local seen = {}
+      local server = t.net:serve("echo:7", function(conn)
+        local line = conn:read_line():await()
+        seen[#seen + 1] = line
+        conn:write(line:upper() .. "\n"):await()
+      end)
+      local c1 = t.net:connect("echo:7"):await()
+      local c2 = t.net:connect("echo:7", { chunk = 1 }):await()
+      c1:write("one\n"); c2:write("two\n")
+      assert.equal("ONE", c1:read_line():await())
+      assert.equal("TWO", c2:read_line():await())
+      assert.is_nil(c1:read():await())  -- closed when the handler returned
+      assert.equal(2, #seen)
+      assert.equal(0, server.connections)
+      c1:close(); c2:close()
+      local err = select(2, pcall(tide.await, t.net:connect("nobody:1")))
+      assert.equal("ECONNREFUSED", err.code)
+    end))
+
+    it("resets every connection of a server, and refuses connections once closed", test(function(t)
+      local server = t.net:serve("db", function(conn) conn:read():await() end)
+      local c = t.net:connect("db"):await()
+      tide.sleep(0):await()
+      server:reset_all()
+      assert.equal("ECONNRESET", select(2, pcall(tide.await, c:read())).code)
+      c:close()
+      server:close():await()
+      assert.equal("ECONNREFUSED", select(2, pcall(tide.await, t.net:connect("db"))).code)
+      assert.equal(1, #server.errors)  -- the handler's read failed: ECONNRESET
+    end))
+
+    it("takes opts.latency to connect, on the runtime's clock", test({ clock = "virtual" }, function(t)
+      t.net:serve("far", function() end)
+      local t0 = tide.now()
+      local c = t.net:connect("far", { latency = 2 }):await()
+      assert.equal(2, math.floor(tide.now() - t0 + 0.5))
+      c:close()
+    end))
+  end)
+
   describe("under TLS", function()
     it("carries a TLS session delivered one byte at a time", async(function()
       local tls = require "tide.tls"
