@@ -74,6 +74,27 @@ describe("tide.virtual_clock", function()
       assert.is_true(real < 1)
     end)
 
+    it("times out a connect that hangs on virtual time", function()
+      -- A listener that never accepts, with a backlog of 1: once its queue is
+      -- full, the kernel drops the SYNs of the next connects, which hang.
+      local real, code, took = on_virtual(nil, function()
+        local l = tide.tcp.listen{ host = "127.0.0.1", port = 0, backlog = 1 }
+        local conns, code, took = {}, nil, nil
+        for _ = 1, 16 do
+          local t0 = tide.now()
+          local ok, c = pcall(tide.await, tide.tcp.connect("127.0.0.1", l.port, { timeout = 30 }))
+          if not ok then code, took = c.code, since(t0) break end
+          conns[#conns + 1] = c
+        end
+        for _, c in ipairs(conns) do c:close() end
+        l:close()
+        return code, took
+      end)
+      assert.equal("ETIMEDOUT", code)
+      assert.equal(30, took)
+      assert.is_true(real < 5)
+    end)
+
     it("delivers the latency of a memory pair on virtual time", function()
       local _, took = on_virtual(nil, function()
         local a, b = memory.pair{ latency = 10 }
