@@ -3,7 +3,8 @@
  * that stay on the real clock. Each test runs on a loop it owns and ends
  * by checking that the loop closes cleanly after tide_rt_free.
  * tests: clock_timer_real clock_virtual_autojump clock_virtual_advance
- *        clock_virtual_zero_timer clock_switch_back clock_timer_real_only */
+ *        clock_virtual_zero_timer clock_switch_back clock_timer_real_only
+ *        clock_virtual_unref */
 #include "rt_helpers.h"
 
 typedef struct fired {
@@ -192,6 +193,32 @@ TEST_IMPL(clock_timer_real_only) {
   ASSERT_EQ(tide_rt_run(rt, TIDE_RUN_DEFAULT), 0);
   ASSERT_EQ(n, 1);
   ASSERT(real_ms() - t0 >= 25);  /* from the loop's cached time */
+  tide_timer_close(&a.t, NULL);
+  RT_CLOSE(&loop, rt);
+  return 0;
+}
+
+/* With autojump, an unreferenced virtual timer does not keep the run
+ * going (nor make it jump); referenced again, it does. */
+TEST_IMPL(clock_virtual_unref) {
+  uv_loop_t loop;
+  tide_rt *rt;
+  fired a;
+  int order[1], n = 0;
+  uint64_t v0;
+  RT_OPEN(&loop, rt);
+  ASSERT_OK(tide_rt_clock_virtual(rt, 1, 0));
+  v0 = tide_rt_now(rt);
+  ASSERT_OK(fired_init(rt, &a, 1, order, &n));
+  ASSERT_OK(tide_timer_start(&a.t, fired_cb, 60000));
+  tide_timer_unref(&a.t);
+  ASSERT_EQ(tide_rt_run(rt, TIDE_RUN_DEFAULT), 0);
+  ASSERT_EQ(n, 0);
+  ASSERT(tide_timer_is_active(&a.t));
+  tide_timer_ref(&a.t);
+  ASSERT_EQ(tide_rt_run(rt, TIDE_RUN_DEFAULT), 0);
+  ASSERT_EQ(n, 1);
+  ASSERT_EQ(a.at - v0, 60000);
   tide_timer_close(&a.t, NULL);
   RT_CLOSE(&loop, rt);
   return 0;
