@@ -68,6 +68,7 @@ typedef struct tide_lua {
   unsigned reported;        /* unhandled rejections reported */
   int debug;                /* TIDE_DEBUG set: report misuse such as a second resolve */
   struct ltask *current;    /* the task running now, if any */
+  int tracking;             /* new tasks go into registry["tide.tracked"] */
 } tide_lua;
 
 /* User values of a promise userdata. */
@@ -290,7 +291,7 @@ typedef struct tide_stream {
     uv_pipe_t pipe;
     uv_tty_t tty;
   } h;                            /* private: unused by TIDE_STREAM_FILE */
-  uv_timer_t timer;               /* private: timeouts, initialised on first use */
+  tide_timer timer;               /* private: timeouts, initialised on first use */
   tide_io *io;                    /* read-only */
   struct tide_stream **ud;        /* private: the userdata's slot, or NULL */
   unsigned flags;                 /* private */

@@ -27,7 +27,7 @@
 typedef struct creq {
   uv_getaddrinfo_t gai;
   uv_connect_t req;
-  uv_timer_t timer;
+  tide_timer timer;
   tide_io *io;
   lpromise *lp;               /* held while pending; NULL once settled or cancelled */
   tide_stream *s;             /* the attempt in flight */
@@ -68,7 +68,7 @@ static void finish(creq *c) {
   if (c->has_timer) {
     c->has_timer = 0;
     c->busy++;
-    uv_close((uv_handle_t *)&c->timer, timer_close_cb);
+    tide_timer_close(&c->timer, timer_close_cb);
   }
   maybe_free(c);
 }
@@ -177,7 +177,7 @@ static void resolved_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
   tide_rt_drain(rt);
 }
 
-static void timeout_cb(uv_timer_t *t) {
+static void timeout_cb(tide_timer *t) {
   creq *c = t->data;
   tide_rt *rt = c->io->rt;
   lua_State *L = live_state(c);
@@ -208,10 +208,10 @@ static creq *creq_new(lua_State *L, int kind, const char *subject, double timeou
   c->lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
   tide_lp_hold(L, -1);
   tide_promise_on_cancel(&c->lp->p, creq_cancel, c);
-  if (timeout >= 0 && uv_timer_init(c->io->loop, &c->timer) == 0) {
+  if (timeout >= 0 && tide_timer_init(c->io->rt, &c->timer) == 0) {
     c->has_timer = 1;
     c->timer.data = c;
-    uv_timer_start(&c->timer, timeout_cb, tide_lua_ms(timeout), 0);
+    tide_timer_start(&c->timer, timeout_cb, tide_lua_ms(timeout));
   }
   return c;
 }

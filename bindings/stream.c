@@ -357,28 +357,28 @@ static void close_cb(uv_handle_t *h) {
  * and unreferences the timer (so it keeps the loop alive no longer); a
  * timer_start() with a deadline no earlier than the armed one just moves
  * s->deadline; the timer, when it fires early, re-arms for the rest. */
-static void timer_cb(uv_timer_t *t);
+static void timer_cb(tide_timer *t);
 
 static int timer_start(tide_stream *s, double seconds, int use) {
   uint64_t now, ms = tide_lua_ms(seconds);
   int err;
   if (!(s->flags & S_TIMER)) {
-    if ((err = uv_timer_init(s->io->loop, &s->timer)) != 0) return err;
+    if ((err = tide_timer_init(s->io->rt, &s->timer)) != 0) return err;
     s->timer.data = s;
     s->flags |= S_TIMER;
   }
-  now = uv_now(s->io->loop);
+  now = tide_rt_now(s->io->rt);
   s->timer_use = (unsigned char)use;
   s->deadline = ms > UINT64_MAX - now ? UINT64_MAX : now + ms;
-  uv_ref((uv_handle_t *)&s->timer);
-  if (uv_is_active((uv_handle_t *)&s->timer) && s->armed <= s->deadline) return 0;
+  tide_timer_ref(&s->timer);
+  if (tide_timer_is_active(&s->timer) && s->armed <= s->deadline) return 0;
   s->armed = s->deadline;
-  return uv_timer_start(&s->timer, timer_cb, ms, 0);
+  return tide_timer_start(&s->timer, timer_cb, ms);
 }
 
 static void timer_stop(tide_stream *s) {
   s->timer_use = TM_NONE;
-  if (s->flags & S_TIMER) uv_unref((uv_handle_t *)&s->timer);
+  if (s->flags & S_TIMER) tide_timer_unref(&s->timer);
 }
 
 /* ---------------------------------------------------------------- buffer */
@@ -1541,7 +1541,7 @@ static void close_now(tide_stream *s) {
     s->closes++;  /* the last handler to return counts it down (handler_done) */
   } else if (s->flags & S_TIMER) {
     s->closes++;
-    uv_close((uv_handle_t *)&s->timer, close_cb);
+    tide_timer_close(&s->timer, close_cb);
   }
   if (s->kind == TIDE_STREAM_FILE && (s->flags & S_READING)) {
     s->closes++;  /* fs_read_cb counts it down */
@@ -1600,20 +1600,20 @@ void tide_stream_close(lua_State *L, tide_stream *s, double linger) {
   close_now(s);
 }
 
-static void timer_cb(uv_timer_t *t) {
+static void timer_cb(tide_timer *t) {
   tide_stream *s = t->data;
   tide_rt *rt = s->io->rt;
   lua_State *L = live_state(s->io);
-  uint64_t now = uv_now(s->io->loop);
+  uint64_t now = tide_rt_now(rt);
   int use = s->timer_use;
   if (use == TM_NONE) return;  /* stopped since it was armed */
   if (now < s->deadline) {     /* armed for an earlier deadline: the rest */
     s->armed = s->deadline;
-    uv_timer_start(&s->timer, timer_cb, s->deadline - now, 0);
+    tide_timer_start(&s->timer, timer_cb, s->deadline - now);
     return;
   }
   s->timer_use = TM_NONE;
-  uv_unref((uv_handle_t *)&s->timer);
+  tide_timer_unref(&s->timer);
   if (L == NULL) return;
   if (use == TM_READ && s->pending) {
     tide_lua_push_error(L, "ETIMEDOUT", s->pending->op == OP_ACCEPT ? "accept timed out" : "read timed out");
@@ -1713,7 +1713,7 @@ static int serve_conn(lua_State *L) {
 static void handlers_gone(tide_stream *s) {
   if (s->flags & S_TIMER) {
     s->closes++;
-    uv_close((uv_handle_t *)&s->timer, close_cb);
+    tide_timer_close(&s->timer, close_cb);
   }
   if (--s->closes == 0) finalize(s);
 }

@@ -261,6 +261,17 @@ static int l_await(lua_State *L) {
 
 /* [-(nargs+1), +1, m] Spawns a task running the function at `fn_idx` with
  * the `nargs` values above it, which are moved to the task; pushes it. */
+/* [-0, +0, m] Adds the new task at the top to the table of
+ * tide.track_tasks, when one is set. */
+static void track(lua_State *L) {
+  if (!tide_lua_get(L)->tracking) return;
+  lua_getfield(L, LUA_REGISTRYINDEX, "tide.tracked");
+  lua_pushvalue(L, -2);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, -3);  /* tracked[task] = true */
+  lua_pop(L, 1);  /* remove the table */
+}
+
 static ltask *task_new(lua_State *L, int fn_idx, int nargs, int status, size_t size) {
   ltask *t;
   lua_State *co;
@@ -274,6 +285,7 @@ static ltask *task_new(lua_State *L, int fn_idx, int nargs, int status, size_t s
   t->n = nargs;
   t->status = status;
   tide_lp_hold(L, -1);                              /* held until done */
+  track(L);
   return t;
 }
 
@@ -316,6 +328,7 @@ static int l_timer(lua_State *L) {
     lua_setiuservalue(L, -2, UV_VALUES);      /* the function, until the start */
     d->t.status = T_DELAYED;
     tide_lp_hold(L, -1);                      /* held until done */
+    track(L);
   }
   tide_promise_init(tl->rt, &d->sleep, NULL);
   if ((err = tide_sleep(tl->rt, &d->sleep, ms)) != 0) {
@@ -478,7 +491,20 @@ static int l_run(lua_State *L) {
   return lua_gettop(L);  /* fn and its arguments moved to the task */
 }
 
+/* tide.track_tasks(t | nil): from now on every new task is added to table
+ * `t` as a key (make it weak-keyed: finished tasks may go); nil stops. What
+ * tide.test uses to find the tasks a test left behind. */
+static int l_track_tasks(lua_State *L) {
+  tide_lua *tl = tide_lua_get(L);
+  if (!lua_isnoneornil(L, 1)) luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  tl->tracking = !lua_isnil(L, 1);
+  lua_setfield(L, LUA_REGISTRYINDEX, "tide.tracked");
+  return 0;
+}
+
 static const luaL_Reg task_funcs[] = {
+  {"track_tasks", l_track_tasks},
   {"spawn", l_spawn},
   {"await", l_await},
   {"timer", l_timer},

@@ -229,7 +229,7 @@ uint64_t tide_lua_ms(double seconds) {
 
 static int l_now(lua_State *L) {
   tide_lua *tl = tide_lua_get(L);
-  lua_pushnumber(L, (lua_Number)uv_now(tide_rt_loop(tl->rt)) / 1000.0);
+  lua_pushnumber(L, (lua_Number)tide_rt_now(tl->rt) / 1000.0);
   return 1;
 }
 
@@ -238,7 +238,41 @@ static int l_hrtime(lua_State *L) {
   return 1;
 }
 
+static void count_cb(uv_handle_t *h, void *arg) {
+  lua_State *L = arg;
+  const char *type;
+  if (uv_is_closing(h)) return;
+  type = uv_handle_type_name(uv_handle_get_type(h));
+  lua_getfield(L, -1, type);
+  lua_pushinteger(L, luaL_optinteger(L, -1, 0) + 1);
+  lua_setfield(L, -3, type);  /* handles[type] = count + 1 */
+  lua_pop(L, 1);  /* remove the old count */
+}
+
+/* tide.stats() -> {handles = {type = count, ...}, nhandles = n, unhandled = n}:
+ * the libuv handles of the loop not closing (the runtime's own among
+ * them), and the unhandled rejections reported so far. For tests. */
+static int l_stats(lua_State *L) {
+  tide_lua *tl = tide_lua_get(L);
+  lua_Integer n = 0;
+  lua_createtable(L, 0, 3);
+  lua_newtable(L);
+  uv_walk(tide_rt_loop(tl->rt), count_cb, L);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {  /* sum the counts */
+    n += lua_tointeger(L, -1);
+    lua_pop(L, 1);  /* remove the count */
+  }
+  lua_setfield(L, -2, "handles");
+  lua_pushinteger(L, n);
+  lua_setfield(L, -2, "nhandles");
+  lua_pushinteger(L, (lua_Integer)tl->reported);
+  lua_setfield(L, -2, "unhandled");
+  return 1;
+}
+
 static const luaL_Reg util_funcs[] = {
+  {"stats", l_stats},
   {"error", l_error},
   {"is_error", l_is_error},
   {"now", l_now},

@@ -54,11 +54,31 @@ struct tide_rt {
   /* Running sleeps (timer.c): one list per duration, the lists in a
    * min-heap by their first sleep's due time and start order and in a hash
    * table by duration, and one libuv timer armed for the earliest. */
-  uv_timer_t sleep_timer;
+  tide_timer sleep_timer;
   tide__sleeps **sleep_heap;        /* room for nsleep_buckets lists */
   tide__sleeps **sleep_buckets;
   size_t nsleep_lists, nsleep_buckets;
   uint64_t sleep_seq;
+
+  /* The clock and the timers on it (clock.c). Real time is uv_now() plus
+   * clock_offset (what virtual time moved past it); virtual time is vnow,
+   * moved by advances (up to vtarget) and jumps. Running timers are in the
+   * `timers` list; on virtual time also in a min-heap by due time and start
+   * order, and clock_idle or clock_wake make the loop turn while the clock
+   * has work: timers due, an advance under way, or a jump to judge. */
+  int vclock;
+  int64_t autojump_ms;              /* < 0: the clock moves only by hand */
+  uint64_t vnow, vtarget;
+  uint64_t clock_offset;
+  tide_timer *timers;
+  tide_timer **vheap;
+  size_t nvheap, vheap_cap;
+  unsigned nvref;                   /* referenced timers in vheap */
+  uint64_t timer_seq;
+  uv_timer_t clock_wake;            /* the autojump threshold is up */
+  uv_idle_t clock_idle;             /* polls do not block: work is due */
+  uint64_t jobs_run, jobs_mark;     /* jobs run; as at the last clock check */
+  uint64_t busy_at;                 /* real loop time of the last activity */
 
   /* The thread pool (pool.c), created on the first submit. */
   struct tide__pool *pool;
@@ -78,6 +98,18 @@ void tide__report_unhandled(tide_rt *rt);
 /* Shuts the pool down (pool.c): called by tide_rt_free once `closing` is
  * set, before the handles close. */
 void tide__pool_free(tide_rt *rt);
+/* Initialises the clock (clock.c): tide_rt_new, before anything starts a
+ * timer. Cannot fail on Unix. */
+void tide__clock_init(tide_rt *rt);
+/* Runs after each poll (rt's check handle): on virtual time fires the
+ * timers that are due, an advance under way, or a jump. */
+void tide__clock_check(tide_rt *rt);
+/* Detaches the running timers and closes the clock's handle: tide_rt_free,
+ * after the bindings closed. */
+void tide__clock_close(tide_rt *rt);
+/* Updates the loop's time on the real clock (uv_update_time); nothing on
+ * virtual time. */
+void tide__clock_update(tide_rt *rt);
 /* Initialises the runtime's sleep timer (timer.c): tide_rt_new. */
 int tide__sleeps_init(tide_rt *rt);
 /* Drops the sleeps still running (timer.c), without touching their

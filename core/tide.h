@@ -397,6 +397,76 @@ TIDE_EXTERN int tide_promise_listeners(const tide_promise *p);
  * (debug builds). */
 TIDE_EXTERN int tide_sleep(tide_rt *rt, tide_promise *p, uint64_t ms);
 
+/* A one-shot timer on the runtime's clock (below): what tide's own timers
+ * (sleeps, stream and connect timeouts) are made of, and the timer a host
+ * uses to follow virtual time too. It is a handle: tide_timer_init() gives
+ * it a libuv timer handle, which tide_timer_close() closes (free the
+ * struct in or after `close_cb`, whose handle's `data` is t->data). */
+typedef struct tide_timer tide_timer;
+typedef void (*tide_timer_cb)(tide_timer *t);
+
+struct tide_timer {
+  void *data;                       /* public */
+  uv_timer_t uv;                    /* private: the libuv timer (real clock) */
+  tide_rt *rt;                      /* read-only */
+  tide_timer_cb cb;                 /* private */
+  uint64_t due;                     /* read-only: tide_rt_now() when due */
+  uint64_t seq;                     /* private: start order */
+  size_t pos;                       /* private: place in the virtual heap */
+  unsigned flags;                   /* private */
+  tide_timer *prev, *next;          /* private: rt's running timers */
+};
+
+/* Initialises `t` on `rt`, stopped and referenced. Returns 0, UV_EINVAL. */
+TIDE_EXTERN int tide_timer_init(tide_rt *rt, tide_timer *t);
+/* The same, for a timer that stays on the real clock (libuv's) even while
+ * the runtime runs on virtual time: a watchdog, such as a test's deadline.
+ * Its `due` is in libuv's loop time. */
+TIDE_EXTERN int tide_timer_init_real(tide_rt *rt, tide_timer *t);
+/* Calls `cb` once `ms` milliseconds of the runtime's clock have passed
+ * (restarts a running timer). Timers due at the same time run in start
+ * order. Returns 0, UV_EINVAL (NULL, closing). */
+TIDE_EXTERN int tide_timer_start(tide_timer *t, tide_timer_cb cb, uint64_t ms);
+/* Stops `t`; stopping a stopped timer does nothing. */
+TIDE_EXTERN void tide_timer_stop(tide_timer *t);
+/* A referenced running timer keeps tide_rt_run() running (as uv_ref). */
+TIDE_EXTERN void tide_timer_ref(tide_timer *t);
+TIDE_EXTERN void tide_timer_unref(tide_timer *t);
+/* Whether `t` runs (started and not yet due, nor stopped). */
+TIDE_EXTERN int tide_timer_is_active(const tide_timer *t);
+/* Stops `t` and closes its handle: `close_cb` (may be NULL) runs from the
+ * loop as uv_close's, with the handle's `data` set to t->data. */
+TIDE_EXTERN void tide_timer_close(tide_timer *t, uv_close_cb close_cb);
+
+/* ------------------------------------------------------------------ clock */
+
+/* A runtime runs on the real clock (libuv's loop time) or on a virtual
+ * one. On virtual time tide_rt_now() and every tide_timer (so every sleep,
+ * timeout, interval, stream read timeout, linger, grace and connect
+ * timeout) follow a clock that moves only:
+ * - by tide_rt_clock_advance(), which fires the timers due up to the new
+ *   time, in due order, on the next turn of the loop;
+ * - by itself (autojump, after trio's autojump clock) when `autojump_ms`
+ *   is >= 0: once nothing has run in the runtime for `autojump_ms` ms of
+ *   real time (0: at once, as soon as one turn of the loop found nothing to
+ *   do), the clock jumps to the next timer and fires it. Real work in
+ *   flight (a file operation, a worker, a peer on a socket) races with the
+ *   jumps: give it a threshold, or move the clock by hand.
+ * With autojump on, a referenced virtual timer keeps the loop alive as a
+ * real one does; without it, virtual timers do not (nothing would move the
+ * clock: the loop ends and the host sees what waits).
+ * tide_rt_clock_virtual(rt, 0, ...) returns to the real clock. Running
+ * timers keep their due time across a switch, and the clock never goes
+ * back: real time resumes from where virtual time stood. Returns 0,
+ * UV_EINVAL for NULL, UV_EPERM off the loop thread (debug builds). */
+TIDE_EXTERN int tide_rt_clock_virtual(tide_rt *rt, int on, int64_t autojump_ms);
+/* Whether rt runs on virtual time (0 for NULL). */
+TIDE_EXTERN int tide_rt_clock_is_virtual(tide_rt *rt);
+/* Moves virtual time `ms` forward (counted from the time already asked
+ * for, when an advance is under way); the timers due meanwhile fire on the
+ * next turn of the loop. Returns 0, UV_EINVAL (NULL, real clock). */
+TIDE_EXTERN int tide_rt_clock_advance(tide_rt *rt, uint64_t ms);
+
 /* ----------------------------------------------------------- thread pool */
 
 /* Each runtime has its own pool of worker threads, separate from libuv's
@@ -633,8 +703,9 @@ TIDE_EXTERN int luaopen_tide(struct lua_State *L);
 
 /* ------------------------------------------------------------ statistics */
 
-/* The loop's cached monotonic time in milliseconds (updated at each
- * reactor turn, as uv_now()); 0 for NULL. */
+/* The runtime's time in milliseconds: the loop's cached monotonic time
+ * (updated at each reactor turn, as uv_now()) on the real clock, virtual
+ * time on a virtual one (see clock); it never goes back. 0 for NULL. */
 TIDE_EXTERN uint64_t tide_rt_now(tide_rt *rt);
 
 #ifdef __cplusplus

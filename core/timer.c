@@ -6,8 +6,9 @@
  * later (or at the same time, and started after), so each list is in due
  * order by construction and appending to it costs nothing more. A min-heap
  * orders the lists by their first sleep (due time, then start order: the
- * order libuv gives timers due at the same time), and one libuv timer of
- * the runtime's own (rt->sleep_timer) is armed for the earliest. Programs
+ * order libuv gives timers due at the same time), and one timer of the
+ * runtime's own (rt->sleep_timer, a tide_timer: it follows the runtime's
+ * clock, real or virtual, see clock.c) is armed for the earliest. Programs
  * use few distinct durations, so the heap stays small whatever the number
  * of sleeps; a hash table finds the list of a duration. The timer is
  * active, and so keeps the loop alive, exactly while a sleep runs. Each
@@ -141,26 +142,26 @@ static void sleep_remove(tide_rt *rt, tide__sleep *s) {
   free(s);
 }
 
-static void sleeps_due_cb(uv_timer_t *t);
+static void sleeps_due_cb(tide_timer *t);
 
 /* Arms the runtime's timer for the earliest sleep, or stops it (so it
  * keeps the loop alive no longer) when none runs. */
 static void sleeps_arm(tide_rt *rt) {
-  uint64_t now = uv_now(rt->loop), due;
+  uint64_t now = tide_rt_now(rt), due;
   if (rt->nsleep_lists == 0) {
-    uv_timer_stop(&rt->sleep_timer);
+    tide_timer_stop(&rt->sleep_timer);
     return;
   }
   due = rt->sleep_heap[0]->head->due;
-  uv_timer_start(&rt->sleep_timer, sleeps_due_cb, due > now ? due - now : 0, 0);
+  tide_timer_start(&rt->sleep_timer, sleeps_due_cb, due > now ? due - now : 0);
 }
 
 /* Settles the sleeps that are due, oldest first, draining the queue after
  * each. Those started meanwhile (seq from `limit` on) wait for the next
  * turn of the timer. */
-static void sleeps_due_cb(uv_timer_t *t) {
-  tide_rt *rt = tide__container_of(t, tide_rt, sleep_timer);
-  uint64_t now = uv_now(rt->loop), limit = rt->sleep_seq;
+static void sleeps_due_cb(tide_timer *t) {
+  tide_rt *rt = t->rt;
+  uint64_t now = tide_rt_now(rt), limit = rt->sleep_seq;
   tide__sleep *s;
   while (rt->nsleep_lists > 0 && (s = rt->sleep_heap[0]->head)->due <= now && s->seq < limit) {
     tide_promise *p = s->p;
@@ -196,9 +197,9 @@ int tide_sleep(tide_rt *rt, tide_promise *p, uint64_t ms) {
   /* Count from now, not from the loop's cached time: a sleep lasts at
    * least `ms` even when the current callback ran long. The clock never
    * goes back, so the list stays in due order. */
-  uv_update_time(rt->loop);
-  s->due = uv_now(rt->loop) + ms;
-  if (s->due < ms) s->due = UINT64_MAX;  /* as libuv clamps */
+  tide__clock_update(rt);
+  s->due = tide_rt_now(rt) + ms;
+  if (s->due < ms) s->due = UINT64_MAX;  /* as tide_timer clamps */
   s->seq = rt->sleep_seq++;
   s->next = NULL;
   s->prev = l->tail;
@@ -217,7 +218,7 @@ int tide_sleep(tide_rt *rt, tide_promise *p, uint64_t ms) {
 }
 
 int tide__sleeps_init(tide_rt *rt) {
-  return uv_timer_init(rt->loop, &rt->sleep_timer);
+  return tide_timer_init(rt, &rt->sleep_timer);
 }
 
 void tide__sleep_close_all(tide_rt *rt) {
@@ -234,5 +235,5 @@ void tide__sleep_close_all(tide_rt *rt) {
   free(rt->sleep_buckets);
   rt->sleep_heap = rt->sleep_buckets = NULL;
   rt->nsleep_buckets = 0;
-  uv_close((uv_handle_t *)&rt->sleep_timer, NULL);
+  tide_timer_close(&rt->sleep_timer, NULL);
 }
