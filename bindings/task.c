@@ -31,6 +31,7 @@
  */
 #include "binding.h"
 
+#include <stdio.h>
 #include <string.h>
 
 enum {
@@ -52,6 +53,10 @@ struct ltask {
   unsigned char resume_state;  /* a tide_state: how the awaited one settled */
   int n;                  /* arguments of the first resumption, then the
                              values of each resumption */
+  int cause_ref;          /* registry: {error, traceback} of the rejection an
+                             await raised last, for the causal traceback */
+  int site_line;          /* tide.spawn's caller: line (0: unknown) ... */
+  char site[LUA_IDSIZE];  /* ... and its short source */
 };
 
 /* A task started by tide.timer: `sleep` is settled by the core timer (a
@@ -67,6 +72,58 @@ typedef struct ldelayed {
  * (the main thread, or a coroutine the task itself resumed). */
 static ltask *running_task(tide_lua *tl, lua_State *co) {
   return tl->current && tl->current->co == co ? tl->current : NULL;
+}
+
+/* [-0, +0, m] Causal tracebacks. When the error a task ends with is the
+ * rejection one of its awaits raised (it crossed the await), the
+ * traceback at `top + 1` (the task's own, just below the error at
+ * `err_idx`) becomes the chain: where the error came from, then "awaited
+ * by the task spawned at FILE:LINE" and this task's stack. */
+static void chain_traceback(lua_State *L, ltask *t, int err_idx) {
+  int tb = err_idx + 1;
+  const char *own;
+  if (t->cause_ref == LUA_NOREF) return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->cause_ref);
+  lua_rawgeti(L, -1, 1);
+  if (!lua_rawequal(L, -1, err_idx) || lua_rawgeti(L, -2, 2) != LUA_TSTRING) {
+    lua_settop(L, tb);  /* another error: its own traceback stands */
+    luaL_unref(L, LUA_REGISTRYINDEX, t->cause_ref);
+    t->cause_ref = LUA_NOREF;
+    return;
+  }
+  own = lua_tostring(L, tb);
+  if (strncmp(own, "stack traceback:", 16) == 0) own += 16;
+  if (t->site_line > 0)
+    lua_pushfstring(L, "\nawaited by the task spawned at %s:%d:%s", t->site, t->site_line, own);
+  else
+    lua_pushfstring(L, "\nawaited by a task (TIDE_DEBUG=1 tells where it was spawned):%s", own);
+  lua_concat(L, 2);       /* the cause's traceback, then this task's */
+  lua_replace(L, tb);
+  lua_settop(L, tb);
+}
+
+/* [-0, +0, m] An await of task `t` raises the rejection of `src` (the
+ * error at the top of the stack of `L`): remembers the error and the
+ * traceback `src` keeps, for chain_traceback. Nothing when it keeps none. */
+static void remember_cause(lua_State *L, ltask *t, lpromise *src) {
+  tide_lua *tl = tide_lua_get(L);
+  lua_State *M = tl->L;
+  int top = lua_gettop(M);
+  luaL_unref(M, LUA_REGISTRYINDEX, t->cause_ref);
+  t->cause_ref = LUA_NOREF;
+  tide_lp_push(M, src);
+  if (tide_lp_get_traceback(M, top + 1) != LUA_TSTRING) {
+    lua_settop(M, top);
+    return;
+  }
+  lua_createtable(M, 2, 0);
+  lua_pushvalue(L, -1);
+  if (L != M) lua_xmove(L, M, 1);
+  lua_rawseti(M, -2, 1);    /* the error */
+  lua_insert(M, -2);
+  lua_rawseti(M, -2, 2);    /* its traceback */
+  t->cause_ref = luaL_ref(M, LUA_REGISTRYINDEX);
+  lua_settop(M, top);
 }
 
 /* Finishes task `t` with the outcome of its coroutine: `status` of
@@ -88,15 +145,20 @@ static void task_finish(tide_lua *tl, ltask *t, int status, int nres) {
   } else {
     lua_xmove(co, L, 1);                               /* top+2: the error */
     luaL_traceback(L, co, NULL, 0);                    /* top+3 */
+    chain_traceback(L, t, top + 2);
     if (lua_type(L, top + 2) == LUA_TTABLE && lua_getmetatable(L, top + 2)) {
-      /* error objects (tide.Error) carry their traceback */
+      /* error objects (tide.Error) carry their traceback: the chain, once
+       * it crossed an await */
       luaL_getmetatable(L, TIDE_ERROR_MT);
-      if (lua_rawequal(L, -1, -2) && lua_getfield(L, top + 2, "traceback") == LUA_TNIL) {
+      if (lua_rawequal(L, -1, -2) &&
+          (t->cause_ref != LUA_NOREF || lua_getfield(L, top + 2, "traceback") == LUA_TNIL)) {
         lua_pushvalue(L, top + 3);
         lua_setfield(L, top + 2, "traceback");
       }
       lua_settop(L, top + 3);
     }
+    luaL_unref(L, LUA_REGISTRYINDEX, t->cause_ref);
+    t->cause_ref = LUA_NOREF;
     if (tide_lp_is_cancelled_value(L, top + 2)) tide_promise_mark_handled(&t->base.p);
     tide_lp_set_traceback(L, top + 1, top + 3);
     t->status = T_DONE;
@@ -202,6 +264,7 @@ static void task_await_cb(tide_listener *l, tide_promise *src) {
   lua_settop(L, top);
   t->resume_state = src->state;
   t->n = n;
+  if (src->state == TIDE_REJECTED && src->ops != NULL) remember_cause(t->co, t, (lpromise *)src);
   task_resume(tl, t, n);
 }
 
@@ -244,7 +307,10 @@ static int l_await(lua_State *L) {
     int n;
     tide_promise_mark_handled(&p->p);
     n = tide_lp_push_values(L, 1);
-    if (p->p.state == TIDE_REJECTED) return lua_error(L);
+    if (p->p.state == TIDE_REJECTED) {
+      if (t != NULL) remember_cause(L, t, p);
+      return lua_error(L);
+    }
     return n;
   }
   if (t == NULL)
@@ -284,6 +350,8 @@ static ltask *task_new(lua_State *L, int fn_idx, int nargs, int status, size_t s
   lua_xmove(L, co, nargs + 1);                      /* fn and args to co */
   t->n = nargs;
   t->status = status;
+  t->cause_ref = LUA_NOREF;
+  t->site_line = 0;
   tide_lp_hold(L, -1);                              /* held until done */
   track(L);
   return t;
@@ -298,8 +366,19 @@ int tide_task_spawn(lua_State *L, int fn_idx, int nargs) {
 
 /* tide.spawn(fn, ...) -> task */
 static int l_spawn(lua_State *L) {
+  tide_lua *tl = tide_lua_get(L);
+  lua_Debug ar;
+  ltask *t;
   luaL_checktype(L, 1, LUA_TFUNCTION);
-  return tide_task_spawn(L, 1, lua_gettop(L) - 1);
+  t = task_new(L, 1, lua_gettop(L) - 1, T_QUEUED, sizeof(ltask));
+  tide_job_queue(tl->rt, &t->job, task_job_cb);
+  /* where it was spawned, for causal tracebacks: TIDE_DEBUG only, as it
+   * costs a sixth of a spawn and await */
+  if (tl->debug && lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline > 0) {
+    t->site_line = ar.currentline;
+    snprintf(t->site, sizeof(t->site), "%s", ar.short_src);
+  }
+  return 1;
 }
 
 /* The sleep of tide.timer ended: start the task, or finish it cancelled. */
