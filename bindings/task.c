@@ -407,6 +407,7 @@ static int l_timer(lua_State *L) {
     lua_setiuservalue(L, -2, UV_VALUES);      /* the function, until the start */
     d->t.status = T_DELAYED;
     d->t.cause_ref = LUA_NOREF;
+    d->t.site_line = 0;
     tide_lp_hold(L, -1);                      /* held until done */
     track(L);
   }
