@@ -1,0 +1,237 @@
+-- tide.redis.resp: the RESP2 codec, free of sockets.
+--
+-- Owns the encoding of commands (arrays of bulk strings) and a strict,
+-- bounded, resumable parser of replies. The parser is fed the bytes as
+-- they come, in pieces of any size, and hands out whole replies in order;
+-- a reply cut anywhere (inside a header, a bulk string, a nested array)
+-- waits for the rest without parsing again what it had: arrays under
+-- construction are kept on a stack, and a large bulk string is gathered
+-- in a list of pieces and joined once. Bad input raises an EPROTO error
+-- object; the caller must then drop the connection (the parser is left
+-- in an undefined state).
+--
+-- Replies map to Lua as tide.redis documents: simple and bulk strings as
+-- strings, integers as integers, arrays as tables (sequences), a nil bulk
+-- or nil array as nil at the top and as `null` inside an array, error
+-- replies as tide error objects whose code is Redis's prefix ("ERR",
+-- "WRONGTYPE") and whose `redis` field is true.
+--
+--   local p = resp.parser()
+--   p:feed("$3\r\nbar\r\n:4")
+--   print(p:next())        -- true  bar
+--   print(p:next())        -- false (waits for more)
+
+local tide = require "tide"
+
+local find, sub, byte, format = string.find, string.sub, string.byte, string.format
+local concat = table.concat
+local type, tostring, tonumber, error, setmetatable = type, tostring, tonumber, error, setmetatable
+local mtype = math.type
+local tide_error = tide.error
+
+-- The sentinel that stands for a nil inside an array.
+local null = setmetatable({}, {
+  __name = "tide.redis.null",
+  __tostring = function() return "redis.null" end,
+  __newindex = function() error("redis.null is read-only", 2) end,
+})
+
+--[[ Limits of the parser (all optional):
+  max_bulk    longest bulk string in bytes (64 MiB)
+  max_array   most elements in one array (4 Mi)
+  max_depth   deepest nesting of arrays (32)
+  max_line    longest header or simple string/error line (64 KiB)
+]]
+local DEFAULTS = {
+  max_bulk = 64 * 1024 * 1024,
+  max_array = 4 * 1024 * 1024,
+  max_depth = 32,
+  max_line = 64 * 1024,
+}
+
+-- A bulk string at least this long that has not all come yet is gathered
+-- in pieces rather than by joining the buffer with every piece.
+local GATHER = 64 * 1024
+
+local function proto(message, ...)
+  return error(tide_error("EPROTO", format(message, ...)), 0)
+end
+
+local Parser = {}
+Parser.__index = Parser
+Parser.__name = "tide.redis.parser"
+
+-- Parses the decimal integer of a header line; raises when it is not one.
+local function header_int(buf, i, j, what)
+  local s = sub(buf, i, j)
+  if not find(s, "^%-?%d+$") or #s > 19 then
+    proto("bad %s %q", what, s)
+  end
+  return tonumber(s)
+end
+
+-- Makes a parser with the given limits (see above).
+local function parser(limits)
+  local self = setmetatable({
+    buf = "", pos = 1,          -- unparsed bytes are buf[pos..]
+    stack = {}, depth = 0,      -- arrays being filled: {t, n, i}
+    parts = nil, have = 0, need = 0,  -- a large bulk being gathered
+  }, Parser)
+  for k, v in pairs(DEFAULTS) do
+    local l = limits and limits[k]
+    if l ~= nil then
+      if mtype(l) ~= "integer" or l <= 0 then error("resp.parser: " .. k .. " must be a positive integer", 2) end
+      v = l
+    end
+    self[k] = v
+  end
+  return self
+end
+
+-- Adds bytes that came from the server.
+function Parser:feed(data)
+  local parts = self.parts
+  if parts then
+    parts[#parts + 1] = data
+    self.have = self.have + #data
+    if self.have >= self.need then
+      self.buf, self.pos, self.parts = concat(parts), 1, nil
+    end
+    return
+  end
+  local buf, pos = self.buf, self.pos
+  if pos > #buf then
+    self.buf = data
+  else
+    self.buf = sub(buf, pos) .. data
+  end
+  self.pos = 1
+end
+
+-- Bytes fed and not yet parsed into a whole reply.
+function Parser:buffered()
+  if self.parts then return self.have end
+  return #self.buf - self.pos + 1
+end
+
+-- Returns true and the next whole reply, or false when it has not all
+-- come yet. Raises an EPROTO error object on bad input.
+function Parser:next()
+  if self.parts then return false end
+  local buf, pos = self.buf, self.pos
+  local stack, depth = self.stack, self.depth
+  local len = #buf
+  while true do
+    if pos > len then
+      self.pos, self.depth = pos, depth
+      return false
+    end
+    local e = find(buf, "\r\n", pos, true)
+    if not e then
+      if len - pos >= self.max_line then proto("line longer than %d bytes", self.max_line) end
+      self.pos, self.depth = pos, depth
+      return false
+    end
+    if e - pos > self.max_line then proto("line longer than %d bytes", self.max_line) end
+    local t = byte(buf, pos)
+    local value
+    if t == 36 then  -- $ bulk string
+      local n = header_int(buf, pos + 1, e - 1, "bulk length")
+      if n < 0 then
+        if n ~= -1 then proto("bad bulk length %d", n) end
+        if depth > 0 then value = null end
+        pos = e + 2
+      else
+        if n > self.max_bulk then proto("bulk string of %d bytes, more than %d", n, self.max_bulk) end
+        local stop = e + 2 + n  -- where its "\r\n" starts
+        if stop + 1 > len then
+          self.pos, self.depth = pos, depth
+          if n >= GATHER then
+            self.parts, self.have, self.need = { sub(buf, pos) }, len - pos + 1, stop + 2 - pos
+            self.buf, self.pos = "", 1
+          end
+          return false
+        end
+        if byte(buf, stop) ~= 13 or byte(buf, stop + 1) ~= 10 then
+          proto("bulk string of %d bytes not followed by CRLF", n)
+        end
+        value = sub(buf, e + 2, stop - 1)
+        pos = stop + 2
+      end
+    elseif t == 43 then  -- + simple string
+      value = sub(buf, pos + 1, e - 1)
+      pos = e + 2
+    elseif t == 58 then  -- : integer
+      value = header_int(buf, pos + 1, e - 1, "integer")
+      pos = e + 2
+    elseif t == 45 then  -- - error
+      local line = sub(buf, pos + 1, e - 1)
+      local code, message = line:match("^(%u[%u%d_]*) (.*)$")
+      if not code then code, message = line:match("^(%u[%u%d_]*)$"), line end
+      value = tide_error(code or "ERR", message or line, { redis = true })
+      pos = e + 2
+    elseif t == 42 then  -- * array
+      local n = header_int(buf, pos + 1, e - 1, "array length")
+      pos = e + 2
+      if n < 0 then
+        if n ~= -1 then proto("bad array length %d", n) end
+        if depth > 0 then value = null end
+      elseif n > self.max_array then
+        proto("array of %d elements, more than %d", n, self.max_array)
+      elseif n == 0 then
+        value = {}
+      else
+        if depth >= self.max_depth then proto("arrays nested deeper than %d", self.max_depth) end
+        depth = depth + 1
+        stack[depth] = { {}, n, 0 }
+        goto continue
+      end
+    else
+      proto("unknown reply type %q", sub(buf, pos, pos))
+    end
+    -- A value is complete: it is the reply, or the next element of the
+    -- innermost array, which may complete arrays in turn.
+    while true do
+      if depth == 0 then
+        self.pos, self.depth = pos, 0
+        return true, value
+      end
+      local f = stack[depth]
+      local i = f[3] + 1
+      f[1][i] = value
+      if i < f[2] then f[3] = i; break end
+      value = f[1]
+      stack[depth] = nil
+      depth = depth - 1
+    end
+    ::continue::
+  end
+end
+
+-- The bytes of one command: an array of bulk strings. `args` is a list of
+-- `n` strings or numbers (integers as they are, floats with 17 digits);
+-- anything else raises, naming the argument.
+
+local function encode(args, n, level)
+  local out = { "*" .. n .. "\r\n" }
+  for i = 1, n do
+    local a = args[i]
+    local ta = type(a)
+    if ta == "number" then
+      if mtype(a) == "integer" then a = tostring(a) else a = format("%.17g", a) end
+    elseif ta ~= "string" then
+      error(format("bad argument #%d to redis command (string or number expected, got %s)",
+        i, ta == "table" and (a == null and "redis.null" or "table") or ta), (level or 1) + 1)
+    end
+    out[i + 1] = "$" .. #a .. "\r\n" .. a .. "\r\n"
+  end
+  return concat(out)
+end
+
+return {
+  parser = parser,
+  encode = encode,
+  null = null,
+  Parser = Parser,
+  DEFAULTS = DEFAULTS,
+}
