@@ -434,13 +434,16 @@ local function new(o)
 end
 
 -- redis.connect(url_or_opts) -> promise of a connected client.
-function M.connect(opts)
-  local o = check_options(opts, 2)
+local function connect_checked(o)
   return spawn(function()
     local self = new(o)
     ready(self, establish(o))
     return self
   end)
+end
+
+function M.connect(opts)
+  return connect_checked(check_options(opts, 2))
 end
 
 -- The commands that block the connection they run on: they run on
@@ -577,7 +580,7 @@ end
 
 -- r:duplicate() -> promise of a new client with the same options.
 function Client:duplicate()
-  return M.connect(self.opts)
+  return connect_checked(self.opts)
 end
 
 -- r:close(): closes the connection at once; commands still waiting for a
