@@ -208,6 +208,36 @@ function Parser:next()
   end
 end
 
+-- For servers: returns true and the next command as a list of strings,
+-- or false when it has not all come yet. A command is an array of bulk
+-- strings, or an inline command (a line of words, as telnet sends). The
+-- parser should be made with max_depth = 1. Raises EPROTO on bad input.
+function Parser:next_command()
+  if self.parts then return false end
+  local buf, pos = self.buf, self.pos
+  local t = byte(buf, pos)
+  if t == nil or t == 42 or self.depth > 0 then
+    local done, v = self:next()
+    if not done then return false end
+    if type(v) ~= "table" then proto("a command must be an array of bulk strings") end
+    for i = 1, #v do
+      if type(v[i]) ~= "string" then proto("a command must be an array of bulk strings") end
+    end
+    return true, v
+  end
+  local e = find(buf, "\n", pos, true)
+  if not e then
+    if #buf - pos >= self.max_line then proto("inline command longer than %d bytes", self.max_line) end
+    return false
+  end
+  if e - pos > self.max_line then proto("inline command longer than %d bytes", self.max_line) end
+  local line = sub(buf, pos, byte(buf, e - 1) == 13 and e - 2 or e - 1)
+  self.pos = e + 1
+  local words = {}
+  for w in line:gmatch("%S+") do words[#words + 1] = w end
+  return true, words
+end
+
 -- The bytes of one command: an array of bulk strings. `args` is a list of
 -- `n` strings or numbers (integers as they are, floats with 17 digits);
 -- anything else raises, naming the argument.
