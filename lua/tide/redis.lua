@@ -36,7 +36,7 @@ local mtype, min = math.type, math.min
 
 local promise, spawn, now, sleep, tide_error, Error =
   tide.promise, tide.spawn, tide.now, tide.sleep, tide.error, tide.Error
-local encode, null = resp.encode, resp.null
+local encode, encode3, null = resp.encode, resp.encode3, resp.null
 
 local M = { null = null, resp = resp }
 
@@ -454,7 +454,7 @@ local BLOCKING = {
 }
 local SUBSCRIBING = { SUBSCRIBE = true, PSUBSCRIBE = true, SSUBSCRIBE = true, MONITOR = true }
 -- What each command name needs: false (nothing special), "block", "sub".
-local routes = setmetatable({}, { __mode = "k" })
+local routes = {}
 local function route(name)
   local r = routes[name]
   if r == nil then
@@ -471,18 +471,24 @@ local blocking_call
 -- r:call(name, ...) -> promise of the reply.
 function Client:call(...)
   local n = select("#", ...)
-  local args = { ... }
-  local name = args[1]
+  local name, a, b = ...
   if type(name) ~= "string" then error("bad argument #1 to 'call' (command name expected)", 2) end
-  local r = route(name)
+  local r = routes[name]
+  if r == nil then r = route(name) end
+  local bytes
   if r then
     if r == "sub" then error("redis: use r:subscribe() and r:psubscribe() for " .. name, 2) end
+    local args = { ... }
     if r == "block" then return blocking_call(self, args, n) end
     for i = 2, n do  -- XREAD blocks only with BLOCK
       if type(args[i]) == "string" and upper(args[i]) == "BLOCK" then return blocking_call(self, args, n) end
     end
+    bytes = encode(args, n, 2)
+  elseif n <= 3 then
+    bytes = encode3(n, name, a, b, 2)
+  else
+    bytes = encode({ ... }, n, 2)
   end
-  local bytes = encode(args, n, 2)
   local p = promise()
   send(self, bytes, p, 2)
   return p

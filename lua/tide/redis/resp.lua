@@ -61,13 +61,16 @@ local Parser = {}
 Parser.__index = Parser
 Parser.__name = "tide.redis.parser"
 
--- Parses the decimal integer of a header line; raises when it is not one.
+local digits = tide.charset("0-9")
+
+-- Parses the decimal integer buf[i..j] of a header line ("-" and 1 to 19
+-- digits); raises when it is not one.
 local function header_int(buf, i, j, what)
-  local s = sub(buf, i, j)
-  if not find(s, "^%-?%d+$") or #s > 19 then
-    proto("bad %s %q", what, s)
+  local d = byte(buf, i) == 45 and i + 1 or i
+  if j < d or j - d > 18 or digits(buf, d, j) <= j then
+    proto("bad %s %q", what, sub(buf, i, j))
   end
-  return tonumber(s)
+  return tonumber(sub(buf, i, j))
 end
 
 -- Makes a parser with the given limits (see above).
@@ -122,21 +125,28 @@ function Parser:next()
   local stack, depth = self.stack, self.depth
   local len = #buf
   while true do
-    if pos > len then
-      self.pos, self.depth = pos, depth
-      return false
-    end
-    local e = find(buf, "\r\n", pos, true)
-    if not e then
-      if len - pos >= self.max_line then proto("line longer than %d bytes", self.max_line) end
-      self.pos, self.depth = pos, depth
-      return false
-    end
-    if e - pos > self.max_line then proto("line longer than %d bytes", self.max_line) end
     local t = byte(buf, pos)
+    if t == nil then
+      self.pos, self.depth = pos, depth
+      return false
+    end
+    local e, n
+    if t == 36 then  -- the common case, in one call: "$<digits>\r\n"
+      local _, he, digs = find(buf, "^%$(%d+)\r\n", pos)
+      if he and #digs < 19 then e, n = he - 1, tonumber(digs) end
+    end
+    if not e then
+      e = find(buf, "\r\n", pos, true)
+      if not e then
+        if len - pos >= self.max_line then proto("line longer than %d bytes", self.max_line) end
+        self.pos, self.depth = pos, depth
+        return false
+      end
+      if e - pos > self.max_line then proto("line longer than %d bytes", self.max_line) end
+    end
     local value
     if t == 36 then  -- $ bulk string
-      local n = header_int(buf, pos + 1, e - 1, "bulk length")
+      n = n or header_int(buf, pos + 1, e - 1, "bulk length")
       if n < 0 then
         if n ~= -1 then proto("bad bulk length %d", n) end
         if depth > 0 then value = null end
@@ -238,29 +248,56 @@ function Parser:next_command()
   return true, words
 end
 
+-- "$<n>\r\n" for each length, made once.
+local LEN = setmetatable({}, { __index = function(t, n)
+  local v = "$" .. n .. "\r\n"
+  if n < 65536 then t[n] = v end
+  return v
+end })
+
+-- An argument as a string; raises on one that is neither a string nor a
+-- number, naming it.
+local function arg(a, i, level)
+  local ta = type(a)
+  if ta == "string" then return a end
+  if ta == "number" then
+    if mtype(a) == "integer" then return tostring(a) end
+    return format("%.17g", a)
+  end
+  error(format("bad argument #%d to redis command (string or number expected, got %s)",
+    i, ta == "table" and (a == null and "redis.null" or "table") or ta), level + 1)
+end
+
 -- The bytes of one command: an array of bulk strings. `args` is a list of
 -- `n` strings or numbers (integers as they are, floats with 17 digits);
 -- anything else raises, naming the argument.
-
 local function encode(args, n, level)
+  level = (level or 1) + 1
   local out = { "*" .. n .. "\r\n" }
   for i = 1, n do
     local a = args[i]
-    local ta = type(a)
-    if ta == "number" then
-      if mtype(a) == "integer" then a = tostring(a) else a = format("%.17g", a) end
-    elseif ta ~= "string" then
-      error(format("bad argument #%d to redis command (string or number expected, got %s)",
-        i, ta == "table" and (a == null and "redis.null" or "table") or ta), (level or 1) + 1)
-    end
-    out[i + 1] = "$" .. #a .. "\r\n" .. a .. "\r\n"
+    if type(a) ~= "string" then a = arg(a, i, level) end
+    out[i + 1] = LEN[#a] .. a .. "\r\n"
   end
   return concat(out)
+end
+
+-- The same for up to three arguments given as values, without a table
+-- (the common commands: GET k, SET k v, INCR k).
+local function encode3(n, a, b, c, level)
+  level = (level or 1) + 1
+  if type(a) ~= "string" then a = arg(a, 1, level) end
+  if n == 1 then return "*1\r\n" .. LEN[#a] .. a .. "\r\n" end
+  if type(b) ~= "string" then b = arg(b, 2, level) end
+  if n == 2 then return "*2\r\n" .. LEN[#a] .. a .. "\r\n" .. LEN[#b] .. b .. "\r\n" end
+  if type(c) ~= "string" then c = arg(c, 3, level) end
+  return "*3\r\n" .. LEN[#a] .. a .. "\r\n" .. LEN[#b] .. b .. "\r\n" .. LEN[#c] .. c .. "\r\n"
 end
 
 return {
   parser = parser,
   encode = encode,
+  encode3 = encode3,
   null = null,
   Parser = Parser,
   DEFAULTS = DEFAULTS,
