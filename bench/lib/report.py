@@ -17,6 +17,7 @@ import sys
 PEERS = {
     "tide": "tide", "tide_c": "tide (C submit)", "lua": "lua5.4", "node": "Node.js",
     "c": "libuv C", "luv": "luv", "asyncio": "asyncio",
+    "redis-benchmark": "redis-benchmark", "ioredis": "Node ioredis", "redis-server": "redis-server",
 }
 
 
@@ -101,6 +102,21 @@ SECTIONS = [
         Row("http_1000", "rss_kb", "server peak RSS, 1,000 connections", [Goal("<", 2, "node")], unit="MiB"),
         Row("http_50p16", "req/s", "50 connections, 16 requests pipelined per write", ratio_to="node"),
         Row("http_50p16", "cpu_us", "server CPU per request, pipelined", ratio_to="node", unit="µs"),
+    ]),
+    ("redis", "Redis: SET/GET round trips from 50 tasks, same redis-server (issue 12)",
+     ["tide", "redis-benchmark", "ioredis", "redis-server"], [
+        Row("redis_set", "ops/s", "SET, one at a time per task",
+            [Goal(">=", 0.8, "redis-benchmark"), Goal(">=", 1.5, "ioredis")]),
+        Row("redis_get", "ops/s", "GET, one at a time per task",
+            [Goal(">=", 0.8, "redis-benchmark"), Goal(">=", 1.5, "ioredis")]),
+        Row("redis_set_p16", "ops/s", "SET, 16 pipelined per task",
+            [Goal(">=", 0.8, "redis-benchmark"), Goal(">=", 1.5, "ioredis")]),
+        Row("redis_get_p16", "ops/s", "GET, 16 pipelined per task",
+            [Goal(">=", 0.8, "redis-benchmark"), Goal(">=", 1.5, "ioredis")]),
+        Row("lite_set_p16", "ops/s", "examples/redis_lite.lua vs redis-server: SET, redis-benchmark -P 16",
+            [Goal(">=", 0.5, "redis-server")]),
+        Row("lite_get_p16", "ops/s", "examples/redis_lite.lua vs redis-server: GET, redis-benchmark -P 16",
+            [Goal(">=", 0.5, "redis-server")]),
     ]),
 ]
 
