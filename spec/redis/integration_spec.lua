@@ -177,4 +177,27 @@ describe("tide.redis against redis-server", function()
       assert.is_true(tide.is_error(err, "ECONNREFUSED"))
     end))
   end)
+
+  describe("rediss://", function()
+    it("talks to a TLS redis-server and checks its certificate", async(function()
+      local certs = require "tls.certs"
+      local tls_port = server.free_port()
+      local tsrv = assert(server.start(("--tls-port %d --tls-cert-file %s --tls-key-file %s "
+        .. "--tls-ca-cert-file %s --tls-auth-clients no"):format(tls_port, certs.path("localhost.pem"),
+        certs.path("localhost.key"), certs.path("ca.pem"))))
+      local ok, err = pcall(function()
+        local url = ("rediss://localhost:%d/3"):format(tls_port)
+        local r <close> = redis.connect{ url = url, tls = { ca = certs.path("ca.pem") } }:await()
+        assert.equals("OK", r:set("k", "over tls"):await())
+        local g = tide.group()
+        for _ = 1, 20 do g:spawn(function() for _ = 1, 20 do r:incr("n") end return r:get("k"):await() end) end
+        g:wait():await()
+        assert.equals("400", r:get("n"):await())
+        local e = err_of(redis.connect(url))  -- the system's CAs do not know the test CA
+        assert.is_true(tide.is_error(e, "ETLS"))
+      end)
+      tsrv.stop()
+      if not ok then error(err, 0) end
+    end))
+  end)
 end)

@@ -5,12 +5,14 @@ local tide = require "tide"
 local M = {}
 
 local function free_port()
-  return tide.run(function()
+  local function pick()
     local s = tide.tcp.listen{ host = "127.0.0.1", port = 0 }
     local port = s.port
     s:close()
     return port
-  end)
+  end
+  if tide.current() then return pick() end
+  return tide.run(pick)
 end
 
 -- Returns {port =, url =, stop = fn}, or nil and a reason when there is no
@@ -42,4 +44,5 @@ function M.start(args)
   }
 end
 
+M.free_port = free_port
 return M
