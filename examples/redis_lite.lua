@@ -22,7 +22,7 @@ local channels = {}  -- channel -> {[subscriber] = true}
 
 -- Replies.
 local OK, PONG, NIL, ZERO, ONE = "+OK\r\n", "+PONG\r\n", "$-1\r\n", ":0\r\n", ":1\r\n"
-local function bulk(s) return "$" .. #s .. "\r\n" .. s .. "\r\n" end
+local bulk = resp.bulk
 local function int(n) return ":" .. n .. "\r\n" end
 local function err(msg) return "-" .. msg .. "\r\n" end
 local SYNTAX = err("ERR syntax error")

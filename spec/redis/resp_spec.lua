@@ -136,6 +136,43 @@ describe("tide.redis.resp", function()
     end)
   end)
 
+  describe("next_command", function()
+    local function commands(bytes, step)
+      local p = resp.parser{ max_depth = 1 }
+      local out = {}
+      for i = 1, #bytes, step do
+        p:feed(bytes:sub(i, i + step - 1))
+        while true do
+          local done, c = p:next_command()
+          if not done then break end
+          out[#out + 1] = c
+        end
+      end
+      return out
+    end
+
+    it("takes arrays of bulk strings and inline lines, whole or cut anywhere", function()
+      local bytes = "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$4\r\na\r\nb\r\nPING\r\nGET  k\n*1\r\n$4\r\nPING\r\n"
+      for _, step in ipairs{ #bytes, 1, 5 } do
+        assert.same({ { "SET", "k", "a\r\nb" }, { "PING" }, { "GET", "k" }, { "PING" } }, commands(bytes, step))
+      end
+    end)
+
+    it("refuses commands that are not arrays of bulk strings", function()
+      local p = resp.parser{ max_depth = 1 }
+      p:feed("*2\r\n:1\r\n:2\r\n")
+      assert.has_error(function() p:next_command() end)
+      p = resp.parser{ max_depth = 1 }
+      p:feed("*1\r\n*1\r\n$1\r\na\r\n")
+      local ok, err = pcall(p.next_command, p)
+      assert.is_false(ok)
+      assert.is_true(tide.is_error(err, "EPROTO"))
+      p = resp.parser{ max_depth = 1 }
+      p:feed("*1\r\n$1\r\nab\r\n")
+      assert.has_error(function() p:next_command() end)
+    end)
+  end)
+
   describe("encode", function()
     it("makes an array of bulk strings from strings and numbers", function()
       assert.equals("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\n42\r\n", resp.encode({ "SET", "k", 42 }, 3))

@@ -222,10 +222,39 @@ end
 -- or false when it has not all come yet. A command is an array of bulk
 -- strings, or an inline command (a line of words, as telnet sends). The
 -- parser should be made with max_depth = 1. Raises EPROTO on bad input.
+-- The whole command at buf[pos..] when it is all there and plain (an
+-- array of short bulk strings, every length well formed): its words and
+-- the position after it; else nil, and the general parser decides.
+local function whole_command(buf, pos, max_array)
+  local _, e, count = find(buf, "^%*(%d+)\r\n", pos)
+  if not e or #count > 9 then return nil end
+  local n = tonumber(count)
+  if n > max_array then return nil end
+  local words, p = {}, e + 1
+  for i = 1, n do
+    local _, he, l = find(buf, "^%$(%d+)\r\n", p)
+    if not he or #l > 9 then return nil end
+    l = tonumber(l)
+    if l >= GATHER then return nil end
+    local stop = he + l  -- the last byte of the word
+    if byte(buf, stop + 1) ~= 13 or byte(buf, stop + 2) ~= 10 then return nil end
+    words[i] = sub(buf, he + 1, stop)
+    p = stop + 3
+  end
+  return words, p
+end
+
 function Parser:next_command()
   if self.parts then return false end
   local buf, pos = self.buf, self.pos
   local t = byte(buf, pos)
+  if t == 42 and self.depth == 0 then
+    local words, after = whole_command(buf, pos, self.max_array)
+    if words then
+      self.pos = after
+      return true, words
+    end
+  end
   if t == nil or t == 42 or self.depth > 0 then
     local done, v = self:next()
     if not done then return false end
@@ -282,6 +311,11 @@ local function encode(args, n, level)
   return concat(out)
 end
 
+-- A bulk string reply: "$<#s>\r\n<s>\r\n" (for servers).
+local function bulk(s)
+  return LEN[#s] .. s .. "\r\n"
+end
+
 -- The same for up to three arguments given as values, without a table
 -- (the common commands: GET k, SET k v, INCR k).
 local function encode3(n, a, b, c, level)
@@ -298,6 +332,7 @@ return {
   parser = parser,
   encode = encode,
   encode3 = encode3,
+  bulk = bulk,
   null = null,
   Parser = Parser,
   DEFAULTS = DEFAULTS,
