@@ -315,13 +315,14 @@ local function reader(self, gen, s, parser)
   if not ok then lost(self, gen, err) end
 end
 
--- Drops the connection of generation `gen` when a reply takes longer than
--- the `timeout` option while commands wait.
-local function watchdog(self, gen, timeout)
-  while self.gen == gen and self.pending.first <= self.pending.last do
+-- Drops the connection when a reply takes longer than the `timeout`
+-- option while commands wait; runs while some do, on whichever
+-- connection the client has.
+local function watchdog(self, timeout)
+  while self.state == "ready" and self.pending.first <= self.pending.last do
     local left = self.progress + timeout - now()
     if left <= 0 then
-      lost(self, gen, tide_error("ETIMEDOUT", format("no reply from redis in %g s", timeout)))
+      lost(self, self.gen, tide_error("ETIMEDOUT", format("no reply from redis in %g s", timeout)))
       break
     end
     sleep(left):await()
@@ -355,7 +356,7 @@ local function put(self, bytes, e)
     end
     if self.opts.timeout and not self.watching then
       self.watching = true
-      spawn(watchdog, self, self.gen, self.opts.timeout)
+      spawn(watchdog, self, self.opts.timeout)
     end
   end
   pending.last = last

@@ -96,6 +96,30 @@ describe("tide.redis client", function()
     end))
   end)
 
+  describe("giving up on a reply", function()
+    it("drops that reply when it comes and keeps the others in step", async(function()
+      local mem = fake.memory()
+      local srv = fake.server(function(cmd, conn)
+        if cmd[1] == "GET" and cmd[2] == "slow" then
+          return { "$4\r\nslow\r\n", delay = 0.05 }
+        end
+        return mem(cmd)
+      end)
+      local r <close> = connect(srv)
+      local err = err_of(tide.timeout(r:get("slow"), 0.01))
+      assert.is_true(tide.is_error(err, "ETIMEDOUT"))
+      local later = r:ping()      -- its reply comes after the slow one
+      local task = tide.spawn(function() return r:get("slow"):await() end)
+      tide.sleep(0.01):await()
+      task:cancel()
+      assert.equals("PONG", later:await())
+      assert.is_true(tide.is_cancelled(select(2, pcall(tide.await, task))))
+      assert.equals("OK", r:set("k", "v"):await())
+      assert.equals("v", r:get("k"):await())
+      assert.equals(1, #srv.connections)
+    end))
+  end)
+
   describe("pipeline", function()
     it("sends a batch in one write and gives every reply", async(function()
       local srv = fake.server(fake.memory(), { chunk = 3 })
@@ -131,6 +155,9 @@ describe("tide.redis client", function()
       assert.equals("OK", r:set("x", "1"):await())
       assert.equals("1", r:get("x"):await())
       assert.equals(2, #srv.connections)
+      silent = true   -- the new connection is watched too
+      assert.is_true(tide.is_error(err_of(r:get("x")), "ETIMEDOUT"))
+      assert.is_true(srv.connections[2].closed)
     end))
   end)
 

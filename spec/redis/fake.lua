@@ -12,7 +12,8 @@
 -- pieces, so a reader sees them split. `conn:kill([err])` ends the
 -- connection after what was queued (with `err`: a read error), and
 -- `srv.writes` counts the client's writes, `srv.commands` lists every
--- command seen.
+-- command seen. A reply given as {bytes, delay = s} goes out `s` seconds
+-- late, holding up the replies after it as a real server would.
 local tide = require "tide"
 local resp = require "tide.redis.resp"
 
@@ -50,9 +51,13 @@ function M.server(handler, opts)
       while true do
         local item = out:get():await()
         if item == nil then return end
-        if type(item) == "table" then
+        if type(item) == "table" and item.kill then
           src:finish(item.err or nil)
           return
+        end
+        if type(item) == "table" then  -- {bytes, delay = seconds}
+          tide.sleep(item.delay):await()
+          item = item[1]
         end
         local chunk = opts.chunk or #item
         for i = 1, #item, chunk do
