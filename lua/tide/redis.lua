@@ -1,4 +1,4 @@
--- tide.redis: a Redis client.
+-- tide.redis: a Redis client (RESP2, and RESP3 with protocol = 3).
 --
 -- Owns the client side of RESP2 over a tide stream (TCP, TLS through
 -- tide.tls, or any stream a `transport` function gives): connecting with
@@ -63,6 +63,8 @@ local M = { null = null, resp = resp }
   timeout           seconds a reply may take while commands wait for one:
                     past it the connection is dropped as dead (ETIMEDOUT).
                     nil (default): no limit
+  protocol          2 (RESP2, default) or 3 (RESP3: HELLO 3 on connecting;
+                    maps come as tables, doubles as floats, booleans)
   reconnect         false, or {attempts = 3, delay = 0.05, max_delay = 2}:
                     see docs/redis.md, "Reconnection"
   max_bulk, max_array, max_depth, max_line
@@ -75,7 +77,7 @@ local RECONNECT = { attempts = 3, delay = 0.05, max_delay = 2 }
 local KNOWN = {
   url = true, host = true, port = true, username = true, password = true, db = true,
   name = true, tls = true, transport = true, connect_timeout = true, timeout = true,
-  reconnect = true, max_bulk = true, max_array = true, max_depth = true, max_line = true,
+  reconnect = true, protocol = true, max_bulk = true, max_array = true, max_depth = true, max_line = true,
 }
 
 local function unescape(s)
@@ -156,6 +158,9 @@ local function check_options(opts, level)
   if o.tls ~= nil and o.tls ~= false and o.tls ~= true and type(o.tls) ~= "table" then
     error("redis.connect: tls must be true or a table of tide.tls options", level + 1)
   end
+  if o.protocol ~= nil and o.protocol ~= 2 and o.protocol ~= 3 then
+    error("redis.connect: protocol must be 2 or 3", level + 1)
+  end
   check_seconds(o, "connect_timeout", level + 1)
   check_seconds(o, "timeout", level + 1)
   local rc = o.reconnect
@@ -206,11 +211,20 @@ local function establish(o)
   end
   local parser = resp.parser(o.limits)
   local setup = {}
-  if o.password then
-    setup[#setup + 1] = o.username and { "AUTH", o.username, o.password } or { "AUTH", o.password }
+  if o.protocol == 3 then
+    local hello = { "HELLO", "3" }
+    if o.password then
+      hello[3], hello[4], hello[5] = "AUTH", o.username or "default", o.password
+    end
+    if o.name then hello[#hello + 1] = "SETNAME"; hello[#hello + 1] = o.name end
+    setup[1] = hello
+  else
+    if o.password then
+      setup[#setup + 1] = o.username and { "AUTH", o.username, o.password } or { "AUTH", o.password }
+    end
+    if o.name then setup[#setup + 1] = { "CLIENT", "SETNAME", o.name } end
   end
   if o.db and o.db ~= 0 then setup[#setup + 1] = { "SELECT", o.db } end
-  if o.name then setup[#setup + 1] = { "CLIENT", "SETNAME", o.name } end
   if #setup > 0 then
     local ok, err = pcall(function()
       local out = {}
@@ -289,8 +303,9 @@ local function reader(self, gen, s, parser)
       self.progress = now()
       parser:feed(data)
       while true do
-        local done, v = parser:next()
+        local done, v, push = parser:next()
         if not done then break end
+        if push then goto next_reply end  -- RESP3 pushes (tracking...) are not replies
         local first = pending.first
         local e = pending[first]
         if e == nil then error(tide_error("EPROTO", "a reply nobody asked for"), 0) end
@@ -309,6 +324,7 @@ local function reader(self, gen, s, parser)
             e.finish(e)
           end
         end
+        ::next_reply::
       end
     end
   end)

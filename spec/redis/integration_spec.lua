@@ -76,6 +76,24 @@ describe("tide.redis against redis-server", function()
     end))
   end)
 
+  describe("RESP3", function()
+    it("says HELLO 3 and maps the replies RESP3 gives", async(function()
+      local r <close> = connect{ db = 8, protocol = 3, name = "three" }
+      r:del("h"):await()
+      r:hset("h", "a", "1", "b", "2"):await()
+      assert.same({ a = "1", b = "2" }, r:hgetall("h"):await())
+      assert.equals("three", r:client_getname():await())
+      assert.equals(3, r:hello():await().proto)
+      -- invalidation pushes of client tracking are not taken for replies
+      r:client_tracking("on"):await()
+      r:set("t", "1"):await(); r:get("t"):await(); r:set("t", "2"):await()
+      assert.equals("2", r:get("t"):await())
+      local sub <close> = r:subscribe("three"):await()
+      r:publish("three", "hi"):await()
+      assert.equals("hi", sub:next():await().data)
+    end))
+  end)
+
   describe("pipelines and transactions", function()
     it("runs a pipeline and a transaction", async(function()
       local r <close> = connect{ db = 5 }

@@ -105,13 +105,13 @@ describe("tide.redis.resp", function()
       proto_error(":12x\r\n", nil, "bad integer")
       proto_error(": 12\r\n", nil, "bad integer")
       proto_error(":0x10\r\n", nil, "bad integer")
-      proto_error("*1x\r\n", nil, "bad array length")
+      proto_error("*1x\r\n", nil, "bad aggregate length")
       proto_error("$3\r\nabcd\r\n", nil, "not followed by CRLF")
     end)
 
     it("enforces its limits", function()
       proto_error("$11\r\nhello world\r\n", { max_bulk = 10 }, "bulk string of 11 bytes")
-      proto_error("*3\r\n", { max_array = 2 }, "array of 3 elements")
+      proto_error("*3\r\n", { max_array = 2 }, "aggregate of 3 elements")
       proto_error("*1\r\n*1\r\n*1\r\n:1\r\n", { max_depth = 2 }, "nested deeper than 2")
       proto_error("+" .. string.rep("a", 100) .. "\r\n", { max_line = 50 }, "line longer")
       -- a line without its end is refused as soon as it is too long
@@ -133,6 +133,56 @@ describe("tide.redis.resp", function()
       local done, v = p:next()
       assert.is_true(done)
       assert.same({ "abc", 5 }, v)
+    end)
+  end)
+
+  describe("parser, RESP3", function()
+    local bytes = "%2\r\n+a\r\n:1\r\n$1\r\nb\r\n*2\r\n_\r\n#t\r\n" ..  -- a map
+      "~2\r\n+x\r\n+y\r\n,3.5\r\n,-inf\r\n(12345678901234567890\r\n" ..
+      "=8\r\ntxt:hell\r\n!10\r\nERR failed\r\n" ..
+      "|1\r\n+ttl\r\n:5\r\n+after the attribute\r\n" ..
+      ">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\nhi\r\n_\r\n#f\r\n%0\r\n|0\r\n:7\r\n"
+
+    local function all(step)
+      local p = resp.parser()
+      local out = {}
+      for i = 1, #bytes, step do
+        p:feed(bytes:sub(i, i + step - 1))
+        while true do
+          local done, v, push = p:next()
+          if not done then break end
+          out[#out + 1] = { v = v, push = push }
+        end
+      end
+      return out
+    end
+
+    it("maps maps, sets, nulls, booleans, doubles, big numbers, verbatim strings and blob errors", function()
+      for _, step in ipairs{ #bytes, 1, 3 } do
+        local o = all(step)
+        assert.equals(13, #o)
+        assert.same({ a = 1, b = { null, true } }, o[1].v)
+        assert.same({ "x", "y" }, o[2].v)
+        assert.equals(3.5, o[3].v); assert.equals("float", math.type(o[3].v))
+        assert.equals(-math.huge, o[4].v)
+        assert.equals("12345678901234567890", o[5].v)
+        assert.equals("hell", o[6].v)
+        assert.is_true(tide.is_error(o[7].v, "ERR")); assert.equals("failed", o[7].v.message)
+        assert.equals("after the attribute", o[8].v)   -- the attribute is dropped
+        assert.same({ "message", "ch", "hi" }, o[9].v); assert.is_true(o[9].push)
+        assert.is_nil(o[10].v); assert.is_false(o[11].v)
+        assert.same({}, o[12].v)
+        assert.equals(7, o[13].v)
+      end
+    end)
+
+    it("rejects bad RESP3 values", function()
+      proto_error("#x\r\n", nil, "bad boolean")
+      proto_error(",1.2.3\r\n", nil, "bad double")
+      proto_error("(12a\r\n", nil, "bad big number")
+      proto_error("_x\r\n", nil, "bad null")
+      proto_error("%-1\r\n", nil, "bad aggregate length")
+      proto_error("=2\r\nab\r\n", nil, "verbatim")
     end)
   end)
 

@@ -12,7 +12,7 @@ trap 'kill "$(cat "$tmp/redis.pid" 2>/dev/null)" 2>/dev/null; rm -rf "$tmp"' EXI
 for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
 export REDIS_URL="redis://127.0.0.1:$port"
 n=$(python3 spec/smoke/lib/lua_blocks.py docs/redis.md "$tmp")
-[ "$n" -ge 7 ]
+[ "$n" -ge 8 ]
 for f in "$tmp"/example_*.lua; do
   if ! timeout 20 "$TIDE_BIN" "$f" >"$tmp/out" 2>"$tmp/err"; then
     echo "example failed:"; cat "$f" "$tmp/out" "$tmp/err"; exit 1

@@ -1,7 +1,9 @@
 -- tide.redis.resp: the RESP2 codec, free of sockets.
 --
 -- Owns the encoding of commands (arrays of bulk strings) and a strict,
--- bounded, resumable parser of replies. The parser is fed the bytes as
+-- bounded, resumable parser of replies, RESP2 and RESP3 (maps as tables,
+-- sets as sequences, booleans, doubles, big numbers as strings, verbatim
+-- strings without their format, pushes told apart, attributes dropped). The parser is fed the bytes as
 -- they come, in pieces of any size, and hands out whole replies in order;
 -- a reply cut anywhere (inside a header, a bulk string, a nested array)
 -- waits for the rest without parsing again what it had: arrays under
@@ -56,6 +58,16 @@ local GATHER = 64 * 1024
 local function proto(message, ...)
   return error(tide_error("EPROTO", format(message, ...)), 0)
 end
+
+-- An error object from the text of an error reply: Redis's prefix is
+-- the code.
+local function error_value(line)
+  local code, message = line:match("^(%u[%u%d_]*) (.*)$")
+  if not code then code, message = line:match("^(%u[%u%d_]*)$"), line end
+  return tide_error(code or "ERR", message or line, { redis = true })
+end
+
+local DOUBLES = { inf = math.huge, ["-inf"] = -math.huge, nan = 0 / 0, ["-nan"] = 0 / 0 }
 
 local Parser = {}
 Parser.__index = Parser
@@ -118,7 +130,8 @@ function Parser:buffered()
 end
 
 -- Returns true and the next whole reply, or false when it has not all
--- come yet. Raises an EPROTO error object on bad input.
+-- come yet; a RESP3 push comes as true, the push's table, true. Raises
+-- an EPROTO error object on bad input.
 function Parser:next()
   if self.parts then return false end
   local buf, pos = self.buf, self.pos
@@ -145,7 +158,7 @@ function Parser:next()
       if e - pos > self.max_line then proto("line longer than %d bytes", self.max_line) end
     end
     local value
-    if t == 36 then  -- $ bulk string
+    if t == 36 or t == 33 or t == 61 then  -- $ bulk string, RESP3 ! blob error, = verbatim
       n = n or header_int(buf, pos + 1, e - 1, "bulk length")
       if n < 0 then
         if n ~= -1 then proto("bad bulk length %d", n) end
@@ -167,6 +180,12 @@ function Parser:next()
         end
         value = sub(buf, e + 2, stop - 1)
         pos = stop + 2
+        if t == 33 then
+          value = error_value(value)
+        elseif t == 61 then
+          if n < 4 or byte(value, 4) ~= 58 then proto("verbatim string without its format") end
+          value = sub(value, 5)
+        end
       end
     elseif t == 43 then  -- + simple string
       value = sub(buf, pos + 1, e - 1)
@@ -175,32 +194,52 @@ function Parser:next()
       value = header_int(buf, pos + 1, e - 1, "integer")
       pos = e + 2
     elseif t == 45 then  -- - error
-      local line = sub(buf, pos + 1, e - 1)
-      local code, message = line:match("^(%u[%u%d_]*) (.*)$")
-      if not code then code, message = line:match("^(%u[%u%d_]*)$"), line end
-      value = tide_error(code or "ERR", message or line, { redis = true })
+      value = error_value(sub(buf, pos + 1, e - 1))
       pos = e + 2
-    elseif t == 42 then  -- * array
-      local n = header_int(buf, pos + 1, e - 1, "array length")
+    elseif t == 42 or t == 37 or t == 126 or t == 62 or t == 124 then
+      -- * array; RESP3: % map, ~ set, > push, | attribute
+      local n = header_int(buf, pos + 1, e - 1, "aggregate length")
       pos = e + 2
       if n < 0 then
-        if n ~= -1 then proto("bad array length %d", n) end
+        if n ~= -1 or t ~= 42 then proto("bad aggregate length %d", n) end
         if depth > 0 then value = null end
       elseif n > self.max_array then
-        proto("array of %d elements, more than %d", n, self.max_array)
-      elseif n == 0 then
+        proto("aggregate of %d elements, more than %d", n, self.max_array)
+      elseif n == 0 and t ~= 124 then
         value = {}
+        if t == 62 and depth == 0 then self.pos, self.depth = pos, 0; return true, value, true end
+      elseif n == 0 then
+        goto continue  -- an empty attribute
       else
         if depth >= self.max_depth then proto("arrays nested deeper than %d", self.max_depth) end
+        if t == 37 or t == 124 then n = 2 * n end
         depth = depth + 1
-        stack[depth] = { {}, n, 0 }
+        stack[depth] = { {}, n, 0, t }
         goto continue
       end
+    elseif t == 95 then  -- RESP3 _ null
+      if e ~= pos + 1 then proto("bad null") end
+      if depth > 0 then value = null end
+      pos = e + 2
+    elseif t == 35 then  -- RESP3 # boolean
+      local b = sub(buf, pos + 1, e - 1)
+      if b == "t" then value = true elseif b == "f" then value = false else proto("bad boolean %q", b) end
+      pos = e + 2
+    elseif t == 44 then  -- RESP3 , double
+      local d = sub(buf, pos + 1, e - 1)
+      value = DOUBLES[d] or (find(d, "^[-+]?%d+%.?%d*[eE]?[-+]?%d*$") and tonumber(d))
+      if not value then proto("bad double %q", d) end
+      value = value + 0.0
+      pos = e + 2
+    elseif t == 40 then  -- RESP3 ( big number, as a string
+      value = sub(buf, pos + 1, e - 1)
+      if not find(value, "^%-?%d+$") then proto("bad big number %q", value) end
+      pos = e + 2
     else
       proto("unknown reply type %q", sub(buf, pos, pos))
     end
     -- A value is complete: it is the reply, or the next element of the
-    -- innermost array, which may complete arrays in turn.
+    -- innermost aggregate, which may complete aggregates in turn.
     while true do
       if depth == 0 then
         self.pos, self.depth = pos, 0
@@ -213,6 +252,23 @@ function Parser:next()
       value = f[1]
       stack[depth] = nil
       depth = depth - 1
+      local kind = f[4]
+      if kind then  -- RESP3 aggregates
+        if kind == 37 then
+          local map = {}
+          for j = 1, f[2], 2 do
+            local k = value[j]
+            if k == null or type(k) == "table" then k = j end  -- unusable keys keep their place
+            map[k] = value[j + 1]
+          end
+          value = map
+        elseif kind == 124 then
+          goto continue  -- attributes are dropped: the reply follows them
+        elseif kind == 62 and depth == 0 then
+          self.pos, self.depth = pos, 0
+          return true, value, true
+        end
+      end
     end
     ::continue::
   end
