@@ -656,8 +656,12 @@ local function sugar(methods, key)
   return f
 end
 
-mt.__index = function(_, k) return Client[k] or sugar(Client, k) end
-batch_mt.__index = function(_, k) return Batch[k] or sugar(Batch, k) end
+-- Methods are found in the methods table without a call; a name it
+-- lacks becomes a command there once.
+mt.__index = Client
+batch_mt.__index = Batch
+setmetatable(Client, { __index = sugar })
+setmetatable(Batch, { __index = sugar })
 
 --------------------------------------------------------------------------
 -- Pub/sub: a subscription owns a connection of its own.
