@@ -291,6 +291,9 @@ local function reader(self, gen, s, parser)
   local ok, err = pcall(function()
     while true do
       if pending.first > pending.last then
+        -- Empty: start the indices again, so the FIFO keeps to the array
+        -- part of its table instead of sliding through the hash part.
+        pending.first, pending.last = 1, 0
         local w = promise()
         self.idle = w
         w:await()
