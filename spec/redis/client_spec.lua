@@ -231,6 +231,58 @@ describe("tide.redis client", function()
     end))
   end)
 
+  describe("subscriptions", function()
+    local function push(...)
+      local parts = { "*" .. select("#", ...) .. "\r\n" }
+      for _, v in ipairs{ ... } do
+        parts[#parts + 1] = type(v) == "number" and (":" .. v .. "\r\n") or ("$" .. #v .. "\r\n" .. v .. "\r\n")
+      end
+      return table.concat(parts)
+    end
+
+    it("confirms, delivers split messages in order and ends on the last unsubscribe", async(function()
+      local conns = {}
+      local subs = 0
+      local srv = fake.server(function(cmd, conn)
+        conns[#conns + 1] = conn
+        local out = {}
+        for i = 2, #cmd do
+          if cmd[1] == "SUBSCRIBE" then subs = subs + 1 else subs = subs - 1 end
+          out[#out + 1] = push(cmd[1]:lower(), cmd[i], subs)
+        end
+        return table.concat(out)
+      end, { chunk = 2 })
+      local r <close> = connect(srv)
+      local sub <close> = r:subscribe("a", "b"):await()
+      local conn = conns[#conns]
+      conn:send(push("message", "a", "one") .. push("message", "b", "two"))
+      assert.same({ kind = "message", channel = "a", data = "one" }, sub:next():await())
+      assert.equals("two", sub:next():await().data)
+      assert.is_true(tide.is_error(select(2, pcall(tide.await, sub:next(0.02))), "ETIMEDOUT"))
+      sub:unsubscribe("a"):await()
+      conn:send(push("message", "b", "three"))
+      sub:unsubscribe():await()
+      assert.equals("three", sub:next():await().data)
+      assert.is_nil(sub:next():await())
+      assert.has_error(function() sub:subscribe("c") end, "attempt to use a closed redis subscription")
+    end))
+
+    it("ends with EPROTO when the server sends what a subscription cannot take", async(function()
+      local conn
+      local srv = fake.server(function(cmd, c)
+        conn = c
+        return push("subscribe", cmd[2], 1)
+      end)
+      local r <close> = connect(srv)
+      local sub <close> = r:subscribe("a"):await()
+      conn:send(":12\r\n")
+      local ok, err = pcall(tide.await, sub:next())
+      assert.is_false(ok)
+      assert.is_true(tide.is_error(err, "EPROTO"))
+      assert.is_true(conn.closed)
+    end))
+  end)
+
   describe("close", function()
     it("rejects what waited with ECONNABORTED; using the client then raises", async(function()
       local srv = fake.server(function() return nil end)
