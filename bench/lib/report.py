@@ -18,6 +18,7 @@ PEERS = {
     "tide": "tide", "tide_c": "tide (C submit)", "lua": "lua5.4", "node": "Node.js",
     "c": "libuv C", "luv": "luv", "asyncio": "asyncio",
     "tide_http": "tide HTTP", "tide_tcp": "tide plain TCP", "nginx": "nginx", "nginx_http": "nginx HTTP",
+    "redis-benchmark": "redis-benchmark", "ioredis": "Node ioredis", "redis-server": "redis-server",
 }
 
 
@@ -131,6 +132,21 @@ SECTIONS = [
         Row("echo_16384", "cpu_us", "server CPU per 16 KiB message", ratio_to="tide_tcp", unit="µs"),
         Row("ir_echo_16384", "Ir", "instructions per 16 KiB message (cachegrind)", ratio_to="tide_tcp"),
         Row("wrk_resumed", "pct", "wrk -H 'Connection: close': handshakes nginx saw resumed (why tls_load)", unit="%"),
+    ]),
+    ("redis", "Redis: SET/GET round trips from 50 tasks, same redis-server (issue 12)",
+     ["tide", "redis-benchmark", "ioredis", "redis-server"], [
+        Row("redis_set", "ops/s", "SET, one at a time per task",
+            [Goal(">=", 0.8, "redis-benchmark"), Goal(">=", 1.5, "ioredis")]),
+        Row("redis_get", "ops/s", "GET, one at a time per task",
+            [Goal(">=", 0.8, "redis-benchmark"), Goal(">=", 1.5, "ioredis")]),
+        Row("redis_set_p16", "ops/s", "SET, 16 pipelined per task",
+            [Goal(">=", 0.8, "redis-benchmark"), Goal(">=", 1.5, "ioredis")]),
+        Row("redis_get_p16", "ops/s", "GET, 16 pipelined per task",
+            [Goal(">=", 0.8, "redis-benchmark"), Goal(">=", 1.5, "ioredis")]),
+        Row("lite_set_p16", "ops/s", "examples/redis_lite.lua vs redis-server: SET, redis-benchmark -P 16",
+            [Goal(">=", 0.5, "redis-server")]),
+        Row("lite_get_p16", "ops/s", "examples/redis_lite.lua vs redis-server: GET, redis-benchmark -P 16",
+            [Goal(">=", 0.5, "redis-server")]),
     ]),
 ]
 
