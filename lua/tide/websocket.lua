@@ -505,7 +505,11 @@ function Conn:send(data, opts)
   local d = self.deflater
   if d and compress and #data >= (self.o.compression.threshold or 0) then
     data = d:write(data, "sync")
-    data = sub(data, 1, -5)  -- without the 00 00 ff ff of the sync flush
+    if sub(data, -4) == DEFLATE_TAIL then
+      data = sub(data, 1, -5)  -- without the 00 00 ff ff of the sync flush
+    elseif data == "" then
+      data = "\0"  -- nothing new since the last flush: an empty block (RFC 7692 7.2.3.6)
+    end
     if self.agreed.deflate_reset then d:reset() end
     rsv1 = 0x40
   end
