@@ -148,7 +148,7 @@ local conn_mt = {
 local LINGER_TIME, LINGER_BYTES = 2, 256 * 1024
 local function linger_close(c)
   local s = c.stream
-  if pcall(await, s:shutdown()) then
+  if not s.closed and pcall(function() return await(s:shutdown()) end) then
     local deadline, got = tide.now() + LINGER_TIME, 0
     while got < LINGER_BYTES do
       local left = deadline - tide.now()
@@ -158,7 +158,7 @@ local function linger_close(c)
       got = got + #data
     end
   end
-  s:close(0)
+  if not s.closed then s:close(0) end
   c.closed_p:resolve()
 end
 
@@ -423,9 +423,18 @@ local function receive_task(c)
       local m = table.remove(inbox, 1)
       return m[1], m[2]
     end
-    if c.state == "closed" then return nil end
+    if c.state == "closed" then
+      -- A failing server lingers a moment before TCP closes: the stream
+      -- stays the connection's until then.
+      pcall(await, c.closed_p)
+      return nil
+    end
     local pump = c.pump
-    if not pump then return reading(c, read_message) end
+    if not pump then
+      local data, kind = reading(c, read_message)
+      if data == nil then pcall(await, c.closed_p) end
+      return data, kind
+    end
     c.receiver_waiting = true
     pcall(await, pump)
     c.receiver_waiting = false
