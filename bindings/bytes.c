@@ -11,15 +11,20 @@
 #include <stdint.h>
 #include <string.h>
 
-/* tide.mask(data, key [, offset]) -> data XOR key repeated, where `key`
- * is a string of 4 bytes and `offset` (default 0) the position in the key
- * of the first byte of `data` (to mask a payload in pieces). Masking
- * twice with the same key gives back the data. */
+/* tide.mask(data, key [, offset [, i]]) -> data[i..] XOR key repeated,
+ * where `key` is a string of 4 bytes, `offset` (default 0) the position in
+ * the key of byte `i` (to mask a payload in pieces) and `i` (default 1)
+ * where to start (to skip a frame head without copying it off first).
+ * Masking twice with the same key gives back the data. */
 static int l_mask(lua_State *L) {
   size_t len, klen, i = 0;
   const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &len);
   const unsigned char *k = (const unsigned char *)luaL_checklstring(L, 2, &klen);
   lua_Integer off = luaL_optinteger(L, 3, 0);
+  lua_Integer from = luaL_optinteger(L, 4, 1);
+  luaL_argcheck(L, from >= 1 && (size_t)from <= len + 1, 4, "start out of range");
+  s += from - 1;
+  len -= (size_t)from - 1;
   unsigned char key[8];
   luaL_Buffer b;
   unsigned char *out;

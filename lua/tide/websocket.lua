@@ -113,13 +113,14 @@ end
 
 -- Writes one frame; returns the stream's write promise.
 local function write_frame(c, b1, payload)
-  local s = c.stream
+  local s, n = c.stream, #payload
   if c.client then
     local key = new_key()
-    return s:write{ frame_head(b1, #payload, key), mask(payload, key) }
+    if n <= 16384 then return c.write(s, frame_head(b1, n, key) .. mask(payload, key)) end
+    return c.write(s, { frame_head(b1, n, key), mask(payload, key) })
   end
-  if #payload < 1024 then return s:write(frame_head(b1, #payload) .. payload) end
-  return s:write{ frame_head(b1, #payload), payload }
+  if n <= 16384 then return c.write(s, frame_head(b1, n) .. payload) end
+  return c.write(s, { frame_head(b1, n), payload })
 end
 
 -- Codes a close frame may carry (section 7.4): 1000-1003, 1007-1014 and
@@ -202,13 +203,11 @@ local function fail(c, code, reason)
   finish(c)
 end
 
--- Reads `n` bytes; nil when the stream ended first.
+-- Reads `n` bytes; nil when the stream ended first. A read error (the
+-- stream ending inside them, ECONNRESET) is raised: the reader ends the
+-- connection with 1006 (see ended).
 local function read_n(c, n)
-  local p = c.stream:read_exactly(n)
-  local ok, data = pcall(await, p)
-  if ok then return data end
-  if tide.is_cancelled(data) then error(data, 0) end
-  return nil
+  return await(c.read_exactly(c.stream, n))
 end
 
 -- Checks that `s` is UTF-8 but for an incomplete sequence at its end;
@@ -298,7 +297,7 @@ local function read_message(c)
     if masked then
       local d = read_n(c, len + 4)
       if not d then finish(c, 1006) return nil end
-      payload = mask(sub(d, 5), sub(d, 1, 4))
+      payload = mask(d, sub(d, 1, 4), 0, 5)
     elseif len > 0 then
       payload = read_n(c, len)
       if not payload then finish(c, 1006) return nil end
@@ -401,15 +400,26 @@ local function read_message(c)
   return nil
 end
 
+-- After an error `e` raised while reading: a stream error (the peer
+-- reset, the stream ended inside a frame) ends the connection with 1006
+-- and gives nil; a cancellation is raised on; anything else is a bug,
+-- failing the connection with 1011 and raised on.
+local function ended(c, e)
+  if tide.is_cancelled(e) then error(e, 0) end
+  if tide.is_error(e) then
+    finish(c, 1006, tostring(e))
+    return nil
+  end
+  fail(c, 1011, "internal error")
+  error(e, 0)
+end
+
 -- Reads in the calling task, one reader at a time.
 local function reading(c, fn)
   c.reading = true
   local ok, a, b = pcall(fn, c)
   c.reading = false
-  if not ok then
-    if not tide.is_cancelled(a) then fail(c, 1011, "internal error") end
-    error(a, 0)
-  end
+  if not ok then return ended(c, a) end
   return a, b
 end
 
@@ -451,9 +461,24 @@ end
 --- c:receive() -> promise of `data, kind` ("text" or "binary") of the next
 -- message, or nil once the connection is closed (close_code says why).
 -- One receive at a time.
+local current = tide.current
 function Conn:receive()
   if self.receiving then error("websocket: a receive is already in progress", 2) end
-  if self.state == "closed" and not self.inbox[1] then return resolved(nil) end
+  if not self.inbox[1] then
+    if self.state == "closed" then return resolved(nil) end
+    if not self.pump and current() then
+      -- The common case: read right here, in the caller's task.
+      self.receiving, self.reading = true, true
+      local ok, a, b = pcall(read_message, self)
+      self.receiving, self.reading = false, false
+      if not ok then
+        ok, a = pcall(ended, self, a)
+        if not ok then return tide.rejected(a) end
+      end
+      if a == nil then pcall(await, self.closed_p) end
+      return resolved(a, b)
+    end
+  end
   self.receiving = true
   -- Called from a task: read right here, no task of its own.
   if tide.current() then
@@ -621,6 +646,7 @@ local function new(stream, o, client, agreed)
     pings = {}, inbox = {}, receiving = false, receiver_waiting = false, pump = false,
     closed_p = tide.promise(), close_code = nil, close_reason = nil,
     agreed = agreed, stream_closed = false,
+    read_exactly = stream.read_exactly, write = stream.write,  -- looked up once
   }, conn_mt)
   if agreed then
     local z = o.compression or {}
