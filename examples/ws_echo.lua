@@ -1,11 +1,11 @@
 -- A WebSocket echo server: every text or binary message comes back, same
 -- type, on any path. Plain HTTP requests get a short page.
--- Usage: tide examples/ws_echo.lua [PORT]   (default 0: any free port)
+-- Usage: tide examples/ws_echo.lua [PORT [HOST]]   (PORT 0, the default, picks a free port)
 local tide = require "tide"
 local http = require "tide.http"
 local websocket = require "tide.websocket"
 
-local server = http.serve({ host = "0.0.0.0", port = tonumber(arg[1]) or 0 }, function(req, res)
+local server = http.serve({ host = arg[2] or "127.0.0.1", port = tonumber(arg[1]) or 0 }, function(req, res)
   if not websocket.is_upgrade(req) then
     return res:finish("a WebSocket echo server: connect with ws://\n")
   end
@@ -17,5 +17,5 @@ local server = http.serve({ host = "0.0.0.0", port = tonumber(arg[1]) or 0 }, fu
     ws:send(data, { binary = kind == "binary" }):await()
   end
 end)
-print(("ws_echo listening on ws://%s:%d/"):format(server.host, server.port))
+print(("listening on %s:%d"):format(server.host, server.port))
 io.stdout:flush()

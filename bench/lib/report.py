@@ -17,6 +17,7 @@ import sys
 PEERS = {
     "tide": "tide", "tide_c": "tide (C submit)", "lua": "lua5.4", "node": "Node.js",
     "c": "libuv C", "luv": "luv", "asyncio": "asyncio",
+    "tide_tcp": "tide TCP echo",
 }
 
 
@@ -101,6 +102,13 @@ SECTIONS = [
         Row("http_1000", "rss_kb", "server peak RSS, 1,000 connections", [Goal("<", 2, "node")], unit="MiB"),
         Row("http_50p16", "req/s", "50 connections, 16 requests pipelined per write", ratio_to="node"),
         Row("http_50p16", "cpu_us", "server CPU per request, pipelined", ratio_to="node", unit="µs"),
+    ]),
+    ("websocket", "WebSocket echo, 1 KiB binary messages, 50 connections, closed loop (issue 13)",
+     ["tide", "tide_tcp", "node"], [
+        Row("ws_1024", "msgs/s", "1 KiB messages",
+            [Goal(">=", 1.5, "node"), Goal(">=", 0.7, "tide_tcp")]),
+        Row("ws_1024", "cpu_us", "server CPU per message", ratio_to="node", unit="µs"),
+        Row("ws_1024", "p99_us", "p99 round trip", ratio_to="node", unit="µs"),
     ]),
 ]
 

@@ -609,7 +609,7 @@ function Conn:close(code, reason)
   if type(reason) ~= "string" or #reason > 123 or not utf8len(reason) then
     error("websocket: the reason must be UTF-8 text of at most 123 bytes", 2)
   end
-  if code == nil and reason ~= "" then code = 1000 end
+  if code == nil then code = 1000 end
   if self.closing_p then return self.closing_p end
   if self.state == "closed" then
     self.closing_p = resolved(self.close_code, self.close_reason)
