@@ -36,7 +36,9 @@ local pstate = tide.resolved().state
 local M = {}
 
 --[[ Options of connections (accept, serve and connect), with defaults:
-  max_frame         16 MiB    largest frame payload read (1009 past it)
+  max_frame         17 MiB    largest frame payload read (1009 past it): a
+                              16 MiB message, with room for compressed data
+                              that came out larger than it went in
   max_message       16 MiB    largest message read, after inflating (1009)
   close_timeout     5 s       how long close() waits for the peer's close frame
                               and then for the end of TCP
@@ -50,7 +52,7 @@ local M = {}
   handshake_timeout 10 s      (serve, connect) the opening handshake
 ]]
 local DEFAULTS = {
-  max_frame = 16 * 1024 * 1024,
+  max_frame = 17 * 1024 * 1024,
   max_message = 16 * 1024 * 1024,
   close_timeout = 5,
   ping_interval = false,
@@ -332,7 +334,10 @@ local function read_message(c)
         c.opcode, c.rsv1, c.size, c.np, c.carry = op, rsv ~= 0, 0, 0, ""
       end
       local size = c.size + len
-      if size > max_message then
+      -- Compressed data is bounded on the wire by the larger of the two
+      -- limits (it may come out a little larger than it went in), and
+      -- once inflated by max_message.
+      if size > max_message and (not c.rsv1 or size > max_frame) then
         c.opcode = nil
         return fail(c, 1009, "message larger than " .. max_message .. " bytes")
       end

@@ -21,7 +21,9 @@ local function binary_of(n)
 end
 
 -- An echo server in this process.
-local function echo_server(compression)
+local function echo_server(deflate)
+  local compression = deflate
+  if deflate == "params" then compression = { server_max_window_bits = 12 } end
   return websocket.serve({ port = 0, compression = compression }, function(ws)
     while true do
       local data, kind = ws:receive():await()
@@ -37,7 +39,7 @@ local function peer_client(cmd, url, deflate)
   for w in cmd:gmatch("%S+") do argv[#argv + 1] = w end
   argv[#argv + 1] = "client"
   argv[#argv + 1] = url
-  if deflate then argv[#argv + 1] = "deflate" end
+  if deflate then argv[#argv + 1] = deflate == true and "deflate" or deflate end
   local r = tide.process.exec{ argv[1], args = { table.unpack(argv, 2) },
     env = { NODE_PATH = build .. "/npm-ws/node_modules", LD_PRELOAD = false } }:await()
   local oks = select(2, r.stdout:gsub("\nok ", "")) + (r.stdout:sub(1, 3) == "ok " and 1 or 0)
@@ -51,7 +53,7 @@ local function peer_server(cmd, deflate)
   local argv = {}
   for w in cmd:gmatch("%S+") do argv[#argv + 1] = w end
   argv[#argv + 1] = "server"
-  if deflate then argv[#argv + 1] = "deflate" end
+  if deflate then argv[#argv + 1] = deflate == true and "deflate" or deflate end
   local p = tide.process.spawn{ argv[1], args = { table.unpack(argv, 2) }, stdin = "pipe",
     stdout = "pipe", env = { NODE_PATH = build .. "/npm-ws/node_modules", LD_PRELOAD = false } }
   local line = p.stdout:read_line():await()
@@ -59,7 +61,12 @@ local function peer_server(cmd, deflate)
 end
 
 -- tide's client cases against an echo server at `port`.
-local function tide_client(port, compression)
+local function tide_client(port, deflate)
+  local compression = deflate
+  if deflate == "params" then
+    compression = { server_no_context_takeover = true, client_no_context_takeover = true,
+      server_max_window_bits = 11, client_max_window_bits = 10 }
+  end
   local url = "ws://127.0.0.1:" .. port .. "/"
   local ws = websocket.connect(url, { compression = compression }):await()
   if compression then assert.truthy(ws.deflater, "permessage-deflate agreed") end
@@ -88,10 +95,11 @@ local function tide_client(port, compression)
   assert.are.equal("asked", ws.close_reason)
 end
 
-local function suite(name, cmd, available)
+local function suite(name, cmd, available, modes)
   describe(name, function()
-    for _, deflate in ipairs{ false, true } do
-      local label = deflate and " (permessage-deflate)" or " (no compression)"
+    for _, deflate in ipairs(modes or { false, true }) do
+      local label = deflate == "params" and " (permessage-deflate, no context takeover, small windows)"
+        or deflate and " (permessage-deflate)" or " (no compression)"
       it("as a client of tide's server" .. label, async(function()
         if not available() then return pending(name .. " is not available") end
         local server = echo_server(deflate)
@@ -114,7 +122,7 @@ end
 describe("tide.websocket interop", function()
   suite("python3-websockets", "/usr/bin/python3 " .. PEERS .. "py_peer.py", function()
     return os.execute("env -u LD_PRELOAD /usr/bin/python3 -c 'import websockets' 2>/dev/null") == true
-  end)
+  end, { false, true, "params" })
 
   local node_ok
   suite("npm ws", "node " .. PEERS .. "node_peer.js", function()

@@ -1,15 +1,19 @@
 #!/usr/bin/python3
 """WebSocket peer on Debian's python3-websockets, for the interop specs.
 
-  py_peer.py server [deflate]     echo server on 127.0.0.1: prints its port,
+  py_peer.py server [deflate|params]  echo server on 127.0.0.1: prints its port,
                                   echoes every message (same type); the
                                   text "close-me N" makes it close with code N
-  py_peer.py client URL [deflate] runs the client cases against an echo
+  py_peer.py client URL [deflate|params]  runs the client cases against an echo
                                   server; prints "ok NAME" per case, exits 1
                                   on the first failure
+"deflate" turns permessage-deflate on with its defaults; "params" with
+no context takeover both ways and small windows.
 """
 import asyncio, hashlib, sys
 import websockets
+from websockets.extensions.permessage_deflate import (
+    ClientPerMessageDeflateFactory, ServerPerMessageDeflateFactory)
 
 SIZES = [0, 125, 126, 65535, 65536, 16 * 1024 * 1024]
 
@@ -33,10 +37,17 @@ async def echo(ws, path=None):
         await ws.send(m)
 
 
+def compression_args(deflate, server):
+    if deflate == "params":
+        f = (ServerPerMessageDeflateFactory(True, True, 11, 10) if server
+             else ClientPerMessageDeflateFactory(True, True, 10, 9))
+        return dict(compression=None, extensions=[f])
+    return dict(compression="deflate" if deflate else None)
+
+
 async def server(deflate):
-    async with websockets.serve(echo, "127.0.0.1", 0, max_size=None,
-                                compression="deflate" if deflate else None,
-                                ping_interval=None) as srv:
+    async with websockets.serve(echo, "127.0.0.1", 0, max_size=None, ping_interval=None,
+                                **compression_args(deflate, True)) as srv:
         port = srv.sockets[0].getsockname()[1]
         print(port, flush=True)
         loop = asyncio.get_running_loop()
@@ -45,7 +56,10 @@ async def server(deflate):
 
 async def client(url, deflate):
     async with websockets.connect(url, max_size=None, ping_interval=None,
-                                  compression="deflate" if deflate else None) as ws:
+                                  **compression_args(deflate, False)) as ws:
+        if deflate:
+            assert ws.extensions, "permessage-deflate was not agreed"
+            print("# agreed:", ws.response_headers.get("Sec-WebSocket-Extensions"), flush=True)
         for size in SIZES:
             for binary in (False, True):
                 for frag in (False, True):
@@ -70,10 +84,12 @@ async def client(url, deflate):
 
 def main():
     mode = sys.argv[1]
+    def flag(args):
+        return "params" if "params" in args else "deflate" in args
     if mode == "server":
-        asyncio.run(server("deflate" in sys.argv[2:]))
+        asyncio.run(server(flag(sys.argv[2:])))
     else:
-        asyncio.run(client(sys.argv[2], "deflate" in sys.argv[3:]))
+        asyncio.run(client(sys.argv[2], flag(sys.argv[3:])))
 
 
 if __name__ == "__main__":
