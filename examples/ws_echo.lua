@@ -14,7 +14,7 @@ local server = http.serve({ host = arg[2] or "127.0.0.1", port = tonumber(arg[1]
   while true do
     local data, kind = ws:receive():await()
     if not data then break end                 -- closed: ws.close_code says why
-    ws:send(data, { binary = kind == "binary" }):await()
+    ws:send(data, kind):await()                -- same kind: "text" or "binary"
   end
 end)
 print(("listening on %s:%d"):format(server.host, server.port))

@@ -209,6 +209,11 @@ end
 -- stream ending inside them, ECONNRESET) is raised: the reader ends the
 -- connection with 1006 (see ended).
 local function read_n(c, n)
+  local dl = c.rdl
+  if dl then
+    dl = dl - tide.now()
+    return await(c.read_exactly(c.stream, n, dl > 0 and dl or 0))
+  end
   return await(c.read_exactly(c.stream, n))
 end
 
@@ -266,7 +271,9 @@ local function read_message(c)
   local server = not c.client
   local max_frame, max_message = o.max_frame, o.max_message
   while c.state ~= "closed" do
+    c.boundary = true  -- a timeout here leaves the connection usable
     local h = read_n(c, 2)
+    c.boundary = false
     if not h then finish(c, 1006, "the connection ended without a close frame") return nil end
     local b1, b2 = byte(h, 1, 2)
     local fin, rsv, op = b1 >= 128, b1 & 0x70, b1 & 0x0f
@@ -411,6 +418,10 @@ end
 -- failing the connection with 1011 and raised on.
 local function ended(c, e)
   if tide.is_cancelled(e) then error(e, 0) end
+  if c.boundary and tide.is_error(e, "ETIMEDOUT") then
+    c.boundary = false
+    error(e, 0)  -- receive's timeout, between frames: nothing was lost
+  end
   if tide.is_error(e) then
     finish(c, 1006, tostring(e))
     return nil
@@ -446,36 +457,49 @@ local function receive_task(c)
     end
     local pump = c.pump
     if not pump then
-      local data, kind = reading(c, read_message)
+      c.rdl = c.deadline
+      local ok, data, kind = pcall(reading, c, read_message)
+      c.rdl = false
+      if not ok then error(data, 0) end
       if data == nil then pcall(await, c.closed_p) end
       return data, kind
     end
     c.receiver_waiting = true
-    pcall(await, pump)
+    local dl = c.deadline
+    local ok, err = pcall(await, dl and timeout(pump, math.max(dl - tide.now(), 0), { shield = true }) or pump)
     c.receiver_waiting = false
+    if not ok and tide.is_error(err, "ETIMEDOUT") then error(err, 0) end
   end
 end
 
 local function receive_call(c)
   local ok, a, b = pcall(receive_task, c)
-  c.receiving = false
+  c.receiving, c.deadline = false, false
   if not ok then error(a, 0) end
   return a, b
 end
 
---- c:receive() -> promise of `data, kind` ("text" or "binary") of the next
--- message, or nil once the connection is closed (close_code says why).
--- One receive at a time.
+--- c:receive([timeout]) -> promise of `data, kind` ("text" or "binary") of
+-- the next message, or nil once the connection is closed (close_code says
+-- why). One receive at a time. `timeout` rejects with ETIMEDOUT when no
+-- message came in time; the connection stays usable, unless the time ran
+-- out inside a frame (the connection then ends with 1006).
 local current = tide.current
-function Conn:receive()
+function Conn:receive(t)
   if self.receiving then error("websocket: a receive is already in progress", 2) end
+  if t ~= nil then
+    if type(t) ~= "number" or not (t >= 0) or t == math.huge then
+      error("websocket: receive timeout must be a number of seconds", 2)
+    end
+  end
+  local dl = t and tide.now() + t or false
   if not self.inbox[1] then
     if self.state == "closed" then return resolved(nil) end
     if not self.pump and current() then
       -- The common case: read right here, in the caller's task.
-      self.receiving, self.reading = true, true
+      self.receiving, self.reading, self.rdl = true, true, dl
       local ok, a, b = pcall(read_message, self)
-      self.receiving, self.reading = false, false
+      self.receiving, self.reading, self.rdl = false, false, false
       if not ok then
         ok, a = pcall(ended, self, a)
         if not ok then return tide.rejected(a) end
@@ -484,7 +508,7 @@ function Conn:receive()
       return resolved(a, b)
     end
   end
-  self.receiving = true
+  self.receiving, self.deadline = true, dl
   -- Called from a task: read right here, no task of its own.
   if tide.current() then
     local ok, a, b = pcall(receive_call, self)
@@ -520,14 +544,17 @@ local function pump(c, p, keep)
 end
 
 --- c:send(data [, opts]) -> promise fulfilled once the frames are queued
--- under the stream's high-water mark (await it for backpressure). opts:
+-- under the stream's high-water mark (await it for backpressure). opts is
+-- "text" or "binary" (the kind receive gave, for an echo), or a table:
 -- binary (default false: text, which must be UTF-8), fragment (bytes per
 -- frame: the message goes out in several frames), compress (default true
 -- when permessage-deflate was agreed).
 function Conn:send(data, opts)
   if type(data) ~= "string" then error("websocket: send needs a string", 2) end
   local binary, fragment, compress = false, nil, true
-  if opts ~= nil then
+  if opts == "binary" then
+    binary = true
+  elseif opts ~= nil and opts ~= "text" then
     if type(opts) ~= "table" then error("websocket: send options must be a table", 2) end
     binary, fragment = opts.binary or false, opts.fragment
     if opts.compress == false then compress = false end
@@ -648,7 +675,7 @@ local function new(stream, o, client, agreed)
   local c = setmetatable({
     stream = stream, o = o, client = client or false, state = "open", reading = false,
     parts = {}, np = 0, size = 0, opcode = nil, rsv1 = false, carry = "",
-    pings = {}, inbox = {}, receiving = false, receiver_waiting = false, pump = false,
+    pings = {}, inbox = {}, receiving = false, deadline = false, rdl = false, boundary = false, receiver_waiting = false, pump = false,
     closed_p = tide.promise(), close_code = nil, close_reason = nil,
     agreed = agreed, stream_closed = false,
     read_exactly = stream.read_exactly, write = stream.write,  -- looked up once
