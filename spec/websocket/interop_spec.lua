@@ -135,5 +135,5 @@ describe("tide.websocket interop", function()
       end
     end
     return node_ok
-  end)
+  end, { false, true, "params" })
 end)

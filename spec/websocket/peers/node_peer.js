@@ -1,11 +1,17 @@
 // WebSocket peer on the npm `ws` package, for the interop specs.
-//   node node_peer.js server [deflate]      echo server on 127.0.0.1: prints its port;
+//   node node_peer.js server [deflate|params]      echo server on 127.0.0.1: prints its port;
 //                                           "close-me N" makes it close with code N
 //   node node_peer.js client URL [deflate]  runs the client cases, prints "ok NAME"
 // NODE_PATH must lead to a folder holding ws (the spec installs it).
 const WebSocket = require('ws');
 const crypto = require('crypto');
-const deflate = process.argv.includes('deflate');
+// "deflate": permessage-deflate with ws's defaults; "params": no context
+// takeover both ways and small windows.
+const params = process.argv.includes('params');
+const deflate = params ? (process.argv[2] === 'server'
+  ? { serverNoContextTakeover: true, clientNoContextTakeover: true, serverMaxWindowBits: 11, clientMaxWindowBits: 10 }
+  : { serverNoContextTakeover: true, clientNoContextTakeover: true, serverMaxWindowBits: 10, clientMaxWindowBits: 9 })
+  : process.argv.includes('deflate');
 const SIZES = [0, 125, 126, 65535, 65536, 16 * 1024 * 1024];
 const digest = (b) => crypto.createHash('sha256').update(b).digest('hex');
 
@@ -48,7 +54,11 @@ if (process.argv[2] === 'server') {
       ws.send(data, { binary });
     }
   }
-  ws.on('open', next);
+  ws.on('open', () => {
+    if (deflate && !ws.extensions.includes('permessage-deflate')) fail('permessage-deflate was not agreed');
+    if (deflate) console.log('# agreed: ' + ws.extensions);
+    next();
+  });
   ws.on('message', (data, isBinary) => {
     const [size, binary, frag, d] = expected;
     const name = `${size} ${binary ? 'binary' : 'text'} ${frag ? 'fragmented' : 'whole'}`;
