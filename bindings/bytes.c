@@ -11,10 +11,11 @@
 #include <stdint.h>
 #include <string.h>
 
-/* tide.mask(data, key [, offset [, i]]) -> data[i..] XOR key repeated,
- * where `key` is a string of 4 bytes, `offset` (default 0) the position in
- * the key of byte `i` (to mask a payload in pieces) and `i` (default 1)
- * where to start (to skip a frame head without copying it off first).
+/* tide.mask(data, key [, offset [, i [, j]]]) -> data[i..j] XOR key
+ * repeated, where `key` is a string of 4 bytes, `offset` (default 0) the
+ * position in the key of byte `i` (to mask a payload in pieces), and `i`
+ * (default 1) and `j` (default #data) the bytes to mask (a frame's payload
+ * inside a buffer, without copying it out first).
  * Masking twice with the same key gives back the data. */
 static int l_mask(lua_State *L) {
   size_t len, klen, i = 0;
@@ -22,9 +23,11 @@ static int l_mask(lua_State *L) {
   const unsigned char *k = (const unsigned char *)luaL_checklstring(L, 2, &klen);
   lua_Integer off = luaL_optinteger(L, 3, 0);
   lua_Integer from = luaL_optinteger(L, 4, 1);
+  lua_Integer to = luaL_optinteger(L, 5, (lua_Integer)len);
   luaL_argcheck(L, from >= 1 && (size_t)from <= len + 1, 4, "start out of range");
+  luaL_argcheck(L, to >= from - 1 && (size_t)to <= len, 5, "end out of range");
   s += from - 1;
-  len -= (size_t)from - 1;
+  len = (size_t)(to - from + 1);
   unsigned char key[8];
   luaL_Buffer b;
   unsigned char *out;

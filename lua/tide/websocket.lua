@@ -205,16 +205,47 @@ local function fail(c, code, reason)
   finish(c)
 end
 
--- Reads `n` bytes; nil when the stream ended first. A read error (the
--- stream ending inside them, ECONNRESET) is raised: the reader ends the
--- connection with 1006 (see ended).
-local function read_n(c, n)
-  local dl = c.rdl
-  if dl then
-    dl = dl - tide.now()
-    return await(c.read_exactly(c.stream, n, dl > 0 and dl or 0))
+-- Frames are parsed from c.buf, from position c.pos on: what the stream
+-- gave in one read, which for small frames holds the whole frame (one read
+-- per message, and the payload unmasked straight out of it).
+--
+-- need(c, n) makes sure `n` bytes are buffered from c.pos on and returns
+-- the buffer and the position; nil when the stream ended before any of
+-- them. A stream that ends inside them raises EOF, a read error raises
+-- it: the reader ends the connection with 1006 (see ended). What is
+-- missing past BIG comes in one read_exactly, so that a large frame is
+-- copied once, not once per TCP segment.
+local BIG = 4096
+local function need(c, n)
+  local buf, pos = c.buf, c.pos
+  local have = #buf - pos + 1
+  if have >= n then return buf, pos end
+  if have > 0 then buf = sub(buf, pos) else buf = "" end
+  local s, dl = c.stream, c.rdl
+  while true do
+    local missing = n - #buf
+    local t
+    if dl then
+      t = dl - tide.now()
+      if t < 0 then t = 0 end
+    end
+    local more
+    if missing > BIG then
+      more = await(c.read_exactly(s, missing, t))
+    else
+      more = await(c.read(s, t))
+    end
+    if more == nil then
+      c.buf, c.pos = "", 1
+      if buf == "" then return nil end
+      error(tide_error("EOF", "the connection ended inside a frame"), 0)
+    end
+    buf = buf .. more
+    if #buf >= n then
+      c.buf, c.pos = buf, 1
+      return buf, 1
+    end
   end
-  return await(c.read_exactly(c.stream, n))
 end
 
 -- Checks that `s` is UTF-8 but for an incomplete sequence at its end;
@@ -272,10 +303,10 @@ local function read_message(c)
   local max_frame, max_message = o.max_frame, o.max_message
   while c.state ~= "closed" do
     c.boundary = true  -- a timeout here leaves the connection usable
-    local h = read_n(c, 2)
+    local buf, pos = need(c, 2)
     c.boundary = false
-    if not h then finish(c, 1006, "the connection ended without a close frame") return nil end
-    local b1, b2 = byte(h, 1, 2)
+    if not buf then finish(c, 1006, "the connection ended without a close frame") return nil end
+    local b1, b2 = byte(buf, pos, pos + 1)
     local fin, rsv, op = b1 >= 128, b1 & 0x70, b1 & 0x0f
     local masked, len = b2 >= 128, b2 & 0x7f
     local ctl = op >= 8
@@ -289,29 +320,33 @@ local function read_message(c)
     if masked ~= server then
       return fail(c, 1002, server and "unmasked client frame" or "masked server frame")
     end
+    local hl = 2
     if len == 126 then
-      local e = read_n(c, 2)
-      if not e then finish(c, 1006) return nil end
-      len = unpack(">I2", e)
+      buf, pos = need(c, 4)
+      len, hl = unpack(">I2", buf, pos + 2), 4
     elseif len == 127 then
-      local e = read_n(c, 8)
-      if not e then finish(c, 1006) return nil end
-      len = unpack(">i8", e)
+      buf, pos = need(c, 10)
+      len, hl = unpack(">i8", buf, pos + 2), 10
       if len < 0 then return fail(c, 1002, "frame length with the high bit set") end
     end
     if len > max_frame then
       return fail(c, 1009, "frame larger than " .. max_frame .. " bytes")
     end
+    if masked then hl = hl + 4 end
+    buf, pos = need(c, hl + len)
+    local first, last = pos + hl, pos + hl + len - 1
     local payload
     if masked then
-      local d = read_n(c, len + 4)
-      if not d then finish(c, 1006) return nil end
-      payload = mask(d, sub(d, 1, 4), 0, 5)
-    elseif len > 0 then
-      payload = read_n(c, len)
-      if not payload then finish(c, 1006) return nil end
+      payload = mask(buf, sub(buf, first - 4, first - 1), 0, first, last)
+    elseif first == 1 and last == #buf then
+      payload = buf
     else
-      payload = ""
+      payload = sub(buf, first, last)
+    end
+    if last == #buf then
+      c.buf, c.pos = "", 1  -- all of it taken: let a large buffer go
+    else
+      c.pos = last + 1
     end
 
     if ctl then
@@ -678,7 +713,8 @@ local function new(stream, o, client, agreed)
     pings = {}, inbox = {}, receiving = false, deadline = false, rdl = false, boundary = false, receiver_waiting = false, pump = false,
     closed_p = tide.promise(), close_code = nil, close_reason = nil,
     agreed = agreed, stream_closed = false,
-    read_exactly = stream.read_exactly, write = stream.write,  -- looked up once
+    read_exactly = stream.read_exactly, read = stream.read, write = stream.write,  -- looked up once
+    buf = "", pos = 1,
   }, conn_mt)
   if agreed then
     local z = o.compression or {}
