@@ -11,11 +11,18 @@
 --
 -- A connection `c` (private fields):
 --   stream, client (masks its frames), o (options)
+--   read, read_exactly, write              the stream's methods, looked up once
+--   buf, pos   bytes read and not parsed yet: c.buf from c.pos on
 --   state      "open", "closing" (our close frame went out), "closed"
---   reading    a receive or drain is reading frames now
+--   reading    frames are being read now (by a receive or a pump)
+--   receiving  a receive is in progress; deadline, rdl its time limit
+--   boundary   the reader waits for a frame's first bytes (a timeout is safe)
+--   pump, receiver_waiting, inbox          ping() and close() reading while
+--                                          nobody receives (see receive_task)
 --   parts, np, size, opcode, rsv1, carry   the message being reassembled
 --   pings      list of {data, promise} waiting for their pong
 --   closed_p   promise fulfilled once the connection is fully closed
+--   failed     this side failed the connection (the server then lingers)
 --   deflater, inflater, agreed             permessage-deflate, when agreed
 
 local tide = require "tide"
@@ -886,5 +893,6 @@ function M.connect(url, opts)
 end
 
 M.Conn = Conn
+M.methods = Conn
 M.mt = conn_mt
 return M
