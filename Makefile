@@ -19,18 +19,19 @@ CC         ?= cc
 OPT        ?= -O2 -g
 SANITIZE   ?=
 
-PKGS       := lua5.4 libuv openssl
+PKGS       := lua5.4 libuv openssl zlib
 DEPS_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null || echo -I/usr/include/lua5.4)
 UV_LIBS    := $(shell pkg-config --libs libuv 2>/dev/null || echo -luv)
 SSL_LIBS   := $(shell pkg-config --libs openssl 2>/dev/null || echo -lssl -lcrypto)
 LUA_LIBS   := $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
+Z_LIBS     := $(shell pkg-config --libs zlib 2>/dev/null || echo -lz)
 
 # -fvisibility=hidden: the libraries export what core/tide.h marks
 # TIDE_EXTERN, nothing else (spec/smoke/abi.sh checks it).
 CFLAGS     := $(OPT) -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden -Wall -Wextra \
               -Icore -Ibindings $(DEPS_CFLAGS) $(SANITIZE) $(EXTRA_CFLAGS)
 LDFLAGS    := $(SANITIZE) $(EXTRA_LDFLAGS)
-LIBS       := $(UV_LIBS) $(SSL_LIBS) -lm -lpthread -ldl
+LIBS       := $(UV_LIBS) $(SSL_LIBS) $(Z_LIBS) -lm -lpthread -ldl
 
 CORE_SRC   := $(sort $(wildcard core/*.c))
 BIND_SRC   := $(sort $(filter-out bindings/main.c,$(wildcard bindings/*.c)))

@@ -14,7 +14,7 @@
 #   RUNS       runs of every benchmark, interleaved (default 3)
 #   DURATION   seconds of measured load per server run (default 5)
 #   WARMUP     seconds of unmeasured load before it (default 1)
-#   SECTIONS   any of "core echo pool http tls redis" (default all six)
+#   SECTIONS   any of "core echo pool http tls redis websocket" (default all seven)
 #   SERVER_CPU / CLIENT_CPU   taskset CPUs of servers / load clients (0 / 1)
 #   MICRO_TIMEOUT   seconds after which one micro benchmark is killed (120)
 #   RESULTS    results folder (default $BUILD/bench/results/<date-time>)
@@ -30,7 +30,7 @@ BIN=$BUILD/bench
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-1}
-SECTIONS=${SECTIONS:-"core echo pool http tls redis"}
+SECTIONS=${SECTIONS:-"core echo pool http tls redis websocket"}
 MICRO_TIMEOUT=${MICRO_TIMEOUT:-120}
 CPUS=$(nproc)
 SERVER_CPU=${SERVER_CPU:-0}
@@ -44,7 +44,7 @@ for v in RUNS DURATION WARMUP MICRO_TIMEOUT; do
 done
 [ "$RUNS" -ge 1 ] && [ "$DURATION" -ge 1 ] || die "RUNS and DURATION must be at least 1"
 for s in $SECTIONS; do
-  case $s in core|echo|pool|http|tls|redis) ;; *) die "unknown section '$s' (core echo pool http tls redis)" ;; esac
+  case $s in core|echo|pool|http|tls|redis|websocket) ;; *) die "unknown section '$s' (core echo pool http tls redis websocket)" ;; esac
 done
 [ -x "$TIDE" ] || die "no tide binary at $TIDE (build it first: make, or make bench)"
 

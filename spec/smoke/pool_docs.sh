@@ -33,6 +33,6 @@ echo "$n Lua examples ran"
 [ "$n" -ge 4 ]
 build=$(dirname "$TIDE_BIN")
 cc -std=c11 -D_GNU_SOURCE -Icore $(pkg-config --cflags lua5.4 libuv) -o "$tmp/host" "$tmp/host.c" \
-  "$build/libtide.a" $(pkg-config --libs lua5.4 libuv openssl) -lm -lpthread -ldl $(case "$build" in *check*) echo -fsanitize=address,undefined;; esac)
+  "$build/libtide.a" $(pkg-config --libs lua5.4 libuv openssl zlib) -lm -lpthread -ldl $(case "$build" in *check*) echo -fsanitize=address,undefined;; esac)
 [ "$(timeout 30 "$tmp/host")" = 500000500000 ]
 echo "the C example ran"

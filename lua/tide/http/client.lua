@@ -557,6 +557,14 @@ local function run_request(o, progress)
   local redirects = 0
   while true do
     local conn, head = exchange(o, method, url, hdrs, body, source)
+    if head.status == 101 then
+      -- Switching Protocols (the request asked with Upgrade): the connection
+      -- leaves the pool and is the caller's, as `res.stream`, with what the
+      -- server sent after the head still buffered in it.
+      return setmetatable({ status = 101, reason = head.reason, version = head.version,
+        headers = head.headers, url = url.scheme .. "://" .. url.authority .. url.target,
+        redirects = redirects, body = "", stream = conn.sock }, response_mt)
+    end
     local res = setmetatable({
       status = head.status,
       reason = head.reason,

@@ -814,6 +814,32 @@ function Response:started()
   return self._state ~= FRESH
 end
 
+--- req:upgrade([fields]) -> stream: answers "101 Switching Protocols" with
+-- `fields` (a map, or a list of {name, value}) and hands the connection
+-- over for another protocol (WebSocket). Bytes the client sent after the
+-- head are still buffered in the stream, to be read first. The server
+-- reads no more requests from it and closes it when the handler returns.
+-- Raises once the response was started or when a request body is unread.
+function Request:upgrade(fields)
+  local c = current(self, "req:upgrade")
+  local res = c.res
+  if res._state ~= FRESH then error("req:upgrade: the response was already started", 2) end
+  if not c.done then error("req:upgrade: the request body was not read", 2) end
+  local out, n = { "HTTP/1.1 101 Switching Protocols\r\n" }, 1
+  fields = fields or {}
+  local list = fields[1] ~= nil
+  for k, v in (list and ipairs or pairs)(fields) do
+    if list then k, v = v[1], v[2] end
+    local _, value = check_field(k, v, 2)  -- no header injection
+    n = n + 1
+    out[n] = k .. ": " .. value .. "\r\n"
+  end
+  out[n + 1] = "\r\n"
+  res._state, c.started, c.close = FINISHED, true, true
+  send(c, concat(out))
+  return c.sock
+end
+
 --------------------------------------------------------------------------
 -- Connections.
 

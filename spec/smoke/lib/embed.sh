@@ -19,7 +19,7 @@ build() {
   # shellcheck disable=SC2046
   cc -std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror $SAN -Icore \
     $(pkg-config --cflags lua5.4 libuv) "examples/embed/$name.c" -o "$T/$name" \
-    "$@" "$B/libtide.a" $(pkg-config --libs lua5.4 libuv openssl) -lm -lpthread -ldl
+    "$@" "$B/libtide.a" $(pkg-config --libs lua5.4 libuv openssl zlib) -lm -lpthread -ldl
 }
 
 # leakcheck SECONDS COMMAND...: runs the command under valgrind (memory
