@@ -147,6 +147,7 @@ SECTIONS = [
             [Goal(">=", 0.5, "redis-server")]),
         Row("lite_get_p16", "ops/s", "examples/redis_lite.lua vs redis-server: GET, redis-benchmark -P 16",
             [Goal(">=", 0.5, "redis-server")]),
+    ]),
     ("websocket", "WebSocket echo, 1 KiB binary messages, 50 connections, closed loop (issue 13)",
      ["tide", "tide_tcp", "node"], [
         Row("ws_1024", "msgs/s", "1 KiB messages",
