@@ -252,10 +252,12 @@ static int repl(lua_State *L, tide_rt *rt) {
  * while it keeps dying at once); SIGTERM or SIGINT stop accepting in every
  * worker, let them drain and end within the grace period (TIDE_GRACE
  * seconds, default 10), then the supervisor exits; SIGHUP replaces the
- * workers one at a time, each new one started before the old one stops. */
+ * workers one at a time, each new one serving (it sends SIGUSR1 once its
+ * script ran) before the old one stops. */
 static const char supervisor_lua[] =
   "local tide, exe, args, n, grace = ...\n"
   "local workers, stopping = {}, false\n"
+  "local ready = tide.signals('SIGUSR1')  -- a worker's script ran\n"
   "local function log(fmt, ...) io.stderr:write(('tide: supervisor: ' .. fmt .. '\\n'):format(...)) end\n"
   "local start\n"
   "local function watch(w)\n"
@@ -295,8 +297,10 @@ static const char supervisor_lua[] =
   "  log('restarting the workers one by one')\n"
   "  for i = 1, n do\n"
   "    local old = workers[i]\n"
+  "    while ready.queued > 0 do ready:next():await() end\n"
   "    start(i)\n"
-  "    tide.sleep(0.5):await()      -- the new one binds and serves first\n"
+  "    -- the new one serves (its script ran) before the old one stops\n"
+  "    pcall(tide.await, ready:next(grace))\n"
   "    if old then retire(old) end\n"
   "  end\n"
   "end\n";
@@ -472,6 +476,8 @@ static int pmain(lua_State *L) {
       luaL_checkstack(L, n, "too many arguments to script");
       for (i = script + 1; i < argc; i++) lua_pushstring(L, argv[i]);
       ok = run_chunk(L, n);
+      /* a worker whose script ran (its servers listen) tells its supervisor */
+      if (ok && getenv("TIDE_WORKER") != NULL) kill(getppid(), SIGUSR1);
     }
   } else if (ok && script == argc && !has_e && !interactive) {
     if (isatty(0)) {
