@@ -32,6 +32,7 @@ int luaopen_tide(lua_State *L) {
   tide_open_semaphore(L);
   tide_open_event(L);
   tide_open_charset(L);
+  tide_open_fields(L);
   tide_open_udp(L);
   tide_open_dns(L);
   tide_open_signal(L);

@@ -10,7 +10,7 @@
 -- accepting a bare LF).
 
 local headers = require "tide.http.headers"
-local charset = require("tide").charset
+local split_fields = require("tide").fields
 
 local find, sub, byte, lower, format, gsub, gmatch, match =
   string.find, string.sub, string.byte, string.lower, string.format,
@@ -42,6 +42,10 @@ local TARGET_CHAR = "[!\"$-~]"
 -- The request line without its end (CRLF, or the end of the block), for
 -- the lines the fast path of parse_request_head leaves to it.
 local REQUEST_LINE = "^(" .. TCHAR .. "+) (" .. TARGET_CHAR .. "+) HTTP/(%d)%.(%d)()"
+-- The common request line, for the fast path of parse_request_head: an
+-- upper-case method, an origin-form target (path, then "?" and the query
+-- if any) and HTTP/1.x, ending in CRLF.
+local REQUEST_LINE_FAST = "^(%u+) (/[!\"$->@-~]*)(%??[!\"$-~]*) HTTP/1%.([01])\r\n()"
 local STATUS_LINE = "^HTTP/(%d)%.(%d) (%d%d%d)()"
 local REASON = "^ (" .. VCHAR .. "*)\r\n()"
 -- The value is captured greedily from after ": "; surrounding whitespace is
@@ -50,14 +54,6 @@ local REASON = "^ (" .. VCHAR .. "*)\r\n()"
 local FIELD_LINE = "^(" .. TCHAR .. "+):[ \t]?(" .. VCHAR .. "*)\r\n()"
 local TOKEN = "^" .. TCHAR .. "+$"
 
--- The same classes as byte sets for the hot paths of head parsing: each
--- returns the position of the first byte outside its class (patterns walk
--- a bracket class for every byte, which made parsing a browser's head
--- several times slower).
-local tchar_span = charset("-!#$%&'*+.^_`|~0-9A-Za-z")
-local vchar_span = charset("\t -~\128-\255")
-local target_span = charset("!\"$-~")
-local upper_span = charset("A-Z")
 
 --------------------------------------------------------------------------
 -- Errors raised by the body readers.
@@ -128,13 +124,10 @@ local function line_end(s, e)
   return nil
 end
 
--- Lowercased names of the fields seen recently, so the common names are not
--- lowercased again for every message. Bounded: emptied when full.
-local lower_cache, lower_cache_n = {}, 0
-
 -- Parses the field lines of `s` from `pos` to its end (each ending in
 -- CRLF, the last one maybe at the end of `s`) into a new headers object.
--- Returns the headers, or nil, status, reason.
+-- Returns the headers, or nil, status, reason. tide.fields splits the
+-- lines in one C call, straight into the headers layout.
 local function parse_fields(s, pos, max_headers, max_line)
   -- A headers object built by hand with room for eight fields in its array
   -- part, so that typical heads never make the table grow (the slots past
@@ -144,43 +137,11 @@ local function parse_fields(s, pos, max_headers, max_line)
     false, false, false, false, false, false, false, false, false, false, false, false,
     false, false, false, false, false, false, false, false, false, false, false, false,
   }, headers_mt)
-  local len, n = #s, 0
-  while pos <= len do
-    -- name ":" [SP / HTAB] value, the line ending in CRLF or with the block
-    local colon = tchar_span(s, pos)
-    local e, nextpos, vstart
-    if colon > pos and byte(s, colon) == 58 then
-      vstart = colon + 1
-      local b = byte(s, vstart)
-      if b == 32 or b == 9 then vstart = vstart + 1 end
-      e = vchar_span(s, vstart)
-      if e > len then
-        nextpos = e
-      elseif byte(s, e) == 13 and byte(s, e + 1) == 10 then
-        nextpos = e + 2
-      end
-    end
-    if not nextpos then return nil, diagnose_field(s, pos, n == 0, max_line) end
-    if e - pos > max_line then return nil, 431, "header field line too long" end
-    local name, value = sub(s, pos, colon - 1), sub(s, vstart, e - 1)
-    n = n + 1
-    if n > max_headers then return nil, 431, "too many header fields" end
-    local vlen = #value
-    if vlen > 0 then
-      local b1, b2 = byte(value, 1), byte(value, vlen)
-      if b1 == 32 or b1 == 9 or b2 == 32 or b2 == 9 then value = trim_ows(value) end
-    end
-    -- Inlined headers.methods._add: the bytes are already validated.
-    local lname = lower_cache[name]
-    if not lname then
-      lname = lower(name)
-      if lower_cache_n >= 256 then lower_cache, lower_cache_n = {}, 0 end
-      lower_cache[name], lower_cache_n = lname, lower_cache_n + 1
-    end
-    local k = 3 * n
-    h[k - 2], h[k - 1], h[k] = name, lname, value
-    if not index[lname] then index[lname] = n end
-    pos = nextpos
+  local n, at, why = split_fields(s, pos, h, index, max_headers, max_line)
+  if not n then
+    if why == "count" then return nil, 431, "too many header fields" end
+    if why == "line" then return nil, 431, "header field line too long" end
+    return nil, diagnose_field(s, at, at == pos, max_line)
   end
   h.n = n
   return h
@@ -315,31 +276,25 @@ function h1.parse_request_head(block, limits, into)
 
   local s = block
   local pos = 1
-  while byte(s, pos) == 13 and byte(s, pos + 1) == 10 do pos = pos + 2 end
 
   local method, target, version, hpos, path, query, authority
-  -- The common shape first: an upper-case method, an origin-form target,
-  -- HTTP/1.0 or 1.1. Anything else takes the general pattern.
-  local hp, minor
-  local sp = upper_span(s, pos)
-  if sp > pos and byte(s, sp) == 32 and byte(s, sp + 1) == 47 then
-    local te = target_span(s, sp + 2)
-    minor = byte(s, te + 8)
-    if (minor == 49 or minor == 48) and find(s, "^ HTTP/1%.", te) then
-      hp = line_end(s, te + 9)
-      if hp then
-        method, target = sub(s, pos, sp - 1), sub(s, sp + 1, te - 1)
-        if method == "CONNECT" then hp = nil end
-      end
+  -- The common shape first, in one match: an upper-case method, an
+  -- origin-form target, HTTP/1.0 or 1.1, a CRLF. Anything else takes the
+  -- general path.
+  local _, qpart, minor
+  _, _, method, path, qpart, minor, hpos = find(s, REQUEST_LINE_FAST)
+  if hpos and method ~= "CONNECT" then
+    if qpart == "" then
+      target = path
+    else
+      target, query = path .. qpart, sub(qpart, 2)
     end
-  end
-  if hp then
-    hpos = hp
-    version = minor == 49 and "1.1" or "1.0"
+    version = minor == "1" and "1.1" or "1.0"
     if #target > max_target then return nil, 414, "request-target too long" end
-    path, query = split_query(target)
   else
     local major
+    path, query = nil, nil
+    while byte(s, pos) == 13 and byte(s, pos + 1) == 10 do pos = pos + 2 end
     _, _, method, target, major, minor, hpos = find(s, REQUEST_LINE, pos)
     if hpos then hpos = line_end(s, hpos) end
     if not hpos then
