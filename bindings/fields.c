@@ -16,6 +16,8 @@
  */
 #include "binding.h"
 
+#include <string.h>
+
 /* RFC 9110 tchar as a 256-bit set: ALPHA, DIGIT and !#$%&'*+-.^_`|~ */
 static const unsigned int TCHAR[8] = {
   0x00000000u, 0x03ff6cfau, 0xc7fffffeu, 0x57ffffffu, 0, 0, 0, 0 };
@@ -24,12 +26,15 @@ static const unsigned int TCHAR[8] = {
 #define vchar(b) ((b) == '\t' || ((b) >= ' ' && (b) != 127))
 #define lowered(b) ((unsigned char)(((b) >= 'A' && (b) <= 'Z') ? (b) + 32 : (b)))
 
-/* fields(s, init, t, index [, max_fields [, max_line]]) -> n
+/* fields(s, init [, max_fields [, max_line]]) -> t, n, index
  *   or nil, pos, why
- * Splits the field lines of s from position init to its end. Field k goes
- * to t[3k-2] (the name as sent), t[3k-1] (the name in lower case) and
- * t[3k] (the value without surrounding whitespace); index[lowercased
- * name] is set to k for the first field of each name. `max_fields`
+ * Splits the field lines of s from position init to its end into a new
+ * table t, sized for them (and for two more keys of the caller's). Field
+ * k goes to t[3k-2] (the name as sent), t[3k-1] (the name in lower case) and
+ * t[3k] (the value without surrounding whitespace); `index`, a new table,
+ * maps the lowercased name of each field to the position of its first
+ * field (made here, sized for a typical head: growing a table from empty
+ * rehashes it at every power of two). `max_fields`
  * (default unlimited) bounds the count, `max_line` (default unlimited) the
  * length of a line without its CRLF. Returns the number of fields, or on
  * failure nil, the position of the line at fault and why: "syntax",
@@ -40,12 +45,23 @@ static int l_fields(lua_State *L) {
   lua_Integer init = luaL_checkinteger(L, 2);
   lua_Integer max_fields, max_line;
   size_t pos, n = 0;
-  luaL_checktype(L, 3, LUA_TTABLE);
-  luaL_checktype(L, 4, LUA_TTABLE);
-  max_fields = luaL_optinteger(L, 5, LUA_MAXINTEGER);
-  max_line = luaL_optinteger(L, 6, LUA_MAXINTEGER);
+  max_fields = luaL_optinteger(L, 3, LUA_MAXINTEGER);
+  max_line = luaL_optinteger(L, 4, LUA_MAXINTEGER);
   luaL_argcheck(L, init >= 1, 2, "position out of range");
   pos = (size_t)init - 1;
+  {  /* one field per line at most: count the LFs to size t */
+    const unsigned char *p = s + (pos < len ? pos : len), *end = s + len;
+    lua_Integer lines = 1;  /* bounded by max_fields: a block of bare LFs costs no memory */
+    while (lines <= max_fields && (p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+      lines++;
+      p++;
+    }
+    if (lines > max_fields) lines = max_fields;
+    if (lines > 4096) lines = 4096;  /* only a size hint */
+    lua_settop(L, 2);
+    lua_createtable(L, (int)(3 * lines), 2);  /* t, at 3 */
+    lua_createtable(L, 0, lines < 8 ? (int)lines : 8);  /* the index, at 4 */
+  }
   while (pos < len) {
     size_t start = pos, name_end, vs, ve, e;
     const char *why = "syntax";
@@ -106,8 +122,10 @@ static int l_fields(lua_State *L) {
     lua_pushstring(L, why);
     return 3;
   }
+  lua_pushvalue(L, 3);  /* t */
   lua_pushinteger(L, (lua_Integer)n);
-  return 1;
+  lua_pushvalue(L, 4);  /* the index */
+  return 3;
 }
 
 /* [-0, +0, m] Adds tide.fields to the module table at the top. */

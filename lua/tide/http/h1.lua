@@ -129,22 +129,14 @@ end
 -- Returns the headers, or nil, status, reason. tide.fields splits the
 -- lines in one C call, straight into the headers layout.
 local function parse_fields(s, pos, max_headers, max_line)
-  -- A headers object built by hand with room for eight fields in its array
-  -- part, so that typical heads never make the table grow (the slots past
-  -- the last field are never read).
-  local index = {}
-  local h = setmetatable({ n = 0, _index = index,
-    false, false, false, false, false, false, false, false, false, false, false, false,
-    false, false, false, false, false, false, false, false, false, false, false, false,
-  }, headers_mt)
-  local n, at, why = split_fields(s, pos, h, index, max_headers, max_line)
-  if not n then
-    if why == "count" then return nil, 431, "too many header fields" end
-    if why == "line" then return nil, 431, "header field line too long" end
-    return nil, diagnose_field(s, at, at == pos, max_line)
+  local h, n, index = split_fields(s, pos, max_headers, max_line)
+  if not h then
+    if index == "count" then return nil, 431, "too many header fields" end
+    if index == "line" then return nil, 431, "header field line too long" end
+    return nil, diagnose_field(s, n, n == pos, max_line)
   end
-  h.n = n
-  return h
+  h.n, h._index = n, index
+  return setmetatable(h, headers_mt)
 end
 
 -- Returns the number of fields named `lname` (lowercase) in `h`.
