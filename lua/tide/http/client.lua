@@ -286,9 +286,6 @@ local function next_piece(res)
   end)
   if not ok then
     local e = data
-    if type(e) == "table" and e.status and not e.code then
-      e = proto_error(e.message)  -- an h1 chunked-coding error
-    end
     st.failed = e
     conn_close(conn)
     if st.done_p then st.done_p:reject(e) end

@@ -10,7 +10,8 @@
 -- accepting a bare LF).
 
 local headers = require "tide.http.headers"
-local split_fields = require("tide").fields
+local tide = require "tide"
+local split_fields, tide_error = tide.fields, tide.error
 
 local find, sub, byte, lower, format, gsub, gmatch, match =
   string.find, string.sub, string.byte, string.lower, string.format,
@@ -58,21 +59,12 @@ local TOKEN = "^" .. TCHAR .. "+$"
 --------------------------------------------------------------------------
 -- Errors raised by the body readers.
 
-local error_mt = {
-  __name = "tide.http.h1.error",
-  __tostring = function(e)
-    return format("HTTP %d: %s", e.status, e.message)
-  end,
-}
-
--- Raises a structured protocol error: `status` is the HTTP status a server
--- would answer with, `code` is always "EPROTO".
+-- Raises a protocol error: a tide error object with code "EPROTO" and
+-- `status`, the HTTP status a server answers with (tide.is_error(e,
+-- "EPROTO") holds for every failure of the wire layer).
 local function raise(status, message)
-  error(setmetatable({ status = status, message = message, code = "EPROTO" },
-    error_mt), 2)
+  error(tide_error("EPROTO", message, { status = status }), 2)
 end
-
-h1.error_mt = error_mt
 
 --------------------------------------------------------------------------
 -- Field lines.
@@ -491,6 +483,42 @@ local function read_trailers(read_line, trailers, max_headers, max_line)
   end
 end
 
+-- Whether `ext` follows the chunk-ext grammar (RFC 9112 section 7.1.1):
+-- *( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] ).
+local TOKEN_END = "^" .. TCHAR .. "+()"
+local function valid_chunk_ext(ext)
+  local pos, len = 1, #ext
+  while pos <= len do
+    pos = match(ext, "^[ \t]*;[ \t]*()", pos)
+    if not pos then return false end
+    pos = match(ext, TOKEN_END, pos)
+    if not pos then return false end  -- ";" without a name
+    local v = match(ext, "^[ \t]*=[ \t]*()", pos)
+    if v then
+      pos = match(ext, TOKEN_END, v)
+      if not pos then
+        if byte(ext, v) ~= 34 then return false end
+        -- quoted-string: qdtext or quoted-pair up to the closing quote
+        pos = v + 1
+        while true do
+          local b = byte(ext, pos)
+          if not b then return false end  -- unbalanced quote
+          if b == 34 then pos = pos + 1; break end
+          if b == 92 then
+            pos = pos + 1
+            b = byte(ext, pos)
+            if not b or (b < 32 and b ~= 9) or b == 127 then return false end
+          elseif (b < 32 and b ~= 9) or b == 127 then
+            return false
+          end
+          pos = pos + 1
+        end
+      end
+    end
+  end
+  return true
+end
+
 -- Parses a chunk-size line (with its CRLF). Returns the size.
 local function chunk_size(line, max_chunk_line)
   if line == false then raise(400, "chunk size line too long") end
@@ -502,8 +530,8 @@ local function chunk_size(line, max_chunk_line)
     raise(400, "invalid chunk size line")
   end
   if #hex > 15 then raise(400, "chunk size overflow") end
-  -- Chunk extensions are accepted (bounded by the line length) and ignored.
-  if ext ~= "" and not find(ext, "^[ \t]*;[\t -~\128-\255]*$") then
+  -- Chunk extensions are checked (bounded by the line length) and ignored.
+  if ext ~= "" and not valid_chunk_ext(ext) then
     raise(400, "invalid chunk extension")
   end
   return tonumber(hex, 16)
