@@ -1004,7 +1004,7 @@ local function serve_conn(srv, c, handler)
   local small_head = max_request_line < max_header_size and max_request_line or max_header_size
   local head_first, head_idle = o.head_first, o.head_idle
   local read_until = sock.read_until  -- stream methods are looked up through a C function
-  local first = true
+  local first, empty = true, 0
   while true do
     c.idle = true
     if srv.closing then return end
@@ -1014,6 +1014,15 @@ local function serve_conn(srv, c, handler)
       head = head_failed(c, first, ok, head)
       if not head then return end
     end
+    if head == "" then
+      -- Two empty lines before a request line: ignored, as any number of
+      -- them (RFC 9112 section 2.2), up to the size of a head; the
+      -- parser skips a last odd one.
+      empty = empty + 4
+      if empty > max_header_size then return refuse(c, 400, "too many empty lines") end
+      goto continue
+    end
+    empty = 0
     c.idle = false
     first = false
     srv.requests = srv.requests + 1
@@ -1085,6 +1094,7 @@ local function serve_conn(srv, c, handler)
     if not c.done and not skip_body(c) then return end
     -- The request is over: its objects go while the connection waits.
     c.req, c.res = false, false
+    ::continue::
   end
 end
 
