@@ -421,6 +421,7 @@ end
 -- Reads response heads on `conn` until a final one (1xx interim answers
 -- are skipped). Returns the parsed head.
 local function read_final_head(conn, method, o)
+  local interim, skipped = false, 0
   while true do
     local p = conn.sock:read_until("\r\n\r\n", o.head_opts)
     local ok, block = pcall(p.await, p)
@@ -437,9 +438,22 @@ local function read_final_head(conn, method, o)
       error(tide_error("EOF", "connection closed before the response head"), 0)
     end
     conn.got_bytes = true
-    local head, err = parse_response_head(block, o.limits, method)
-    if not head then error(proto_error("malformed response: " .. err), 0) end
-    if head.status >= 200 or head.status == 101 then return head end
+    if interim then
+      -- Empty lines after an interim response are skipped: two of them
+      -- read as an empty block, a last odd one starts the next.
+      while sub(block, 1, 2) == "\r\n" do block = sub(block, 3) end
+    end
+    if interim and block == "" then
+      skipped = skipped + 4
+      if skipped > o.max_header_size then
+        error(proto_error("too many empty lines after an interim response"), 0)
+      end
+    else
+      local head, err = parse_response_head(block, o.limits, method)
+      if not head then error(proto_error("malformed response: " .. err), 0) end
+      if head.status >= 200 or head.status == 101 then return head end
+      interim = true
+    end
   end
 end
 
