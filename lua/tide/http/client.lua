@@ -427,6 +427,11 @@ local function read_final_head(conn, method, o)
     local ok, block = pcall(p.await, p)
     if not ok then
       local e = block
+      -- A byte of the response came: the request must not be retried.
+      if (type(e) == "table" and type(e.partial) == "string" and e.partial ~= "")
+          or (conn.sock.read_buffered or 0) > 0 then
+        conn.got_bytes = true
+      end
       if is_error(e, "ELINETOOLONG") then
         error(proto_error("response head larger than " .. o.max_header_size .. " bytes"), 0)
       elseif is_error(e, "ETIMEDOUT") then
@@ -496,6 +501,7 @@ local function exchange(o, method, url, hdrs, body, source)
     local conn = not source and pool_take(key)
     local reused = conn and true
     if not conn then conn = connect(url, o) end
+    conn.got_bytes = false  -- of this response: set by read_final_head
     local ok, head = pcall(function()
       send(conn, bytes, o)
       if source then send_streamed(conn, source, length, o) end
