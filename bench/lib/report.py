@@ -16,7 +16,7 @@ import sys
 
 PEERS = {
     "tide": "tide", "tide_c": "tide (C submit)", "lua": "lua5.4", "node": "Node.js",
-    "c": "libuv C", "luv": "luv", "asyncio": "asyncio",
+    "c": "libuv C", "luv": "luv", "asyncio": "asyncio", "nginx": "nginx + ngx_lua",
 }
 
 
@@ -91,14 +91,17 @@ SECTIONS = [
         Row("pool_speedup", "x", "CPU-bound job split over every CPU: speed-up vs one job",
             [Goal(">=", 1.8, text="≥ 1.8x on 2 cores")], ratio_to="c", also=["tide_c"]),
     ]),
-    ("http", "HTTP/1.1 hello world under wrk, keep-alive (issue 5)", ["tide", "c", "node", "luv", "asyncio"], [
+    ("http", "HTTP/1.1 hello world under wrk, keep-alive (issue 5)", ["tide", "c", "node", "luv", "asyncio", "nginx"], [
         Row("http_50", "req/s", "50 connections", [Goal(">=", 2, "node"), Goal(">=", 0.5, "c")]),
         Row("http_1000", "req/s", "1,000 connections", [Goal(">=", 2, "node"), Goal(">=", 0.5, "c")]),
         Row("http_50", "cpu_us", "server CPU per request, 50 connections", ratio_to="c", unit="µs"),
         Row("http_1000", "cpu_us", "server CPU per request, 1,000 connections", ratio_to="c", unit="µs"),
         Row("http_50", "p99_ms", "p99 latency, 50 connections", ratio_to="c", unit="ms"),
         Row("http_1000", "p99_ms", "p99 latency, 1,000 connections", ratio_to="c", unit="ms"),
-        Row("http_1000", "rss_kb", "server peak RSS, 1,000 connections", [Goal("<", 2, "node")], unit="MiB"),
+        Row("http_1000", "rss_kb", "server peak RSS, 1,000 connections",
+            [Goal("<", 2, "node"), Goal("<=", 1.1, "nginx")], unit="MiB"),
+        Row("http_ir", "ir_req", "instructions per request (valgrind, issue 14)",
+            [Goal("<=", 2, "nginx")], unit="Ir"),
         Row("http_50p16", "req/s", "50 connections, 16 requests pipelined per write", ratio_to="node"),
         Row("http_50p16", "cpu_us", "server CPU per request, pipelined", ratio_to="node", unit="µs"),
     ]),
