@@ -14,12 +14,17 @@
 
 local server = require "tide.http.server"
 local client = require "tide.http.client"
+local router = require "tide.http.router"
+local json = require "tide.http.json"
 
 return {
   serve = server.serve,
   request = client.request,
   get = client.get,
   close_idle = client.close_idle,
+  router = router.new,
+  -- JSON null as lua-cjson decodes it (nil when lua-cjson is missing)
+  null = json.null(),
   h1 = require "tide.http.h1",
   headers = require "tide.http.headers",
   server = server,

@@ -23,6 +23,8 @@ local spawn, now, is_error, tide_error, resolved =
   tide.spawn, tide.now, tide.is_error, tide.error, tide.resolved
 local parse_url, parse_response_head = h1.parse_url, h1.parse_response_head
 
+local json = require "tide.http.json"
+
 local M = {}
 
 --------------------------------------------------------------------------
@@ -327,6 +329,17 @@ function Response:chunks()
     if not st or st.done then return nil end
     return next_piece(self)
   end
+end
+
+--- res:json(): the body decoded as JSON (lua-cjson; JSON null is
+-- http.null). Malformed JSON raises an EPROTO error (with status 400). In
+-- stream mode, read the body first (res.done) and decode it yourself.
+function Response:json()
+  local body = self.body
+  if type(body) ~= "string" then
+    error("res:json: no body to decode (stream mode reads it with res:read())", 2)
+  end
+  return json.decode(body, "the response body")
 end
 
 --- res:close(): drops the rest of the body and closes the connection

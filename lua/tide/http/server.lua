@@ -34,6 +34,15 @@ local await, pstate = tide.await, tide.resolved().state
 local parse_request_head, parse_query = h1.parse_request_head, h1.parse_query
 local reasons = h1.reasons
 
+local json = require "tide.http.json"
+
+-- Whether `f` can be called: a function or a table with __call.
+local function callable(f)
+  if type(f) == "function" then return true end
+  local mt = getmetatable(f)
+  return type(mt) == "table" and mt.__call ~= nil
+end
+
 local M = {}
 
 --------------------------------------------------------------------------
@@ -62,6 +71,13 @@ local M = {}
                     expiry closes the connection
   log               function(message) that receives the report of a failed
                     handler (message and traceback); default: stderr
+  error_body        function(status, message) -> body [, content_type]: the
+                    body of the server's own error answers (400, 404 from
+                    res:error, 408, 413, 431, 500, ...), so that an API
+                    answers in one format; content_type defaults to
+                    "application/json" when the body starts with "{" or
+                    "[", else "text/plain; charset=utf-8". Default: the
+                    reason phrase and the message as plain text.
   tls               serve HTTPS: the options of a tide.tls context (cert,
                     key, ...; alpn defaults to {"http/1.1"}) or {context =
                     ctx}; the handshake must end within header_timeout
@@ -79,6 +95,7 @@ local DEFAULTS = {
   body_timeout = 30,
   send_timeout = 30,
   log = false,
+  error_body = false,
   tls = false,
 }
 local LIMITS = { "max_request_line", "max_header_size", "max_headers", "max_body" }
@@ -101,6 +118,9 @@ local function check_options(opts)
     if DEFAULTS[k] == nil then error("http.serve: unknown option '" .. tostring(k) .. "'", 3) end
   end
   if type(o.host) ~= "string" then error("http.serve: host must be a string", 3) end
+  if o.error_body ~= false and type(o.error_body) ~= "function" then
+    error("http.serve: error_body must be a function", 3)
+  end
   if o.log ~= false and type(o.log) ~= "function" then
     error("http.serve: log must be a function", 3)
   end
@@ -414,6 +434,16 @@ function Request:body(max)
   local c = current(self, "req:body")
   if c.done then return resolved("") end
   return spawn(read_body, c, max)
+end
+
+--- req:json([max]) -> promise of the body decoded as JSON (lua-cjson; JSON
+-- null is http.null). Malformed JSON rejects with an EPROTO error with
+-- status 400: left unhandled in the handler, it is answered with a 400.
+-- Errors of the body as for req:body().
+function Request:json(max)
+  return self:body(max):next(function(body)
+    return json.decode(body, "the request body")
+  end)
 end
 
 --- req:read([max]) -> promise of the next piece of the body (a string of at
@@ -819,17 +849,73 @@ end
 
 -- A short plain-text answer to a request the server refuses; the
 -- connection closes after it.
-local function error_response(status, message)
+-- Reports a server problem: through the server's log option, or on
+-- stderr.
+local function report(o, msg)
+  if o.log then o.log(msg) else io.stderr:write(msg, "\n") end
+end
+
+-- The body and content type of an error answer with `status` and
+-- `message` (a string or nil): the server's error_body option, or the
+-- reason phrase and the message as plain text. A failing error_body is
+-- reported and the plain text is used.
+local function error_body(o, status, message)
   local t = type(message)
   if t == "number" then
     message = tostring(message)
   elseif t ~= "string" then
     message = nil  -- a message that is not text is left out
   end
-  local body = (reasons[status] or "Error") .. (message and (": " .. message) or "") .. "\n"
+  if o.error_body then
+    local ok, body, ctype = pcall(o.error_body, status, message)
+    if ok and type(body) == "string" and (ctype == nil or type(ctype) == "string") then
+      if not ctype then
+        local b = byte(body, 1)
+        ctype = (b == 123 or b == 91) and "application/json" or "text/plain; charset=utf-8"
+      end
+      if not find(ctype, "[%z\r\n]") then return body, ctype end
+    end
+    report(o, "tide: http error_body failed: " ..
+      (ok and "it must return a string and an optional content type" or tostring(body)))
+  end
+  return (reasons[status] or "Error") .. (message and (": " .. message) or "") .. "\n",
+    "text/plain; charset=utf-8"
+end
+
+local function error_response(o, status, message)
+  local body, ctype = error_body(o, status, message)
   return status_lines[status] .. current_date_line() ..
-    "Content-Type: text/plain; charset=utf-8\r\nContent-Length: " .. #body ..
+    "Content-Type: " .. ctype .. "\r\nContent-Length: " .. #body ..
     "\r\nConnection: close\r\n\r\n" .. body
+end
+
+--- res:error(status [, message]): answers with the server's error format
+-- (the error_body option; plain text by default) and ends the response;
+-- the connection stays open. `status` is an integer in 400..599.
+function Response:error(status, message)
+  if mtype(status) ~= "integer" or status < 400 or status > 599 then
+    error("res:error: status must be an integer in 400..599, got " .. tostring(status), 2)
+  end
+  if self._state ~= FRESH then error("res:error: the head was already sent", 2) end
+  local body, ctype = error_body(self._c.o, status, message)
+  self.status = status
+  self:set_header("Content-Type", ctype)
+  return self:finish(body)
+end
+
+--- res:json(value [, status]): sends `value` encoded as JSON (lua-cjson)
+-- with Content-Type application/json, and ends the response. Raises at
+-- once when `value` cannot be encoded (a function, a cycle, ...).
+function Response:json(value, status)
+  if status ~= nil then
+    if mtype(status) ~= "integer" or status < 200 or status > 599 then
+      error("res:json: status must be an integer in 200..599, got " .. tostring(status), 2)
+    end
+  end
+  local body = json.encode(value, 2)
+  if status then self.status = status end
+  self:set_header("Content-Type", "application/json")
+  return self:finish(body)
 end
 
 -- Answers with `status` (when nothing was sent yet) and closes the
@@ -840,7 +926,7 @@ local LINGER_TIME, LINGER_BYTES = 2, 256 * 1024
 local function refuse(c, status, message)
   c.broken = true
   local sock = c.sock
-  if not pcall(send, c, error_response(status, message)) then return end
+  if not pcall(send, c, error_response(c.o, status, message)) then return end
   local p = sock:shutdown()
   if not pcall(await, p) then return end
   local deadline, got = now() + LINGER_TIME, 0
@@ -917,11 +1003,6 @@ local function capture(e)
   return { e, traceback(describe(e), 2) }
 end
 
--- Reports a server problem: through the server's log option, or on
--- stderr.
-local function report(o, msg)
-  if o.log then o.log(msg) else io.stderr:write(msg, "\n") end
-end
 
 -- Logs a failed handler with its traceback.
 local function log_handler_error(o, req, e, tb)
@@ -962,9 +1043,7 @@ local function handler_failed(c, res, e, tb)
     return false
   end
   reset_response(res)
-  res.status = 500
-  res:set_header("Content-Type", "text/plain; charset=utf-8")
-  res:finish("Internal Server Error\n")
+  res:error(500)
   return true
 end
 
@@ -1178,8 +1257,8 @@ end
 
 function M.serve(opts, handler)
   local o = check_options(opts)
-  if type(handler) ~= "function" then
-    error("http.serve: handler must be a function", 2)
+  if not callable(handler) then
+    error("http.serve: handler must be a function (or a callable table, such as a router)", 2)
   end
   local listener = tide.tcp.listen { host = o.host, port = o.port, backlog = o.backlog }
   local srv = new_server(o, listener.port, listener)
@@ -1194,8 +1273,8 @@ end
 -- ignored). Returns the number of requests read.
 function M.serve_stream(stream, opts, handler)
   local o = check_options(opts or {})
-  if type(handler) ~= "function" then
-    error("server.serve_stream: handler must be a function", 2)
+  if not callable(handler) then
+    error("server.serve_stream: handler must be a function (or a callable table, such as a router)", 2)
   end
   local srv = new_server(o, nil, nil)
   conn_task(srv, stream, handler)
