@@ -467,6 +467,18 @@ describe("tide.http.h1", function()
       assert.are.equal("close", res.body_kind)
     end)
 
+    it("reads to the end of the connection when the last transfer coding is not chunked, and reports the codings", function()
+      local res = assert(h1.parse_response_head("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip"))
+      assert.are.equal("close", res.body_kind)
+      assert.are.same({ "gzip" }, res.transfer_codings)
+      res = assert(h1.parse_response_head("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, GZIP"))
+      assert.are.equal("close", res.body_kind)
+      assert.are.same({ "chunked", "gzip" }, res.transfer_codings)
+      res = assert(h1.parse_response_head("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked"))
+      assert.are.equal("chunked", res.body_kind)
+      assert.are.same({ "gzip", "chunked" }, res.transfer_codings)
+    end)
+
     it("rejects a malformed status line", function()
       for _, line in ipairs {
         "", "HTTP/1.1", "HTTP/1.1 20 OK", "HTTP/1.1 2000 OK", "HTTP/1.1 200OK", "http/1.1 200 OK",
@@ -491,9 +503,9 @@ describe("tide.http.h1", function()
         "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked",
         "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1",
         "HTTP/1.1 200 OK\r\nContent-Length: x",
-        "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip",
-        "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked",
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip, chunked",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: g/zip",
         "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked",
       } do
         local res, err = h1.parse_response_head(block)

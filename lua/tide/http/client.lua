@@ -592,6 +592,7 @@ local function run_request(o, progress)
       reason = head.reason,
       version = head.version,
       headers = head.headers,
+      transfer_codings = head.transfer_codings,
       url = "http://" .. url.authority .. url.target,
       redirects = redirects,
     }, response_mt)

@@ -185,6 +185,25 @@ local function transfer_coding(h)
   return "chunked"
 end
 
+-- The transfer codings of `h` (every Transfer-Encoding field, as one
+-- list), lowercased, in the order they were applied. Returns the list, or
+-- nil, reason.
+local function coding_list(h)
+  local v = lower(h:get_joined("transfer-encoding"))
+  local list = {}
+  for item in gmatch(v .. ",", "([^,]*),") do
+    local coding = trim_ows(item)
+    if coding ~= "" then
+      local name = match(coding, "^([^;]*)")
+      name = trim_ows(name)
+      if not find(name, TOKEN) then return nil, "invalid Transfer-Encoding" end
+      list[#list + 1] = name
+    end
+  end
+  if #list == 0 then return nil, "empty Transfer-Encoding" end
+  return list
+end
+
 local function option(limits, name, default)
   local v = limits and limits[name]
   if v == nil then return default end
@@ -418,7 +437,7 @@ function h1.parse_response_head(block, limits, request_method)
   if not h then return nil, why end
 
   local index = h._index
-  local body_kind, length = "close", nil
+  local body_kind, length, codings = "close", nil, nil
   if request_method == "HEAD" or status < 200 or status == 204 or status == 304
     or (request_method == "CONNECT" and status < 300) then
     body_kind, length = "none", 0
@@ -429,9 +448,18 @@ function h1.parse_response_head(block, limits, request_method)
     if version == "1.0" then
       return nil, "Transfer-Encoding in an HTTP/1.0 response"
     end
-    local ok, _, err = transfer_coding(h)
-    if not ok then return nil, err end
-    body_kind = "chunked"
+    -- RFC 9112 section 6.3: chunked last frames the body; any other last
+    -- coding leaves it to the end of the connection. The caller gets the
+    -- codings to undo (this layer undoes none but chunked).
+    local err
+    codings, err = coding_list(h)
+    if not codings then return nil, err end
+    if codings[#codings] == "chunked" then
+      for i = 1, #codings - 1 do
+        if codings[i] == "chunked" then return nil, "chunked applied more than once" end
+      end
+      body_kind = "chunked"
+    end
   elseif index["content-length"] then
     local err
     length, err = content_length(h)
@@ -446,6 +474,7 @@ function h1.parse_response_head(block, limits, request_method)
     headers = h,
     body_kind = body_kind,
     content_length = length,
+    transfer_codings = codings,
   }
 end
 
