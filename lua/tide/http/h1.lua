@@ -22,6 +22,8 @@ local tonumber, tostring, type, error, setmetatable, getmetatable =
 
 local new_headers = headers.new
 local headers_mt = headers.mt
+local from_fields = headers.from_fields
+local hfirst = headers.methods._first
 local hadd = headers.methods._add
 
 local h1 = {}
@@ -36,7 +38,7 @@ local DEFAULT_MAX_READ = 64 * 1024
 -- Character classes. A token is RFC 9110 section 5.6.2; a field value may
 -- hold HTAB, SP, VCHAR and obs-text (section 5.5); a request-target may hold
 -- any visible ASCII character except "#" (fragments are never sent).
-local TCHAR = "[!#$%%&'*+%-.^_`|~0-9A-Za-z]"
+local TCHAR = headers.TCHAR
 local VCHAR = "[\t -~\128-\255]"
 local TARGET_CHAR = "[!\"$-~]"
 
@@ -53,7 +55,7 @@ local REASON = "^ (" .. VCHAR .. "*)\r\n()"
 -- trimmed afterwards. Leaving optional whitespace to the pattern would make
 -- a failing match backtrack quadratically on a long run of spaces.
 local FIELD_LINE = "^(" .. TCHAR .. "+):[ \t]?(" .. VCHAR .. "*)\r\n()"
-local TOKEN = "^" .. TCHAR .. "+$"
+local TOKEN = headers.TOKEN
 
 
 --------------------------------------------------------------------------
@@ -127,20 +129,11 @@ local function parse_fields(s, pos, max_headers, max_line)
     if index == "line" then return nil, 431, "header field line too long" end
     return nil, diagnose_field(s, n, n == pos, max_line)
   end
-  h.n, h._index = n, index
-  return setmetatable(h, headers_mt)
+  return from_fields(h, n, index)
 end
 
 -- Returns the number of fields named `lname` (lowercase) in `h`.
-local function count(h, lname)
-  local i = h._index[lname]
-  if not i then return 0 end
-  local c = 0
-  for j = i, h.n do
-    if h[3 * j - 1] == lname then c = c + 1 end
-  end
-  return c
-end
+local count = headers.methods._count
 
 -- Validates Content-Length. Returns the length, or nil, reason.
 local function content_length(h)
@@ -342,7 +335,7 @@ function h1.parse_request_head(block, limits, into)
   local index = h._index
   local host = index.host
   if host then
-    local v = h[3 * host]
+    local v = hfirst(h, "host")
     if not valid_hosts[v] then
       if not valid_host(v) then return nil, 400, "invalid Host" end
       if valid_hosts_n >= 256 then valid_hosts, valid_hosts_n = {}, 0 end
@@ -686,13 +679,7 @@ h1.reasons = {
 -- headers.new, or nil) and the empty line to `buf` from position `n`.
 local function put_fields(buf, n, h)
   if h ~= nil and getmetatable(h) ~= headers_mt then h = new_headers(h) end
-  if h then
-    for i = 1, h.n do
-      local k = 3 * i
-      buf[n + 1], buf[n + 2], buf[n + 3], buf[n + 4] = h[k - 2], ": ", h[k], "\r\n"
-      n = n + 4
-    end
-  end
+  if h then n = h:_put(buf, n) end
   buf[n + 1] = "\r\n"
   return concat(buf)
 end

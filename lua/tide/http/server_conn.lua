@@ -49,7 +49,6 @@ local request_mt, response_mt = request.request_mt, response.response_mt
 local next_piece, body_time_left = request.next_piece, request.body_time_left
 local FRESH, FINISHED = response.FRESH, response.FINISHED
 local error_response, reset_response = response.error_response, response.reset_response
-local current_date_line, status_lines = response.current_date_line, response.status_lines
 local tls  -- tide.tls, loaded by the first HTTPS connection
 
 local M = {}

@@ -37,6 +37,7 @@ local function callable(f)
 end
 
 local common = require "tide.http.server_common"
+local check_name, check_value = headers.check_name, headers.check_value
 local has_token, request_error, send, report, callable =
   common.has_token, common.request_error, common.send, common.report, common.callable
 
@@ -65,18 +66,13 @@ for status = 200, 599 do
   status_lines[status] = "HTTP/1.1 " .. status .. " " .. (reasons[status] or "") .. "\r\n"
 end
 
--- Lowercased names of response header names already checked as tokens.
-local TOKEN = "^[!#$%%&'*+%-.^_`|~0-9A-Za-z]+$"
+-- Lowercased names of response header names already checked as tokens
+-- (the checks themselves are tide.http.headers').
 local checked_names, checked_n = {}, 0
 local function check_header_name(name, level)
   local lname = checked_names[name]
   if lname then return lname end
-  if type(name) ~= "string" then
-    error("header name must be a string, got " .. type(name), level + 1)
-  end
-  if not find(name, TOKEN) then
-    error(format("invalid header name %q (must be an RFC 9110 token)", name), level + 1)
-  end
+  check_name(name, level + 1)
   lname = lower(name)
   if checked_n >= 512 then checked_names, checked_n = {}, 0 end
   checked_names[name], checked_n = lname, checked_n + 1
@@ -84,16 +80,7 @@ local function check_header_name(name, level)
 end
 
 local function check_header_value(name, value, level)
-  local t = type(value)
-  if t == "number" then
-    value = tostring(value)
-  elseif t ~= "string" then
-    error(format("value of header %q must be a string, got %s", name, t), level + 1)
-  end
-  if find(value, "[%z\r\n]") then
-    error(format("invalid value for header %q (CR, LF or NUL)", name), level + 1)
-  end
-  return value
+  return check_value(name, value, level + 1)
 end
 
 
