@@ -198,6 +198,7 @@ end
 local function serve_conn(srv, c, handler)
   local o = c.o
   if o.tls_context then  -- HTTPS: a client whose handshake fails is dropped quietly
+    tls = tls or require "tide.tls"
     local ok, s = pcall(await, tls.wrap(c.sock, {
       server = true, context = o.tls_context, handshake_timeout = o.header_timeout }))
     if not ok then
