@@ -32,7 +32,7 @@ have_nginx_lua() {
 
 # Instructions per request (valgrind, deterministic): tide's hello server
 # and nginx + ngx_lua, HTTP_IR_REQUESTS keep-alive requests over 50
-# connections (bench/tools/ir_per_req.sh). Recorded as run 1 of "http_ir".
+# connections (bench/tools/ir_per_req.sh). Recorded as run 1 of "ir_per_req".
 HTTP_IR_REQUESTS=${HTTP_IR_REQUESTS:-10000}
 http_ir() {
   local name cmd out
@@ -46,7 +46,7 @@ http_ir() {
     log "  $name: instructions per request (valgrind, $HTTP_IR_REQUESTS requests)"
     # shellcheck disable=SC2086
     if out=$(timeout -k 5 900 "$BENCH/tools/ir_per_req.sh" "$HTTP_IR_REQUESTS" $cmd 2>&1); then
-      record http http_ir "$name" ir_req 1 "${out##* }"
+      record http ir_per_req "$name" ir_req 1 "${out##* }"
       log "    $out"
     else
       note http "$name: instructions per request failed: $(echo "$out" | tail -c 200 | tr '\n' ' ')"

@@ -100,7 +100,7 @@ SECTIONS = [
         Row("http_1000", "p99_ms", "p99 latency, 1,000 connections", ratio_to="c", unit="ms"),
         Row("http_1000", "rss_kb", "server peak RSS, 1,000 connections",
             [Goal("<", 2, "node"), Goal("<=", 1.1, "nginx")], unit="MiB"),
-        Row("http_ir", "ir_req", "instructions per request (valgrind, issue 14)",
+        Row("ir_per_req", "ir_req", "instructions per request (valgrind, issue 14)",
             [Goal("<=", 2, "nginx")], unit="Ir"),
         Row("http_50p16", "req/s", "50 connections, 16 requests pipelined per write", ratio_to="node"),
         Row("http_50p16", "cpu_us", "server CPU per request, pipelined", ratio_to="node", unit="µs"),
