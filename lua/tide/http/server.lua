@@ -34,8 +34,6 @@ local await, pstate = tide.await, tide.resolved().state
 local parse_request_head, parse_query = h1.parse_request_head, h1.parse_query
 local reasons = h1.reasons
 
-local json = require "tide.http.json"
-
 -- Whether `f` can be called: a function or a table with __call.
 local function callable(f)
   if type(f) == "function" then return true end
@@ -44,8 +42,8 @@ local function callable(f)
 end
 
 local common = require "tide.http.server_common"
-local has_token, request_error, send, report, callable =
-  common.has_token, common.request_error, common.send, common.report, common.callable
+local has_token, request_error, send, report =
+  common.has_token, common.request_error, common.send, common.report
 local conn = require "tide.http.server_conn"
 local conn_task, serve_conn = conn.conn_task, conn.serve_conn
 
@@ -178,7 +176,6 @@ local function check_options(opts)
   o.line_check = { max = o.max_request_line }
   return o
 end
-
 
 --------------------------------------------------------------------------
 -- Server.

@@ -5,7 +5,6 @@
 -- answered with their status), the write of a connection (waiting only
 -- under backpressure), the report of server problems.
 
-
 local tide = require "tide"
 local h1 = require "tide.http.h1"
 local headers = require "tide.http.headers"
@@ -25,16 +24,6 @@ local spawn, resolved, is_error, now, tide_error, timeout =
 local await, pstate = tide.await, tide.resolved().state
 local parse_request_head, parse_query = h1.parse_request_head, h1.parse_query
 local reasons = h1.reasons
-
-local json = require "tide.http.json"
-
--- Whether `f` can be called: a function or a table with __call.
-local function callable(f)
-  if type(f) == "function" then return true end
-  local mt = getmetatable(f)
-  return type(mt) == "table" and mt.__call ~= nil
-end
-
 
 --------------------------------------------------------------------------
 -- Small helpers.
@@ -60,8 +49,6 @@ local function request_error(status, code, message)
   return tide_error(code, message, { status = status })
 end
 
-
-
 -- Writes `data` to connection `c`; waits (bounded by send_timeout) only
 -- when the stream applies backpressure.
 local function send(c, data)
@@ -75,15 +62,12 @@ local function send(c, data)
   end
 end
 
-
 -- Reports a server problem: through the server's log option, or on
 -- stderr.
 local function report(o, msg)
   if o.log then o.log(msg) else io.stderr:write(msg, "\n") end
 end
 
-
 return {
   has_token = has_token, request_error = request_error, send = send, report = report,
-  callable = callable,
 }

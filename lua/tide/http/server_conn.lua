@@ -9,7 +9,6 @@
 -- failing handler gets a 500. A protocol upgrade (101) would take the
 -- stream over here, after the handler, where the loop stops reading.
 
-
 local tide = require "tide"
 local h1 = require "tide.http.h1"
 local headers = require "tide.http.headers"
@@ -30,18 +29,9 @@ local await, pstate = tide.await, tide.resolved().state
 local parse_request_head, parse_query = h1.parse_request_head, h1.parse_query
 local reasons = h1.reasons
 
-local json = require "tide.http.json"
-
--- Whether `f` can be called: a function or a table with __call.
-local function callable(f)
-  if type(f) == "function" then return true end
-  local mt = getmetatable(f)
-  return type(mt) == "table" and mt.__call ~= nil
-end
-
 local common = require "tide.http.server_common"
-local has_token, request_error, send, report, callable =
-  common.has_token, common.request_error, common.send, common.report, common.callable
+local has_token, request_error, send, report =
+  common.has_token, common.request_error, common.send, common.report
 local cancelled = tide.is_cancelled
 local request = require "tide.http.server_request"
 local response = require "tide.http.server_response"
@@ -138,13 +128,11 @@ local function capture(e)
   return { e, traceback(describe(e), 2) }
 end
 
-
 -- Logs a failed handler with its traceback.
 local function log_handler_error(o, req, e, tb)
   report(o, "tide: http handler error: " .. req.method .. " " .. req.target .. ": " ..
     (tb or describe(e)))
 end
-
 
 -- Handles the failure of the handler of the request of `c`: error `e`
 -- with traceback `tb` (nil for errors that carry a status). Answers 500,
@@ -331,7 +319,6 @@ local function conn_task(srv, sock, handler)
     srv._closed:resolve()
   end
 end
-
 
 M.conn_task, M.serve_conn, M.report = conn_task, serve_conn, report
 return M

@@ -6,7 +6,6 @@
 -- for it. The connection (tide.http.server_conn) makes one per request
 -- and keeps the state of the body in its connection table (below).
 
-
 local tide = require "tide"
 local h1 = require "tide.http.h1"
 local headers = require "tide.http.headers"
@@ -29,16 +28,9 @@ local reasons = h1.reasons
 
 local json = require "tide.http.json"
 
--- Whether `f` can be called: a function or a table with __call.
-local function callable(f)
-  if type(f) == "function" then return true end
-  local mt = getmetatable(f)
-  return type(mt) == "table" and mt.__call ~= nil
-end
-
 local common = require "tide.http.server_common"
-local has_token, request_error, send, report, callable =
-  common.has_token, common.request_error, common.send, common.report, common.callable
+local has_token, request_error, send, report =
+  common.has_token, common.request_error, common.send, common.report
 local cancelled = tide.is_cancelled
 
 local M = {}
@@ -262,7 +254,6 @@ function Request:chunks(max)
     return next_piece(c, max)
   end
 end
-
 
 M.Request, M.request_mt, M.next_piece = Request, request_mt, next_piece
 M.body_time_left = body_time_left

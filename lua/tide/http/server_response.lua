@@ -6,7 +6,6 @@
 -- JSON bodies, and the server's error answers in the format of the
 -- error_body option. One write of head and body together on the hot path.
 
-
 local tide = require "tide"
 local h1 = require "tide.http.h1"
 local headers = require "tide.http.headers"
@@ -29,17 +28,10 @@ local reasons = h1.reasons
 
 local json = require "tide.http.json"
 
--- Whether `f` can be called: a function or a table with __call.
-local function callable(f)
-  if type(f) == "function" then return true end
-  local mt = getmetatable(f)
-  return type(mt) == "table" and mt.__call ~= nil
-end
-
 local common = require "tide.http.server_common"
 local check_name, check_value = headers.check_name, headers.check_value
-local has_token, request_error, send, report, callable =
-  common.has_token, common.request_error, common.send, common.report, common.callable
+local has_token, request_error, send, report =
+  common.has_token, common.request_error, common.send, common.report
 
 local M = {}
 
@@ -82,7 +74,6 @@ end
 local function check_header_value(name, value, level)
   return check_value(name, value, level + 1)
 end
-
 
 --------------------------------------------------------------------------
 -- Response.
@@ -503,7 +494,6 @@ function Response:json(value, status)
   self:set_header("Content-Type", "application/json")
   return self:finish(body)
 end
-
 
 -- Empties a response before the server answers in the handler's place.
 local function reset_response(res)
