@@ -34,6 +34,7 @@ int luaopen_tide(lua_State *L) {
   tide_open_charset(L);
   tide_open_bytes(L);
   tide_open_zlib(L);
+  tide_open_fields(L);
   tide_open_udp(L);
   tide_open_dns(L);
   tide_open_signal(L);

@@ -1,11 +1,11 @@
 #!/bin/sh
 # bench/lib/deps.sh — installs the peers `make bench` compares tide with,
 # when they are missing: Node.js, lua-luv, wrk, Python 3, hyperfine,
-# nginx-light (the tls section's peer), valgrind (its instruction counts)
-# and iproute2 for `ss`. As root it uses apt-get; otherwise it prints the
-# command. Never fails: a peer that stays missing is skipped with a note.
-# `make test` does not need any of these.
-pkgs="nodejs lua-luv wrk python3 hyperfine iproute2 nginx-light valgrind"
+# nginx-light (the tls section's peer) with ngx_lua (the http section's),
+# valgrind (instruction counts) and iproute2 for `ss`. As root it uses
+# apt-get; otherwise it prints the command. Never fails: a peer that stays
+# missing is skipped with a note. `make test` does not need any of these.
+pkgs="nodejs lua-luv wrk python3 hyperfine iproute2 nginx-light libnginx-mod-http-lua valgrind"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

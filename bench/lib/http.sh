@@ -1,8 +1,9 @@
 # bench/lib/http.sh — section "http" of bench/run.sh (issue 5, HTTP/1.1):
 # examples/http_hello.lua under wrk (keep-alive, 50 and 1,000 connections,
 # the server pinned to SERVER_CPU, wrk to CLIENT_CPU) beside a raw libuv C
-# server, Node `http`, luv and Python asyncio. Sourced by run.sh; see
-# bench/README.md.
+# server, Node `http`, luv, Python asyncio and nginx + ngx_lua; then the
+# instructions per request of tide and nginx + ngx_lua under valgrind
+# (issue 14). Sourced by run.sh; see bench/README.md.
 
 # A load is a connection count, or COUNTpDEPTH: that many connections each
 # pipelining DEPTH requests per write (tools/pipeline.lua).
@@ -21,6 +22,36 @@ http_targets() {
   if have_luv; then HTTP_TARGETS+=("luv|lua5.4 $BENCH/peers/luv_http.lua")
   else note http "luv: lua-luv not installed, its column is empty"; fi
   HTTP_TARGETS+=("asyncio|python3 $BENCH/peers/asyncio_http.py")
+  if have_nginx_lua; then HTTP_TARGETS+=("nginx|$BENCH/peers/nginx_lua.sh")
+  else note http "nginx: nginx-light or libnginx-mod-http-lua not installed, its column is empty"; fi
+}
+
+have_nginx_lua() {
+  have nginx && [ -f /usr/lib/nginx/modules/ngx_http_lua_module.so ]
+}
+
+# Instructions per request (valgrind, deterministic): tide's hello server
+# and nginx + ngx_lua, HTTP_IR_REQUESTS keep-alive requests over 50
+# connections (bench/tools/ir_per_req.sh). Recorded as run 1 of "ir_per_req".
+HTTP_IR_REQUESTS=${HTTP_IR_REQUESTS:-10000}
+http_ir() {
+  local name cmd out
+  if ! have valgrind; then
+    note http "valgrind not installed: no instructions per request"
+    return
+  fi
+  for t in "tide|$TIDE $ROOT/examples/http_hello.lua" "nginx|$BENCH/peers/nginx_lua.sh"; do
+    name=${t%%|*} cmd=${t#*|}
+    [ "$name" = nginx ] && ! have_nginx_lua && continue
+    log "  $name: instructions per request (valgrind, $HTTP_IR_REQUESTS requests)"
+    # shellcheck disable=SC2086
+    if out=$(timeout -k 5 900 "$BENCH/tools/ir_per_req.sh" "$HTTP_IR_REQUESTS" $cmd 2>&1); then
+      record http ir_per_req "$name" ir_req 1 "${out##* }"
+      log "    $out"
+    else
+      note http "$name: instructions per request failed: $(echo "$out" | tail -c 200 | tr '\n' ' ')"
+    fi
+  done
 }
 
 # wrk output -> "rps requests p99_ms errors"
@@ -110,5 +141,6 @@ section_http() {
       for c in $HTTP_CONNS; do retry_disturbed http_load "$run" "$name" "$cmd" "$c"; done
     done
   done
+  http_ir
   disturbance_note http
 }

@@ -14,14 +14,28 @@
 
 local server = require "tide.http.server"
 local client = require "tide.http.client"
+local router = require "tide.http.router"
+local json = require "tide.http.json"
 
-return {
+return setmetatable({
   serve = server.serve,
   request = client.request,
   get = client.get,
   close_idle = client.close_idle,
+  router = router.new,
   h1 = require "tide.http.h1",
   headers = require "tide.http.headers",
   server = server,
   client = client,
-}
+}, {
+  -- http.null: JSON null as lua-cjson decodes it (nil when lua-cjson is
+  -- missing), looked up on first use so that lua-cjson loads only when a
+  -- program uses JSON.
+  __index = function(t, k)
+    if k == "null" then
+      local v = json.null()
+      rawset(t, "null", v)
+      return v
+    end
+  end,
+})

@@ -47,6 +47,74 @@ describe("tide.http client", function()
     end)
   end)
 
+  describe("against a raw tide server", function()
+    -- Serves each connection by reading one request head and writing
+    -- `answer`; returns the base URL and the listener.
+    local function raw_server(answer)
+      local l = tide.tcp.listen { host = "127.0.0.1", port = 0 }
+      tide.spawn(function()
+        while true do
+          local ok, s = pcall(function() return l:accept():await() end)
+          if not ok or not s then return end
+          tide.spawn(function()
+            s:read_until("\r\n\r\n"):await()
+            s:write(answer):await()
+            s:close()
+          end)
+        end
+      end)
+      return "http://127.0.0.1:" .. l.port, l
+    end
+
+    it("retries an idempotent request once on a new connection when a reused one was closed", async(function()
+      -- Each connection answers its first request, then closes at the next.
+      local l = tide.tcp.listen { host = "127.0.0.1", port = 0 }
+      local conns, partial = 0, false
+      tide.spawn(function()
+        while true do
+          local ok, s = pcall(function() return l:accept():await() end)
+          if not ok or not s then return end
+          conns = conns + 1
+          tide.spawn(function()
+            s:read_until("\r\n\r\n"):await()
+            s:write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"):await()
+            s:read_until("\r\n\r\n"):await()
+            if partial then s:write("HTTP/1.1 2"):await() end
+            s:close()
+          end)
+        end
+      end)
+      local base = "http://127.0.0.1:" .. l.port .. "/"
+      assert.are.equal("ok", http.get(base):await().body)
+      assert.are.equal("ok", http.get(base):await().body)  -- retried
+      assert.are.equal(2, conns)
+      -- POST on a reused connection: never retried
+      local err = rejection(http.request { method = "POST", url = base, body = "x" })
+      assert.are.equal("EOF", err.code)
+      assert.are.equal(2, conns)
+      http.close_idle()
+      -- a byte of the response came: not retried either
+      assert.are.equal("ok", http.get(base):await().body)
+      partial = true
+      err = rejection(http.get(base))
+      assert.is_truthy(err.code)
+      assert.are.equal(3, conns)
+      http.close_idle()
+      l:close()
+    end))
+
+    it("skips empty lines after a 1xx interim response", async(function()
+      for k = 1, 4 do
+        local base, l = raw_server("HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" ..
+          ("\r\n"):rep(k) .. "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        local res = http.get(base .. "/"):await()
+        assert.are.equal(200, res.status, k)
+        assert.are.equal("ok", res.body, k)
+        l:close()
+      end
+    end))
+  end)
+
   describe("against Node.js", function()
     it("gets status, reason, headers and body", with_node(function(base)
       local res = http.get(base .. "/hello"):await()

@@ -467,6 +467,18 @@ describe("tide.http.h1", function()
       assert.are.equal("close", res.body_kind)
     end)
 
+    it("reads to the end of the connection when the last transfer coding is not chunked, and reports the codings", function()
+      local res = assert(h1.parse_response_head("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip"))
+      assert.are.equal("close", res.body_kind)
+      assert.are.same({ "gzip" }, res.transfer_codings)
+      res = assert(h1.parse_response_head("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, GZIP"))
+      assert.are.equal("close", res.body_kind)
+      assert.are.same({ "chunked", "gzip" }, res.transfer_codings)
+      res = assert(h1.parse_response_head("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked"))
+      assert.are.equal("chunked", res.body_kind)
+      assert.are.same({ "gzip", "chunked" }, res.transfer_codings)
+    end)
+
     it("rejects a malformed status line", function()
       for _, line in ipairs {
         "", "HTTP/1.1", "HTTP/1.1 20 OK", "HTTP/1.1 2000 OK", "HTTP/1.1 200OK", "http/1.1 200 OK",
@@ -491,9 +503,9 @@ describe("tide.http.h1", function()
         "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked",
         "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1",
         "HTTP/1.1 200 OK\r\nContent-Length: x",
-        "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip",
-        "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked",
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip, chunked",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: g/zip",
         "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked",
       } do
         local res, err = h1.parse_response_head(block)
@@ -528,6 +540,18 @@ describe("tide.http.h1", function()
 
     it("ignores chunk extensions", function()
       assert.are.equal("abc", (decode("3;name=value;x\r\nabc\r\n0 ; last=\"yes\"\r\n\r\n")))
+    end)
+
+    it("accepts extensions with quoted values holding escapes, semicolons and spaces", function()
+      assert.are.equal("abc", (decode('3 ; a = "x;\\"y\\" z" ;b\r\nabc\r\n0\r\n\r\n')))
+    end)
+
+    it("rejects extensions that break the chunk-ext grammar with 400", function()
+      for _, ext in ipairs({ ";", "; ", ";=x", ";a=", ';a="x', ";a=\"x\\\"", "; a b", ";a=b c", ";a;", "x" }) do
+        local err = decode_error("3" .. ext .. "\r\nabc\r\n0\r\n\r\n")
+        assert.are.equal(400, err.status, ext)
+        assert.is_true(require("tide").is_error(err, "EPROTO"), ext)
+      end
     end)
 
     it("decodes an empty body", function()
@@ -631,8 +655,7 @@ describe("tide.http.h1", function()
       assert.are.equal(400, err.status)
       assert.are.equal("EPROTO", err.code)
       assert.are.equal("string", type(err.message))
-      assert.are.equal(h1.error_mt, getmetatable(err))
-      assert.matches("^HTTP 400: ", tostring(err))
+      assert.is_true(require("tide").is_error(err, "EPROTO"))
       assert.is_nil(tostring(err):find("\n"))
     end)
 

@@ -48,6 +48,21 @@ describe("tide.http.server over a stream", function()
       end
     end))
 
+    it("ignores any number of empty lines before a request line", async(function()
+      for k = 1, 5 do
+        local list, _, n = exchange(("\r\n"):rep(k) .. GET .. ("\r\n"):rep(k) .. GET, hello)
+        assert.are.equal(2, n, k)
+        assert.are.equal(2, #list, k)
+        assert.are.equal(200, list[2].status, k)
+      end
+    end))
+
+    it("answers 400 to more empty lines than a head may hold", async(function()
+      local list = exchange(("\r\n"):rep(5000) .. GET, hello, { max_header_size = 1024 })
+      assert.are.equal(1, #list)
+      assert.are.equal(400, list[1].status)
+    end))
+
     it("answers pipelined requests in order even when the first is slow", async(function()
       local input = "GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\nGET /3 HTTP/1.1\r\nHost: x\r\n\r\n"
       local list = exchange(input, function(req, res)

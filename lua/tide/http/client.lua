@@ -23,6 +23,8 @@ local spawn, now, is_error, tide_error, resolved =
   tide.spawn, tide.now, tide.is_error, tide.error, tide.resolved
 local parse_url, parse_response_head = h1.parse_url, h1.parse_response_head
 
+local json = require "tide.http.json"
+
 local M = {}
 
 --------------------------------------------------------------------------
@@ -286,9 +288,6 @@ local function next_piece(res)
   end)
   if not ok then
     local e = data
-    if type(e) == "table" and e.status and not e.code then
-      e = proto_error(e.message)  -- an h1 chunked-coding error
-    end
     st.failed = e
     conn_close(conn)
     if st.done_p then st.done_p:reject(e) end
@@ -330,6 +329,17 @@ function Response:chunks()
     if not st or st.done then return nil end
     return next_piece(self)
   end
+end
+
+--- res:json(): the body decoded as JSON (lua-cjson; JSON null is
+-- http.null). Malformed JSON raises an EPROTO error (with status 400). In
+-- stream mode, read the body first (res.done) and decode it yourself.
+function Response:json()
+  local body = self.body
+  if type(body) ~= "string" then
+    error("res:json: no body to decode (stream mode reads it with res:read())", 2)
+  end
+  return json.decode(body, "the response body")
 end
 
 --- res:close(): drops the rest of the body and closes the connection
@@ -424,11 +434,17 @@ end
 -- Reads response heads on `conn` until a final one (1xx interim answers
 -- are skipped). Returns the parsed head.
 local function read_final_head(conn, method, o)
+  local interim, skipped = false, 0
   while true do
     local p = conn.sock:read_until("\r\n\r\n", o.head_opts)
     local ok, block = pcall(p.await, p)
     if not ok then
       local e = block
+      -- A byte of the response came: the request must not be retried.
+      if (type(e) == "table" and type(e.partial) == "string" and e.partial ~= "")
+          or (conn.sock.read_buffered or 0) > 0 then
+        conn.got_bytes = true
+      end
       if is_error(e, "ELINETOOLONG") then
         error(proto_error("response head larger than " .. o.max_header_size .. " bytes"), 0)
       elseif is_error(e, "ETIMEDOUT") then
@@ -440,9 +456,22 @@ local function read_final_head(conn, method, o)
       error(tide_error("EOF", "connection closed before the response head"), 0)
     end
     conn.got_bytes = true
-    local head, err = parse_response_head(block, o.limits, method)
-    if not head then error(proto_error("malformed response: " .. err), 0) end
-    if head.status >= 200 or head.status == 101 then return head end
+    if interim then
+      -- Empty lines after an interim response are skipped: two of them
+      -- read as an empty block, a last odd one starts the next.
+      while sub(block, 1, 2) == "\r\n" do block = sub(block, 3) end
+    end
+    if interim and block == "" then
+      skipped = skipped + 4
+      if skipped > o.max_header_size then
+        error(proto_error("too many empty lines after an interim response"), 0)
+      end
+    else
+      local head, err = parse_response_head(block, o.limits, method)
+      if not head then error(proto_error("malformed response: " .. err), 0) end
+      if head.status >= 200 or head.status == 101 then return head end
+      interim = true
+    end
   end
 end
 
@@ -485,6 +514,7 @@ local function exchange(o, method, url, hdrs, body, source)
     local conn = not source and pool_take(key)
     local reused = conn and true
     if not conn then conn = connect(url, o) end
+    conn.got_bytes = false  -- of this response: set by read_final_head
     local ok, head = pcall(function()
       send(conn, bytes, o)
       if source then send_streamed(conn, source, length, o) end
@@ -570,6 +600,7 @@ local function run_request(o, progress)
       reason = head.reason,
       version = head.version,
       headers = head.headers,
+      transfer_codings = head.transfer_codings,
       url = "http://" .. url.authority .. url.target,
       redirects = redirects,
     }, response_mt)

@@ -10,7 +10,8 @@
 -- accepting a bare LF).
 
 local headers = require "tide.http.headers"
-local charset = require("tide").charset
+local tide = require "tide"
+local split_fields, tide_error = tide.fields, tide.error
 
 local find, sub, byte, lower, format, gsub, gmatch, match =
   string.find, string.sub, string.byte, string.lower, string.format,
@@ -21,6 +22,8 @@ local tonumber, tostring, type, error, setmetatable, getmetatable =
 
 local new_headers = headers.new
 local headers_mt = headers.mt
+local from_fields = headers.from_fields
+local hfirst = headers.methods._first
 local hadd = headers.methods._add
 
 local h1 = {}
@@ -35,48 +38,35 @@ local DEFAULT_MAX_READ = 64 * 1024
 -- Character classes. A token is RFC 9110 section 5.6.2; a field value may
 -- hold HTAB, SP, VCHAR and obs-text (section 5.5); a request-target may hold
 -- any visible ASCII character except "#" (fragments are never sent).
-local TCHAR = "[!#$%%&'*+%-.^_`|~0-9A-Za-z]"
+local TCHAR = headers.TCHAR
 local VCHAR = "[\t -~\128-\255]"
 local TARGET_CHAR = "[!\"$-~]"
 
 -- The request line without its end (CRLF, or the end of the block), for
 -- the lines the fast path of parse_request_head leaves to it.
 local REQUEST_LINE = "^(" .. TCHAR .. "+) (" .. TARGET_CHAR .. "+) HTTP/(%d)%.(%d)()"
+-- The common request line, for the fast path of parse_request_head: an
+-- upper-case method, an origin-form target (path, then "?" and the query
+-- if any) and HTTP/1.x, ending in CRLF.
+local REQUEST_LINE_FAST = "^(%u+) (/[!\"$->@-~]*)(%??[!\"$-~]*) HTTP/1%.([01])\r\n()"
 local STATUS_LINE = "^HTTP/(%d)%.(%d) (%d%d%d)()"
 local REASON = "^ (" .. VCHAR .. "*)\r\n()"
 -- The value is captured greedily from after ": "; surrounding whitespace is
 -- trimmed afterwards. Leaving optional whitespace to the pattern would make
 -- a failing match backtrack quadratically on a long run of spaces.
 local FIELD_LINE = "^(" .. TCHAR .. "+):[ \t]?(" .. VCHAR .. "*)\r\n()"
-local TOKEN = "^" .. TCHAR .. "+$"
+local TOKEN = headers.TOKEN
 
--- The same classes as byte sets for the hot paths of head parsing: each
--- returns the position of the first byte outside its class (patterns walk
--- a bracket class for every byte, which made parsing a browser's head
--- several times slower).
-local tchar_span = charset("-!#$%&'*+.^_`|~0-9A-Za-z")
-local vchar_span = charset("\t -~\128-\255")
-local target_span = charset("!\"$-~")
-local upper_span = charset("A-Z")
 
 --------------------------------------------------------------------------
 -- Errors raised by the body readers.
 
-local error_mt = {
-  __name = "tide.http.h1.error",
-  __tostring = function(e)
-    return format("HTTP %d: %s", e.status, e.message)
-  end,
-}
-
--- Raises a structured protocol error: `status` is the HTTP status a server
--- would answer with, `code` is always "EPROTO".
+-- Raises a protocol error: a tide error object with code "EPROTO" and
+-- `status`, the HTTP status a server answers with (tide.is_error(e,
+-- "EPROTO") holds for every failure of the wire layer).
 local function raise(status, message)
-  error(setmetatable({ status = status, message = message, code = "EPROTO" },
-    error_mt), 2)
+  error(tide_error("EPROTO", message, { status = status }), 2)
 end
-
-h1.error_mt = error_mt
 
 --------------------------------------------------------------------------
 -- Field lines.
@@ -128,74 +118,22 @@ local function line_end(s, e)
   return nil
 end
 
--- Lowercased names of the fields seen recently, so the common names are not
--- lowercased again for every message. Bounded: emptied when full.
-local lower_cache, lower_cache_n = {}, 0
-
 -- Parses the field lines of `s` from `pos` to its end (each ending in
 -- CRLF, the last one maybe at the end of `s`) into a new headers object.
--- Returns the headers, or nil, status, reason.
+-- Returns the headers, or nil, status, reason. tide.fields splits the
+-- lines in one C call, straight into the headers layout.
 local function parse_fields(s, pos, max_headers, max_line)
-  -- A headers object built by hand with room for eight fields in its array
-  -- part, so that typical heads never make the table grow (the slots past
-  -- the last field are never read).
-  local index = {}
-  local h = setmetatable({ n = 0, _index = index,
-    false, false, false, false, false, false, false, false, false, false, false, false,
-    false, false, false, false, false, false, false, false, false, false, false, false,
-  }, headers_mt)
-  local len, n = #s, 0
-  while pos <= len do
-    -- name ":" [SP / HTAB] value, the line ending in CRLF or with the block
-    local colon = tchar_span(s, pos)
-    local e, nextpos, vstart
-    if colon > pos and byte(s, colon) == 58 then
-      vstart = colon + 1
-      local b = byte(s, vstart)
-      if b == 32 or b == 9 then vstart = vstart + 1 end
-      e = vchar_span(s, vstart)
-      if e > len then
-        nextpos = e
-      elseif byte(s, e) == 13 and byte(s, e + 1) == 10 then
-        nextpos = e + 2
-      end
-    end
-    if not nextpos then return nil, diagnose_field(s, pos, n == 0, max_line) end
-    if e - pos > max_line then return nil, 431, "header field line too long" end
-    local name, value = sub(s, pos, colon - 1), sub(s, vstart, e - 1)
-    n = n + 1
-    if n > max_headers then return nil, 431, "too many header fields" end
-    local vlen = #value
-    if vlen > 0 then
-      local b1, b2 = byte(value, 1), byte(value, vlen)
-      if b1 == 32 or b1 == 9 or b2 == 32 or b2 == 9 then value = trim_ows(value) end
-    end
-    -- Inlined headers.methods._add: the bytes are already validated.
-    local lname = lower_cache[name]
-    if not lname then
-      lname = lower(name)
-      if lower_cache_n >= 256 then lower_cache, lower_cache_n = {}, 0 end
-      lower_cache[name], lower_cache_n = lname, lower_cache_n + 1
-    end
-    local k = 3 * n
-    h[k - 2], h[k - 1], h[k] = name, lname, value
-    if not index[lname] then index[lname] = n end
-    pos = nextpos
+  local h, n, index = split_fields(s, pos, max_headers, max_line)
+  if not h then
+    if index == "count" then return nil, 431, "too many header fields" end
+    if index == "line" then return nil, 431, "header field line too long" end
+    return nil, diagnose_field(s, n, n == pos, max_line)
   end
-  h.n = n
-  return h
+  return from_fields(h, n, index)
 end
 
 -- Returns the number of fields named `lname` (lowercase) in `h`.
-local function count(h, lname)
-  local i = h._index[lname]
-  if not i then return 0 end
-  local c = 0
-  for j = i, h.n do
-    if h[3 * j - 1] == lname then c = c + 1 end
-  end
-  return c
-end
+local count = headers.methods._count
 
 -- Validates Content-Length. Returns the length, or nil, reason.
 local function content_length(h)
@@ -238,6 +176,25 @@ local function transfer_coding(h)
   end
   if chunked > 1 then return nil, "repeated", "chunked applied more than once" end
   return "chunked"
+end
+
+-- The transfer codings of `h` (every Transfer-Encoding field, as one
+-- list), lowercased, in the order they were applied. Returns the list, or
+-- nil, reason.
+local function coding_list(h)
+  local v = lower(h:get_joined("transfer-encoding"))
+  local list = {}
+  for item in gmatch(v .. ",", "([^,]*),") do
+    local coding = trim_ows(item)
+    if coding ~= "" then
+      local name = match(coding, "^([^;]*)")
+      name = trim_ows(name)
+      if not find(name, TOKEN) then return nil, "invalid Transfer-Encoding" end
+      list[#list + 1] = name
+    end
+  end
+  if #list == 0 then return nil, "empty Transfer-Encoding" end
+  return list
 end
 
 local function option(limits, name, default)
@@ -315,31 +272,25 @@ function h1.parse_request_head(block, limits, into)
 
   local s = block
   local pos = 1
-  while byte(s, pos) == 13 and byte(s, pos + 1) == 10 do pos = pos + 2 end
 
   local method, target, version, hpos, path, query, authority
-  -- The common shape first: an upper-case method, an origin-form target,
-  -- HTTP/1.0 or 1.1. Anything else takes the general pattern.
-  local hp, minor
-  local sp = upper_span(s, pos)
-  if sp > pos and byte(s, sp) == 32 and byte(s, sp + 1) == 47 then
-    local te = target_span(s, sp + 2)
-    minor = byte(s, te + 8)
-    if (minor == 49 or minor == 48) and find(s, "^ HTTP/1%.", te) then
-      hp = line_end(s, te + 9)
-      if hp then
-        method, target = sub(s, pos, sp - 1), sub(s, sp + 1, te - 1)
-        if method == "CONNECT" then hp = nil end
-      end
+  -- The common shape first, in one match: an upper-case method, an
+  -- origin-form target, HTTP/1.0 or 1.1, a CRLF. Anything else takes the
+  -- general path.
+  local _, qpart, minor
+  _, _, method, path, qpart, minor, hpos = find(s, REQUEST_LINE_FAST)
+  if hpos and method ~= "CONNECT" then
+    if qpart == "" then
+      target = path
+    else
+      target, query = path .. qpart, sub(qpart, 2)
     end
-  end
-  if hp then
-    hpos = hp
-    version = minor == 49 and "1.1" or "1.0"
+    version = minor == "1" and "1.1" or "1.0"
     if #target > max_target then return nil, 414, "request-target too long" end
-    path, query = split_query(target)
   else
     local major
+    path, query = nil, nil
+    while byte(s, pos) == 13 and byte(s, pos + 1) == 10 do pos = pos + 2 end
     _, _, method, target, major, minor, hpos = find(s, REQUEST_LINE, pos)
     if hpos then hpos = line_end(s, hpos) end
     if not hpos then
@@ -384,7 +335,7 @@ function h1.parse_request_head(block, limits, into)
   local index = h._index
   local host = index.host
   if host then
-    local v = h[3 * host]
+    local v = hfirst(h, "host")
     if not valid_hosts[v] then
       if not valid_host(v) then return nil, 400, "invalid Host" end
       if valid_hosts_n >= 256 then valid_hosts, valid_hosts_n = {}, 0 end
@@ -479,7 +430,7 @@ function h1.parse_response_head(block, limits, request_method)
   if not h then return nil, why end
 
   local index = h._index
-  local body_kind, length = "close", nil
+  local body_kind, length, codings = "close", nil, nil
   if request_method == "HEAD" or status < 200 or status == 204 or status == 304
     or (request_method == "CONNECT" and status < 300) then
     body_kind, length = "none", 0
@@ -490,9 +441,18 @@ function h1.parse_response_head(block, limits, request_method)
     if version == "1.0" then
       return nil, "Transfer-Encoding in an HTTP/1.0 response"
     end
-    local ok, _, err = transfer_coding(h)
-    if not ok then return nil, err end
-    body_kind = "chunked"
+    -- RFC 9112 section 6.3: chunked last frames the body; any other last
+    -- coding leaves it to the end of the connection. The caller gets the
+    -- codings to undo (this layer undoes none but chunked).
+    local err
+    codings, err = coding_list(h)
+    if not codings then return nil, err end
+    if codings[#codings] == "chunked" then
+      for i = 1, #codings - 1 do
+        if codings[i] == "chunked" then return nil, "chunked applied more than once" end
+      end
+      body_kind = "chunked"
+    end
   elseif index["content-length"] then
     local err
     length, err = content_length(h)
@@ -507,6 +467,7 @@ function h1.parse_response_head(block, limits, request_method)
     headers = h,
     body_kind = body_kind,
     content_length = length,
+    transfer_codings = codings,
   }
 end
 
@@ -544,6 +505,42 @@ local function read_trailers(read_line, trailers, max_headers, max_line)
   end
 end
 
+-- Whether `ext` follows the chunk-ext grammar (RFC 9112 section 7.1.1):
+-- *( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] ).
+local TOKEN_END = "^" .. TCHAR .. "+()"
+local function valid_chunk_ext(ext)
+  local pos, len = 1, #ext
+  while pos <= len do
+    pos = match(ext, "^[ \t]*;[ \t]*()", pos)
+    if not pos then return false end
+    pos = match(ext, TOKEN_END, pos)
+    if not pos then return false end  -- ";" without a name
+    local v = match(ext, "^[ \t]*=[ \t]*()", pos)
+    if v then
+      pos = match(ext, TOKEN_END, v)
+      if not pos then
+        if byte(ext, v) ~= 34 then return false end
+        -- quoted-string: qdtext or quoted-pair up to the closing quote
+        pos = v + 1
+        while true do
+          local b = byte(ext, pos)
+          if not b then return false end  -- unbalanced quote
+          if b == 34 then pos = pos + 1; break end
+          if b == 92 then
+            pos = pos + 1
+            b = byte(ext, pos)
+            if not b or (b < 32 and b ~= 9) or b == 127 then return false end
+          elseif (b < 32 and b ~= 9) or b == 127 then
+            return false
+          end
+          pos = pos + 1
+        end
+      end
+    end
+  end
+  return true
+end
+
 -- Parses a chunk-size line (with its CRLF). Returns the size.
 local function chunk_size(line, max_chunk_line)
   if line == false then raise(400, "chunk size line too long") end
@@ -555,8 +552,8 @@ local function chunk_size(line, max_chunk_line)
     raise(400, "invalid chunk size line")
   end
   if #hex > 15 then raise(400, "chunk size overflow") end
-  -- Chunk extensions are accepted (bounded by the line length) and ignored.
-  if ext ~= "" and not find(ext, "^[ \t]*;[\t -~\128-\255]*$") then
+  -- Chunk extensions are checked (bounded by the line length) and ignored.
+  if ext ~= "" and not valid_chunk_ext(ext) then
     raise(400, "invalid chunk extension")
   end
   return tonumber(hex, 16)
@@ -682,13 +679,7 @@ h1.reasons = {
 -- headers.new, or nil) and the empty line to `buf` from position `n`.
 local function put_fields(buf, n, h)
   if h ~= nil and getmetatable(h) ~= headers_mt then h = new_headers(h) end
-  if h then
-    for i = 1, h.n do
-      local k = 3 * i
-      buf[n + 1], buf[n + 2], buf[n + 3], buf[n + 4] = h[k - 2], ": ", h[k], "\r\n"
-      n = n + 4
-    end
-  end
+  if h then n = h:_put(buf, n) end
   buf[n + 1] = "\r\n"
   return concat(buf)
 end

@@ -7,10 +7,13 @@
 -- CR, LF or NUL; `set` and `append` raise at once otherwise, so a headers
 -- object can always be serialized without header injection.
 --
--- Layout (private, used by tide.http.h1): field i lives in the object's
--- array part as three slots, [3i-2] = name, [3i-1] = lowercased name,
--- [3i] = value; `n` is the number of fields and `_index` maps a lowercased
--- name to the position of its first field.
+-- Layout (private to this module; tide.fields, the C splitter the parser
+-- uses, fills the same slots): field i lives in the object's array part as
+-- three slots, [3i-2] = name, [3i-1] = lowercased name, [3i] = value; `n`
+-- is the number of fields and `_index` maps a lowercased name to the
+-- position of its first field. Other modules go through the functions
+-- below (the underscored ones are for tide.http's own trusted callers).
+-- The token and field-value checks live here too, once.
 
 local find, lower, type, tostring = string.find, string.lower, type, tostring
 local concat, sort = table.concat, table.sort
@@ -23,7 +26,8 @@ local mt = {
 }
 
 -- A token (RFC 9110 section 5.6.2) and the bytes a field value may not hold.
-local TOKEN = "^[!#$%%&'*+%-.^_`|~0-9A-Za-z]+$"
+local TCHAR = "[!#$%%&'*+%-.^_`|~0-9A-Za-z]"
+local TOKEN = "^" .. TCHAR .. "+$"
 local BAD_VALUE = "[\0\r\n]"
 
 local function check_name(name, level)
@@ -184,6 +188,34 @@ function methods:len()
   return self.n
 end
 
+-- Private: the number of fields whose lowercased name is `lname`.
+function methods:_count(lname)
+  local i = self._index[lname]
+  if not i then return 0 end
+  local c = 0
+  for j = i, self.n do
+    if self[3 * j - 1] == lname then c = c + 1 end
+  end
+  return c
+end
+
+-- Private: the value of the first field whose lowercased name is `lname`.
+function methods:_first(lname)
+  local i = self._index[lname]
+  return i and self[3 * i]
+end
+
+-- Private: appends the field lines of the object ("Name: value\r\n") to
+-- the array `buf` from position `n`; returns the new last position.
+function methods:_put(buf, n)
+  for i = 1, self.n do
+    local k = 3 * i
+    buf[n + 1], buf[n + 2], buf[n + 3], buf[n + 4] = self[k - 2], ": ", self[k], "\r\n"
+    n = n + 4
+  end
+  return n
+end
+
 --- Returns an iterator over the fields in order, yielding name (as given)
 -- and value. Modifying the object while iterating is not supported.
 function methods:each()
@@ -261,8 +293,23 @@ local function new(init)
   return self
 end
 
+-- Private: makes a headers object of what tide.fields returned (the
+-- table `t` of `n` fields and its index).
+local function from_fields(t, n, index)
+  t.n, t._index = n, index
+  return setmetatable(t, mt)
+end
+
 return {
   new = new,
   methods = methods,
   mt = mt,
+  from_fields = from_fields,
+  -- The one definition of a token and the checks of names and values:
+  -- check_name(name, level) and check_value(name, value, level) raise at
+  -- `level`; check_value returns the value as a string (numbers allowed).
+  TCHAR = TCHAR,
+  TOKEN = TOKEN,
+  check_name = check_name,
+  check_value = check_value,
 }
