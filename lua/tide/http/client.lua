@@ -50,6 +50,10 @@ local M = {}
   connect_timeout   seconds to connect (10)
   timeout           seconds to wait for the server at each step: the
                     response head, then each piece of the body (30)
+  decompress        true (default): ask for gzip and deflate bodies
+                    (Accept-Encoding, unless the headers give one) and
+                    decode the codings asked for; res.content_encoding
+                    then names what was decoded. false: bodies as sent
   max_body          largest body kept in memory (64 MiB; not for stream);
                     larger -> EMSGSIZE
   max_header_size   largest response head in bytes (64 KiB)
@@ -67,7 +71,7 @@ local DEFAULTS = {
 }
 local KNOWN = {
   method = true, url = true, headers = true, body = true, stream = true,
-  redirects = true, connect_timeout = true, timeout = true, max_body = true,
+  redirects = true, connect_timeout = true, timeout = true, max_body = true, decompress = true,
   max_header_size = true, max_headers = true, tls = true,
 }
 
@@ -264,9 +268,39 @@ local response_mt = {
   end,
 }
 
--- Reads the next piece of the body of `res`, or nil at its end (then the
--- connection goes back to the pool when it can be reused).
-local function next_piece(res)
+-- The content codings the client decodes, as zlib's inflate formats
+-- ("auto": zlib or gzip; servers send both for "deflate").
+local DECODABLE = { gzip = "gzip", ["x-gzip"] = "gzip", deflate = "auto" }
+
+-- The inflate stream for a response with Content-Encoding `ce`, when the
+-- request asked for that coding (`accept`: the Accept-Encoding it sent),
+-- or nil: the body is left as sent.
+local function decoder(ce, accept)
+  if ce == nil or accept == nil then return nil end
+  ce = lower(match(ce, "^%s*(.-)%s*$"))
+  local format = DECODABLE[ce]
+  if not format or not find(lower(accept), ce == "x-gzip" and "gzip" or ce, 1, true) then return nil end
+  return tide.zlib.inflate{ format = format }, ce
+end
+
+-- Decodes a piece of a compressed body; checks its end. `data` nil: the
+-- body ended. Returns what came out ("" while nothing did).
+local function decode(st, data)
+  local z = st.inflate
+  if data == nil then
+    if not z.done then error(proto_error("compressed response body ended early"), 0) end
+    return nil
+  end
+  if z.done then error(proto_error("bytes after the end of the compressed response body"), 0) end
+  local out = z:write(data, st.max_body ~= huge and st.max_body - st.decoded or nil)
+  st.decoded = st.decoded + #out
+  return out
+end
+
+-- Reads the next piece of the body of `res` as it came (decoded, maybe
+-- ""), or nil at its end (then the connection goes back to the pool when
+-- it can be reused).
+local function piece(res)
   local st = res._st
   if st.done then return nil end
   if st.failed then error(st.failed, 0) end
@@ -286,6 +320,12 @@ local function next_piece(res)
       return await_io(conn.sock:read(o.timeout), "reading the response body")
     end
   end)
+  if ok and st.inflate then  -- a compressed body: what the caller gets is decoded
+    local raw = data
+    ok, data = pcall(decode, st, raw)
+    if ok and raw ~= nil and data == nil then data = "" end
+    if ok then st.raw = raw end
+  end
   if not ok then
     local e = data
     st.failed = e
@@ -294,8 +334,8 @@ local function next_piece(res)
     error(e, 0)
   end
   if data then
-    st.received = st.received + #data
-    if st.received > st.max_body then
+    st.received = st.received + #(st.raw or data)
+    if st.received > st.max_body and not st.inflate then
       local e = tide_error("EMSGSIZE", "response body larger than " .. st.max_body .. " bytes")
       st.failed = e
       conn_close(conn)
@@ -305,12 +345,26 @@ local function next_piece(res)
     local target = st.done_p or st.progress
     if target then target:emit("progress", st.received, st.total) end
     if st.kind ~= "length" or st.left > 0 then return data end
+    if st.inflate and not st.inflate.done then  -- the length ended inside it
+      local e = proto_error("compressed response body ended early")
+      st.failed = e
+      conn_close(conn)
+      if st.done_p then st.done_p:reject(e) end
+      error(e, 0)
+    end
   end
   -- The end of the body.
   st.done = true
   if st.reusable then pool_put(conn) else conn_close(conn) end
   if st.done_p then st.done_p:resolve(st.received, res.trailers) end
   return data
+end
+
+-- The next piece of the body of `res` that is not empty, or nil at its end.
+local function next_piece(res)
+  local d
+  repeat d = piece(res) until d ~= ""
+  return d
 end
 
 --- res:read() -> promise of the next piece of the body, or nil at its end
@@ -377,11 +431,12 @@ end
 -- Builds the bytes of a request: its head, and its body when it is a
 -- string. A streamed body (`source`) keeps the Content-Length the headers
 -- give, else goes chunked; returns that length too (nil: chunked).
-local function request_bytes(method, url, hdrs, body, source)
+local function request_bytes(method, url, hdrs, body, source, decompress)
   local h = hdrs:clone()
   local length
   if not h:has("host") then h:set("Host", url.authority) end
   if not h:has("user-agent") then h:set("User-Agent", USER_AGENT) end
+  if decompress and not h:has("accept-encoding") then h:set("Accept-Encoding", "gzip, deflate") end
   h:remove("transfer-encoding")
   if source then
     local v = h:get("content-length")
@@ -507,7 +562,7 @@ local STALE = { EOF = true, ECONNRESET = true, EPIPE = true, ECONNABORTED = true
 -- cannot turn out to be stale, and no retry.
 local function exchange(o, method, url, hdrs, body, source)
   local key = pool_key(url, o)
-  local bytes, length = request_bytes(method, url, hdrs, body, source)
+  local bytes, length = request_bytes(method, url, hdrs, body, source, o.decompress ~= false)
   local attempt = 0
   while true do
     attempt = attempt + 1
@@ -601,7 +656,7 @@ local function run_request(o, progress)
       version = head.version,
       headers = head.headers,
       transfer_codings = head.transfer_codings,
-      url = "http://" .. url.authority .. url.target,
+      url = url.scheme .. "://" .. url.authority .. url.target,
       redirects = redirects,
     }, response_mt)
     local st = {
@@ -620,6 +675,10 @@ local function run_request(o, progress)
       error(tide_error("EMSGSIZE", "response body larger than " .. st.max_body .. " bytes"), 0)
     end
     if st.kind == "none" and st.total == nil then st.total = 0 end
+    if not st.done and o.decompress ~= false then
+      st.inflate, res.content_encoding = decoder(head.headers:get("content-encoding"), hdrs:get("accept-encoding") or "gzip, deflate")
+      st.decoded = 0
+    end
     res._st = st
     if st.kind == "chunked" then
       res.trailers = headers.new()

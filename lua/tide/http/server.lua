@@ -82,6 +82,12 @@ local M = {}
                     "application/json" when the body starts with "{" or
                     "[", else "text/plain; charset=utf-8". Default: the
                     reason phrase and the message as plain text.
+  compress          gzip the bodies given to res:finish when the client
+                    accepts gzip: true, or {min_size = bytes (1024), level
+                    = 1..9 (6)}; only textual types (text/*, JSON,
+                    JavaScript, XML, SVG) and bodies of min_size or more;
+                    the answer says Content-Encoding: gzip and Vary:
+                    Accept-Encoding. Default false
   tls               serve HTTPS: the options of a tide.tls context (cert,
                     key, ...; alpn defaults to {"http/1.1"}) or {context =
                     ctx}; the handshake must end within header_timeout
@@ -100,6 +106,7 @@ local DEFAULTS = {
   send_timeout = 30,
   log = false,
   error_body = false,
+  compress = false,
   tls = false,
 }
 local LIMITS = { "max_request_line", "max_header_size", "max_headers", "max_body" }
@@ -130,6 +137,18 @@ local function check_options(opts)
   end
   if mtype(o.port) ~= "integer" or o.port < 0 or o.port > 65535 then
     error("http.serve: port must be an integer in 0..65535", 3)
+  end
+  if o.compress then
+    local c = o.compress == true and {} or o.compress
+    if type(c) ~= "table" then error("http.serve: compress must be true or a table", 3) end
+    local min_size, level = c.min_size or 1024, c.level or 6
+    if mtype(min_size) ~= "integer" or min_size < 0 then
+      error("http.serve: compress.min_size must be a non-negative integer", 3)
+    end
+    if mtype(level) ~= "integer" or level < 1 or level > 9 then
+      error("http.serve: compress.level must be an integer in 1..9", 3)
+    end
+    o.compress = { min_size = min_size, level = level }
   end
   if o.tls then
     if type(o.tls) ~= "table" then error("http.serve: tls must be a table of TLS options", 3) end
@@ -187,6 +206,9 @@ local server_mt = {
   __tostring = function(s)
     return "tide.http.server: " .. s.host .. ":" .. tostring(s.port)
   end,
+  -- A <close> variable closes it as server:close() does (requests in
+  -- flight finish; nobody waits for them here).
+  __close = function(s) s:close() end,
 }
 
 -- The accept loop: one task per connection, until the listener closes.

@@ -11,8 +11,8 @@ local h1 = require "tide.http.h1"
 local headers = require "tide.http.headers"
 local hio = require "tide.http.io"
 
-local find, byte, lower, format =
-  string.find, string.byte, string.lower, string.format
+local find, byte, lower, format, match, gmatch =
+  string.find, string.byte, string.lower, string.format, string.match, string.gmatch
 local concat = table.concat
 local type, tostring, tonumber, error, pcall, xpcall, setmetatable, rawset, next =
   type, tostring, tonumber, error, pcall, xpcall, setmetatable, rawset, next
@@ -302,6 +302,49 @@ local function finish_streaming(res, c, body)
   end
 end
 
+-- Content types worth compressing.
+local TEXTUAL = { "^text/", "json", "javascript", "xml", "svg" }
+
+-- Whether the client of `req` accepts gzip (a "gzip" coding not at q=0).
+local function accepts_gzip(req)
+  local ae = req.headers:get("accept-encoding")
+  if ae == nil then return false end
+  for coding in gmatch(lower(ae), "[^,]+") do
+    local name, params = match(coding, "^%s*([%w%-]+)%s*(.*)$")
+    if name == "gzip" or name == "x-gzip" or name == "*" then
+      local q = match(params, "q%s*=%s*([%d.]+)")
+      return q == nil or tonumber(q) > 0
+    end
+  end
+  return false
+end
+
+-- [the compress option of http.serve] `body` gzipped, or nil when the
+-- response is not worth compressing or the client does not take it.
+local function gzipped(res, c, body, status)
+  local opt = c.o.compress
+  if not opt or #body < opt.min_size or res._length or bodiless(status) or c.req.method == "HEAD" then
+    return nil
+  end
+  local ctype
+  for i = 1, res._n do
+    local name = res[3 * i - 1]
+    if name == "content-encoding" then return nil end
+    if name == "content-type" then ctype = lower(res[3 * i]) end
+  end
+  if ctype == nil then return nil end
+  for i = 1, #TEXTUAL do
+    if find(ctype, TEXTUAL[i]) then
+      if not accepts_gzip(c.req) then return nil end
+      local z = tide.zlib.deflate{ format = "gzip", level = opt.level }
+      local out = z:write(body, "finish")
+      z:close()
+      return out
+    end
+  end
+  return nil
+end
+
 --- res:finish([body]): sends the response with `body` (a string, "" by
 -- default) and ends it; after res:write(), sends `body` as the last piece.
 -- The head carries Content-Length (none for 204 and 304) and Date. For
@@ -333,6 +376,11 @@ function Response:finish(body)
   end
   -- Every check is done: from here on the response is sent.
   local fields = user_fields(self)
+  local packed = c.o.compress and gzipped(self, c, body, status)
+  if packed then
+    body = packed
+    fields = fields .. "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n"
+  end
   local date = self._date and "" or (ostime() == date_time and date_line or current_date_line())
   self._state = FINISHED
   c.started = true
