@@ -559,20 +559,33 @@ function tide.signal(...) end
 ---@return tide.SignalWatcher
 function tide.signals(...) end
 
+---Options of `listen` and `serve` (and `connect`, with `timeout`).
+---@class tide.tcp.Options
+---@field host string? default `"127.0.0.1"`
+---@field port integer? default 0: a free port
+---@field backlog integer?
+---@field reuseport boolean?
+---@field nodelay boolean? default true
+---@field keepalive boolean|number?
+---@field high_water integer?
+---@field low_water integer?
+---@field read_buffer integer?
+---@field timeout number? `connect`: the whole of it
+
 ---@class tide.tcp
 tide.tcp = {}
 ---Promise of a connected stream.
 ---@param host string
 ---@param port integer
----@param opts? {timeout: number?, family: integer?, nodelay: boolean?}
+---@param opts? tide.tcp.Options
 ---@return tide.Promise<tide.Stream>
 function tide.tcp.connect(host, port, opts) end
 ---A listening server, at once.
----@param opts {host: string?, port: integer?, backlog: integer?, reuseport: boolean?}
+---@param opts tide.tcp.Options
 ---@return tide.Server
 function tide.tcp.listen(opts) end
 ---A server running `handler(conn)` in a new task per connection.
----@param opts {host: string?, port: integer?, backlog: integer?, reuseport: boolean?}
+---@param opts tide.tcp.Options
 ---@param handler async fun(conn: tide.Stream)
 ---@return tide.Server
 function tide.tcp.serve(opts, handler) end
@@ -594,7 +607,7 @@ function tide.pipe.serve(opts, handler) end
 ---@class tide.udp
 tide.udp = {}
 ---A bound socket, at once.
----@param opts {host: string?, port: integer?, reuseaddr: boolean?, broadcast: boolean?, queue: integer?}
+---@param opts {host: string?, port: integer?, reuseaddr: boolean?, ipv6only: boolean?, broadcast: boolean?, ttl: integer?, multicast_ttl: integer?, multicast_loop: boolean?, queue: integer?}
 ---@return tide.UdpSocket
 function tide.udp.bind(opts) end
 
@@ -611,14 +624,28 @@ function tide.dns.lookup(name, opts) end
 ---@return tide.Promise<string>
 function tide.dns.reverse(address, opts) end
 
+---The command first (`opts[1]` or `cmd`), then its arguments (`args` or after it).
+---@class tide.process.Options
+---@field [integer] string
+---@field cmd string?
+---@field args string[]?
+---@field env table<string, string|false>?
+---@field cwd string?
+---@field detached boolean?
+---@field stdin "inherit"|"ignore"|"pipe"|tide.Stream|integer?
+---@field stdout "inherit"|"ignore"|"pipe"|tide.Stream|integer?
+---@field stderr "inherit"|"ignore"|"pipe"|tide.Stream|integer?
+---@field input string? `exec`: written to the child's stdin
+---@field max_output integer? `exec`: bytes kept of stdout and of stderr
+
 ---@class tide.process
 tide.process = {}
 ---Starts a process, at once.
----@param opts {cmd: string, args: string[]?, env: table?, cwd: string?, stdin: any, stdout: any, stderr: any}
+---@param opts tide.process.Options
 ---@return tide.Process
 function tide.process.spawn(opts) end
 ---Promise of `{status =, signal =, stdout =, stderr =}`.
----@param cmd string|table
+---@param cmd string|tide.process.Options
 ---@param ... string
 ---@return tide.Promise<{status: integer?, signal: string?, stdout: string, stderr: string}>
 function tide.process.exec(cmd, ...) end
