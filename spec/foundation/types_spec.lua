@@ -149,7 +149,6 @@ end
 
 -- Classes with methods that have no runtime counterpart here, and why.
 local UNCHECKED = {
-  ["tide.Task"] = "a task is a promise: tide.Promise",
   ["tide.tls.Stream"] = "a tide.stream whose impl adds peer_certificate (spec/tls covers it)",
   ["tide.tls.Server"] = "needs a certificate to make (spec/tls covers accept and close)",
 }
