@@ -36,7 +36,7 @@ local done, failed, bytes, running, most = 0, 0, 0, 0, 0
 local slots = tide.semaphore(limit)
 
 local function fetch(url)
-  local permit <close> = slots:acquire():await()
+  local permit <close> = slots:acquire():await()  -- luacheck: ignore 211 (held until return)
   running = running + 1
   if running > most then most = running end
   local t0 = tide.now()

@@ -33,7 +33,7 @@ print("awaited: " .. name .. ", " .. size .. " parts")
 ticker:cancel()
 
 -- Errors come out as errors, with the line that raised them.
-local ok, err = pcall(function()
+local _, err = pcall(function()
   tide.timeout(tide.sleep(1), 0.05):await()
 end)
 print("timeout: " .. tostring(err))

@@ -5,7 +5,6 @@
 --
 -- CERT and KEY are PEM files (docs/tls.md shows how to make a test CA and
 -- a certificate for localhost with the openssl command).
-local tide = require "tide"
 local http = require "tide.http"
 
 local port, cert, key = tonumber(arg[1]), arg[2], arg[3]

@@ -1,7 +1,6 @@
 -- A WebSocket echo server: every text or binary message comes back, same
 -- type, on any path. Plain HTTP requests get a short page.
 -- Usage: tide examples/ws_echo.lua [PORT [HOST]]   (PORT 0, the default, picks a free port)
-local tide = require "tide"
 local http = require "tide.http"
 local websocket = require "tide.websocket"
 

@@ -27,11 +27,11 @@
 local tide = require "tide"
 local resp = require "tide.redis.resp"
 
-local find, sub, upper, lower, format, gsub = string.find, string.sub, string.upper, string.lower,
+local find, upper, lower, format, gsub = string.find, string.upper, string.lower,
   string.format, string.gsub
-local concat, unpack = table.concat, table.unpack
-local type, tostring, tonumber, error, pcall, select, setmetatable, getmetatable, pairs, rawget =
-  type, tostring, tonumber, error, pcall, select, setmetatable, getmetatable, pairs, rawget
+local concat = table.concat
+local type, tostring, tonumber, error, pcall, select, setmetatable, getmetatable, pairs =
+  type, tostring, tonumber, error, pcall, select, setmetatable, getmetatable, pairs
 local mtype, min = math.type, math.min
 
 local promise, spawn, now, sleep, tide_error, Error =
@@ -133,7 +133,7 @@ local function check_options(opts, level)
   if type(opts) == "string" then opts = { url = opts } end
   if type(opts) ~= "table" then error("redis.connect: options must be a URL or a table", level + 1) end
   local o = {}
-  for k, v in pairs(opts) do
+  for k in pairs(opts) do
     if not KNOWN[k] then error("redis.connect: unknown option '" .. tostring(k) .. "'", level + 1) end
   end
   if opts.url ~= nil then

@@ -28,8 +28,8 @@
 local tide = require "tide"
 local hs = require "tide.websocket.handshake"
 
-local byte, char, sub, pack, unpack, find, lower, format =
-  string.byte, string.char, string.sub, string.pack, string.unpack, string.find,
+local byte, char, sub, pack, unpack, lower, format =
+  string.byte, string.char, string.sub, string.pack, string.unpack,
   string.lower, string.format
 local concat = table.concat
 local type, tostring, error, pcall, setmetatable, next, random =
@@ -263,9 +263,9 @@ local function utf8_prefix(s)
   local len = #s
   if pos < len - 2 then return nil end
   local b = byte(s, pos)
-  local need = b >= 0xC2 and b <= 0xDF and 2 or b >= 0xE0 and b <= 0xEF and 3
+  local width = b >= 0xC2 and b <= 0xDF and 2 or b >= 0xE0 and b <= 0xEF and 3
     or b >= 0xF0 and b <= 0xF4 and 4 or nil
-  if not need or len - pos + 1 >= need then return nil end
+  if not width or len - pos + 1 >= width then return nil end
   for i = pos + 1, len do
     local x = byte(s, i)
     local lo, hi = 0x80, 0xBF

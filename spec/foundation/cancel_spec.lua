@@ -51,7 +51,7 @@ describe("cancellation", function()
 
     it("ends a task that swallowed it and returns without awaiting as fulfilled", async(function()
       local t = tide.spawn(function()
-        local ok, err = pcall(tide.await, tide.sleep(5))
+        local _, err = pcall(tide.await, tide.sleep(5))
         if tide.is_cancelled(err) then return "cleaned up, no await" end
       end)
       tide.sleep(0):await()
@@ -121,7 +121,7 @@ describe("cancellation", function()
     it("is done once by tide.timeout on a task", async(function()
       local caught = 0
       local t = tide.spawn(function()
-        local ok, err = pcall(tide.await, tide.sleep(5))
+        local _, err = pcall(tide.await, tide.sleep(5))
         if err == tide.Cancelled then caught = caught + 1 end
         tide.shield(function() tide.sleep(0.02):await() end)
         return "cleaned up"
@@ -168,7 +168,7 @@ describe("cancellation", function()
           steps[#steps + 1] = "slept"
         end)
         steps[#steps + 1] = "after the shield"
-        local ok, err = pcall(tide.await, tide.sleep(0.01))
+        local _, err = pcall(tide.await, tide.sleep(0.01))
         steps[#steps + 1] = err
       end)
       tide.sleep(0.01):await()

@@ -3,7 +3,7 @@ local tide = require "tide"
 describe("the tide binary", function()
   it("runs a script with its arguments in `arg` and `...`", function()
     local script = tmp_script('print(arg[0] ~= nil, arg[1], arg[2], select("#", ...), ...)')
-    local out, err, status = run_tide(script .. " one two")
+    local out, _, status = run_tide(script .. " one two")
     os.remove(script)
     assert.equal("true\tone\ttwo\t2\tone\ttwo\n", out)
     assert.equal(0, status)
@@ -15,7 +15,7 @@ describe("the tide binary", function()
   end)
 
   it("loads a module with -l", function()
-    local out, err = run_tide([[-l string -e 'print(type(string.format))']])
+    local out, _ = run_tide([[-l string -e 'print(type(string.format))']])
     assert.equal("function\n", out)
   end)
 
@@ -82,7 +82,7 @@ describe("the tide binary", function()
       { "tide.spawn(function() os.exit(false, true) end)", 1 },
     } do
       -- Under make check, a leak shows on stderr and makes the status 1.
-      local out, err, status = run_tide("-e '" .. case[1] .. "'")
+      local _, err, status = run_tide("-e '" .. case[1] .. "'")
       assert.equal("", err, case[1])
       assert.equal(case[2], status, case[1])
     end

@@ -7,7 +7,7 @@ describe("tide.semaphore", function()
     local s = tide.semaphore(5)
     local in_flight, max_in_flight, done = 0, 0, 0
     local function fetch(i)
-      local permit <close> = s:acquire():await()
+      local _permit <close> = s:acquire():await()
       in_flight = in_flight + 1
       if in_flight > max_in_flight then max_in_flight = in_flight end
       tide.sleep(0.001 * (i % 3)):await()
@@ -29,7 +29,7 @@ describe("tide.semaphore", function()
     local tasks = {}
     for i = 1, 4 do
       tasks[i] = tide.spawn(function()
-        local permit <close> = s:acquire():await()
+        local _permit <close> = s:acquire():await()
         order[#order + 1] = i
         tide.sleep(0):await()
       end)
@@ -71,9 +71,9 @@ describe("tide.semaphore", function()
   it("loses no permit when a waiting acquire is cancelled", async(function()
     local s = tide.semaphore(1)
     local held = s:acquire():await()
-    local waiting = tide.spawn(function() local p <close> = s:acquire():await() end)
+    local waiting = tide.spawn(function() local _p <close> = s:acquire():await() end)
     local next_in_line = tide.spawn(function()
-      local p <close> = s:acquire():await()
+      local _p <close> = s:acquire():await()
       return "served"
     end)
     tide.sleep(0):await()
@@ -88,7 +88,7 @@ describe("tide.semaphore", function()
     local s = tide.semaphore(1)
     local held = s:acquire():await()
     local t = tide.spawn(function()
-      local p <close> = s:acquire():await()
+      local _p <close> = s:acquire():await()
       tide.sleep(0):await()              -- raises the cancel
     end)
     tide.sleep(0):await()

@@ -110,7 +110,7 @@ final:next(print)
     it("raises tide.Cancelled at the await point", async(function()
       local reached, caught
       local t = tide.spawn(function()
-        local ok, err = pcall(function() tide.sleep(5):await(); reached = true end)
+        local _, err = pcall(function() tide.sleep(5):await(); reached = true end)
         caught = err
         return "cleaned up"
       end)
@@ -142,7 +142,7 @@ final:next(print)
 
     it("releases the timer it waited on", function()
       local start = os.time()
-      local out, err, status = run_tide([[-e 'local t = tide.spawn(function() tide.sleep(30):await() end)
+      local out, _, status = run_tide([[-e 'local t = tide.spawn(function() tide.sleep(30):await() end)
         tide.sleep(0.01):await(); t:cancel(); print("cancelled")']])
       assert.equal("cancelled\n", out)
       assert.equal(0, status)

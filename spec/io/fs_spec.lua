@@ -164,7 +164,7 @@ describe("tide.fs", function()
     it("leak no descriptor: close, <close>, GC and cancelled opens", async(function()
       local before = count_fds()
       for _ = 1, 10 do fs.open("/etc/hosts"):await():close():await() end
-      for _ = 1, 10 do local f <close> = fs.open("/etc/hosts"):await() end
+      for _ = 1, 10 do local _f <close> = fs.open("/etc/hosts"):await() end
       for _ = 1, 10 do fs.open("/etc/hosts"):await() end
       collectgarbage(); collectgarbage()
       for _ = 1, 10 do

@@ -64,7 +64,7 @@ describe("tide.pipe", function()
 
     it("raises EADDRINUSE for a path in use", async(function()
       local path = dir .. "/busy.sock"
-      local a <close> = tide.pipe.listen{ path = path }
+      local _a <close> = tide.pipe.listen{ path = path }
       local ok, err = pcall(tide.pipe.listen, { path = path })
       assert.is_false(ok)
       assert.equal("EADDRINUSE", err.code)

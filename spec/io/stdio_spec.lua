@@ -1,6 +1,5 @@
 -- Specs of tide.stdin, tide.stdout and tide.stderr: streams over fds 0-2
 -- whether they are pipes, files or terminals, run under the tide binary.
-local tide = require "tide"
 
 -- Runs `src` under the tide binary through the shell line `fmt` (%s is
 -- the command), with `input` on the line's stdin; returns stdout, stderr

@@ -88,7 +88,7 @@ describe("tide.stream", function()
     end))
 
     it("raises at once on a stream the program closed (misuse)", async(function()
-      local a, b, _ <close> = pair()
+      local a, _, _ <close> = pair()
       a:close():await()
       assert.has_error(function() a:read() end, "attempt to use a closed stream")
       assert.has_error(function() a:read_line() end)
@@ -96,7 +96,7 @@ describe("tide.stream", function()
     end))
 
     it("takes only a timeout or an options table", async(function()
-      local a, b, _ <close> = pair()
+      local a, _, _ <close> = pair()
       assert.has_error(function() a:read(-1) end)
       assert.has_error(function() a:read{ max = 0 } end)
       assert.has_error(function() a:read("x") end)
@@ -305,7 +305,7 @@ describe("tide.stream", function()
     end))
 
     it("rejects EPIPE after shutdown and raises once closed", async(function()
-      local a, b, _ <close> = pair()
+      local _, b, _ <close> = pair()
       b:shutdown():await()
       assert.equal("EPIPE", rejection(b:write("x")).code)
       b:close():await()
@@ -388,7 +388,7 @@ describe("tide.stream", function()
     end))
 
     it("ends a pending read with nil", async(function()
-      local a, b, _ <close> = pair()
+      local a, _, _ <close> = pair()
       local reader = tide.spawn(function() return a:read_line():await() end)
       tide.sleep(0.02):await()
       a:close():await()
@@ -401,7 +401,7 @@ describe("tide.stream", function()
       local before = count_fds()
       for _ = 1, 20 do
         local c <close> = tide.tcp.connect("127.0.0.1", server.port):await()
-        local s <close> = server:accept():await()
+        local _s <close> = server:accept():await()
         c:write("x"):await()
       end
       local function forget()  -- in a call of its own: no register keeps them
@@ -427,7 +427,7 @@ describe("tide.stream", function()
 
   describe("fields", function()
     it("tell the kind, counters, limits and state", async(function()
-      local a, b, _ <close> = pair{ high_water = 1000, low_water = 10, read_buffer = 4096 }
+      local _, b, _ <close> = pair{ high_water = 1000, low_water = 10, read_buffer = 4096 }
       assert.equal("tcp", b.kind)
       assert.equal(1000, b.high_water)
       assert.equal(10, b.low_water)

@@ -62,7 +62,7 @@ describe("tide.tcp", function()
     it("speaks IPv6", async(function()
       local ok, server = pcall(tide.tcp.listen, { host = "::1", port = 0 })
       if not ok then return pending("no IPv6 loopback here: " .. tostring(server)) end
-      local c <close> = tide.tcp.connect("::1", server.port):await()
+      local _c <close> = tide.tcp.connect("::1", server.port):await()
       local s <close> = server:accept():await()
       assert.equal("::1", s:peername())
       assert.equal("::1", server.host)
@@ -286,14 +286,17 @@ describe("tide.tcp", function()
       assert.is_true(took >= 0.39 and took < 1.2, "took " .. took)
       ok, err, took = timed(c:read_line{ timeout = 0.1 })        -- shorter: must fire on time
       assert.is_false(ok)
+      assert.equal("ETIMEDOUT", err.code)
       assert.is_true(took >= 0.09 and took < 1, "took " .. took)
       tide.timer(0.1, function() go:resolve() end)
       assert.equal("two", c:read_line{ timeout = 0.5 }:await())
       ok, err, took = timed(c:read_line{ timeout = 0.05 })       -- shorter than the stale 0.5
       assert.is_false(ok)
+      assert.equal("ETIMEDOUT", err.code)
       assert.is_true(took >= 0.04 and took < 0.4, "took " .. took)
       ok, err, took = timed(c:read_line{ timeout = 0.3 })        -- longer than the one before
       assert.is_false(ok)
+      assert.equal("ETIMEDOUT", err.code)
       assert.is_true(took >= 0.29 and took < 1, "took " .. took)
     end))
 

@@ -187,7 +187,7 @@ describe("tide.udp", function()
     it("closes with <close> and the GC, leaking no descriptor", async(function()
       local before = count_fds()
       do
-        local s <close> = tide.udp.bind{ host = "127.0.0.1" }
+        local _s <close> = tide.udp.bind{ host = "127.0.0.1" }
         assert.equal(before + 1, count_fds())
       end
       assert.equal(before, count_fds())

@@ -155,7 +155,7 @@ describe("tide.virtual_clock", function()
 
     it("ends the run when the task waits on time that nothing moves", function()
       local ok, err = pcall(tide.run, function()
-        local clock <close> = tide.virtual_clock{ autojump = false }
+        local _clock <close> = tide.virtual_clock{ autojump = false }
         tide.sleep(1):await()
       end)
       assert.is_false(ok)
@@ -183,7 +183,7 @@ describe("tide.virtual_clock", function()
 
     it("refuses a second virtual clock while one runs", function()
       tide.run(function()
-        local clock <close> = tide.virtual_clock()
+        local _clock <close> = tide.virtual_clock()
         assert.has_error(function() tide.virtual_clock() end)
       end)
     end)

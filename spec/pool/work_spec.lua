@@ -64,7 +64,7 @@ local function gen_scalar(allow_nil)
   end
 end
 
-local function gen_key(ctx, depth)
+local function gen_key(ctx)
   local r = math.random(1, 8)
   if r <= 3 then return "k" .. math.random(1, 50)
   elseif r == 4 then return math.random(-5, 100)
@@ -84,7 +84,7 @@ local function gen_table(ctx, depth)
   ctx.tables[#ctx.tables + 1] = t  -- before its contents: cycles
   for i = 1, math.random(0, 6) do t[i] = gen_value(ctx, depth + 1, false) end
   for _ = 1, math.random(0, 6) do
-    t[gen_key(ctx, depth)] = gen_value(ctx, depth + 1, false)
+    t[gen_key(ctx)] = gen_value(ctx, depth + 1, false)
   end
   return t
 end

@@ -170,7 +170,7 @@ describe("tide.redis against redis-server", function()
       local r <close> = connect{ db = 6 }
       r:del("jobs"):await()
       local waiter = r:blpop("jobs", 5)
-      for i = 1, 10 do assert.equals("PONG", r:ping():await()) end
+      for _ = 1, 10 do assert.equals("PONG", r:ping():await()) end
       r:rpush("jobs", "j1"):await()
       assert.same({ "jobs", "j1" }, waiter:await())
       assert.is_nil(r:brpop("jobs", 0.05):await())

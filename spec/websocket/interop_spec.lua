@@ -84,7 +84,7 @@ local function tide_client(port, deflate)
     end
   end
   assert.are.equal("tide-ping", ws:ping("tide-ping"):await())
-  local code, reason = ws:close(4001, "tide done"):await()
+  local code, _ = ws:close(4001, "tide done"):await()
   assert.are.equal(4001, code)
   assert.are.equal(4001, ws.close_code)
   -- The server closes.

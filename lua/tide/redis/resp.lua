@@ -198,7 +198,7 @@ function Parser:next()
       pos = e + 2
     elseif t == 42 or t == 37 or t == 126 or t == 62 or t == 124 then
       -- * array; RESP3: % map, ~ set, > push, | attribute
-      local n = header_int(buf, pos + 1, e - 1, "aggregate length")
+      n = header_int(buf, pos + 1, e - 1, "aggregate length")
       pos = e + 2
       if n < 0 then
         if n ~= -1 or t ~= 42 then proto("bad aggregate length %d", n) end

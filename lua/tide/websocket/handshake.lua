@@ -5,9 +5,9 @@
 -- of Sec-WebSocket-Extensions. Everything here is a pure function, tested
 -- without the loop (spec/websocket/handshake_spec.lua).
 
-local byte, char, sub, find, lower, rep, format, gsub, gmatch, match =
-  string.byte, string.char, string.sub, string.find, string.lower, string.rep,
-  string.format, string.gsub, string.gmatch, string.match
+local byte, sub, find, lower, rep, gmatch, match =
+  string.byte, string.sub, string.find, string.lower, string.rep,
+  string.gmatch, string.match
 local pack, unpack = string.pack, string.unpack
 local concat = table.concat
 local tonumber, type, ipairs = tonumber, type, ipairs
