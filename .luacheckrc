@@ -22,11 +22,6 @@ files["spec"] = {
 -- empty branch with a comment names a case that needs nothing.
 ignore = { "212/req", "212/res", "212/conn", "212/self", "542", "581" }
 
--- lua/tide/http/* is being reorganised on another branch, so its one
--- finding waits for that to land: h1.lua's parse_request_head assigns the
--- global `_` (`_, _, method, ... = find(...)` lacks a `local _`).
-files["lua/tide/http/h1.lua"] = { ignore = { "111/_" } }
-files["lua/tide/http/client.lua"] = { ignore = { "212/method" } }  -- reusable(head, method)
 
 -- A `<close>` variable that is only held, never read, starts with `_`
 -- (`local _permit <close> = s:acquire():await()`).

@@ -130,6 +130,7 @@ local function runtime()
       ["tide.http.Response"] = functions_of(m["tide.http.server"].Response),
       ["tide.http.Server"] = functions_of(m["tide.http.server"].Server),
       ["tide.http.ClientResponse"] = functions_of(m["tide.http.client"].Response),
+      ["tide.http.Router"] = functions_of(require("tide.http.router").methods),
       ["tide.websocket.Conn"] = functions_of(m["tide.websocket"].Conn),
       ["tide.redis.Client"] = functions_of(m["tide.redis"].Client),
       ["tide.redis.Subscription"] = functions_of(m["tide.redis"].Subscription),

@@ -300,7 +300,7 @@ end
 -- Reads the next piece of the body of `res` as it came (decoded, maybe
 -- ""), or nil at its end (then the connection goes back to the pool when
 -- it can be reused).
-local function piece(res)
+local function body_piece(res)
   local st = res._st
   if st.done then return nil end
   if st.failed then error(st.failed, 0) end
@@ -363,7 +363,7 @@ end
 -- The next piece of the body of `res` that is not empty, or nil at its end.
 local function next_piece(res)
   local d
-  repeat d = piece(res) until d ~= ""
+  repeat d = body_piece(res) until d ~= ""
   return d
 end
 
@@ -412,7 +412,7 @@ end
 -- One exchange: a request written, a response head read.
 
 -- Whether the connection may carry another exchange after this response.
-local function reusable(head, method)
+local function reusable(head)
   if head.body_kind == "close" then return false end
   local v = head.headers:get_joined("connection")
   v = v and lower(v) or ""
@@ -666,7 +666,7 @@ local function run_request(o, progress)
       left = head.content_length,
       total = head.content_length,
       received = 0,
-      reusable = reusable(head, method) and not asked_close(hdrs),
+      reusable = reusable(head) and not asked_close(hdrs),
       done = head.body_kind == "none",
       max_body = o.stream and huge or o.max_body,
     }

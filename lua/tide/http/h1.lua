@@ -17,8 +17,8 @@ local find, sub, byte, lower, format, gsub, gmatch, match =
   string.find, string.sub, string.byte, string.lower, string.format,
   string.gsub, string.gmatch, string.match
 local concat = table.concat
-local tonumber, tostring, type, error, setmetatable, getmetatable =
-  tonumber, tostring, type, error, setmetatable, getmetatable
+local tonumber, tostring, type, error, getmetatable =
+  tonumber, tostring, type, error, getmetatable
 
 local new_headers = headers.new
 local headers_mt = headers.mt

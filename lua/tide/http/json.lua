@@ -9,7 +9,7 @@
 
 local tide = require "tide"
 
-local type, pcall, error, tostring = type, pcall, error, tostring
+local pcall, error, tostring = pcall, error, tostring
 local tide_error = tide.error
 
 local M = {}

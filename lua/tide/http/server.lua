@@ -15,24 +15,14 @@
 -- the response.
 
 local tide = require "tide"
-local h1 = require "tide.http.h1"
-local headers = require "tide.http.headers"
-local hio = require "tide.http.io"
 
-local find, byte, lower, format =
-  string.find, string.byte, string.lower, string.format
-local concat = table.concat
-local type, tostring, tonumber, error, pcall, xpcall, setmetatable, rawset, next =
-  type, tostring, tonumber, error, pcall, xpcall, setmetatable, rawset, next
+local type, tostring, error, pcall, setmetatable, next =
+  type, tostring, error, pcall, setmetatable, next
 local mtype, huge = math.type, math.huge
-local ostime, osdate = os.time, os.date
-local traceback = debug.traceback
 
-local spawn, resolved, is_error, now, tide_error, timeout =
-  tide.spawn, tide.resolved, tide.is_error, tide.now, tide.error, tide.timeout
-local await, pstate = tide.await, tide.resolved().state
-local parse_request_head, parse_query = h1.parse_request_head, h1.parse_query
-local reasons = h1.reasons
+local spawn =
+  tide.spawn
+local await = tide.await
 
 -- Whether `f` can be called: a function or a table with __call.
 local function callable(f)
@@ -42,10 +32,10 @@ local function callable(f)
 end
 
 local common = require "tide.http.server_common"
-local has_token, request_error, send, report =
-  common.has_token, common.request_error, common.send, common.report
+local report =
+  common.report
 local conn = require "tide.http.server_conn"
-local conn_task, serve_conn = conn.conn_task, conn.serve_conn
+local conn_task = conn.conn_task
 
 local M = {}
 

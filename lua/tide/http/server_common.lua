@@ -6,24 +6,15 @@
 -- under backpressure), the report of server problems.
 
 local tide = require "tide"
-local h1 = require "tide.http.h1"
-local headers = require "tide.http.headers"
-local hio = require "tide.http.io"
 
-local find, byte, lower, format =
-  string.find, string.byte, string.lower, string.format
-local concat = table.concat
-local type, tostring, tonumber, error, pcall, xpcall, setmetatable, rawset, next =
-  type, tostring, tonumber, error, pcall, xpcall, setmetatable, rawset, next
-local mtype, huge = math.type, math.huge
-local ostime, osdate = os.time, os.date
-local traceback = debug.traceback
+local find, byte =
+  string.find, string.byte
+local error, pcall =
+  error, pcall
 
-local spawn, resolved, is_error, now, tide_error, timeout =
-  tide.spawn, tide.resolved, tide.is_error, tide.now, tide.error, tide.timeout
+local tide_error, timeout =
+  tide.error, tide.timeout
 local await, pstate = tide.await, tide.resolved().state
-local parse_request_head, parse_query = h1.parse_request_head, h1.parse_query
-local reasons = h1.reasons
 
 --------------------------------------------------------------------------
 -- Small helpers.

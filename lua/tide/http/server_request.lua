@@ -11,27 +11,20 @@ local h1 = require "tide.http.h1"
 local headers = require "tide.http.headers"
 local hio = require "tide.http.io"
 
-local find, byte, lower, format =
-  string.find, string.byte, string.lower, string.format
 local concat = table.concat
-local type, tostring, tonumber, error, pcall, xpcall, setmetatable, rawset, next =
-  type, tostring, tonumber, error, pcall, xpcall, setmetatable, rawset, next
-local mtype, huge = math.type, math.huge
-local ostime, osdate = os.time, os.date
-local traceback = debug.traceback
+local type, error, pcall, rawset =
+  type, error, pcall, rawset
+local mtype = math.type
 
 local spawn, resolved, is_error, now, tide_error, timeout =
   tide.spawn, tide.resolved, tide.is_error, tide.now, tide.error, tide.timeout
 local await, pstate = tide.await, tide.resolved().state
-local parse_request_head, parse_query = h1.parse_request_head, h1.parse_query
-local reasons = h1.reasons
 
 local json = require "tide.http.json"
 
 local common = require "tide.http.server_common"
-local has_token, request_error, send, report =
-  common.has_token, common.request_error, common.send, common.report
-local cancelled = tide.is_cancelled
+local request_error =
+  common.request_error
 
 local M = {}
 

@@ -9,29 +9,26 @@
 local tide = require "tide"
 local h1 = require "tide.http.h1"
 local headers = require "tide.http.headers"
-local hio = require "tide.http.io"
 
 local find, byte, lower, format, match, gmatch =
   string.find, string.byte, string.lower, string.format, string.match, string.gmatch
 local concat = table.concat
-local type, tostring, tonumber, error, pcall, xpcall, setmetatable, rawset, next =
-  type, tostring, tonumber, error, pcall, xpcall, setmetatable, rawset, next
-local mtype, huge = math.type, math.huge
+local type, tostring, tonumber, error, pcall =
+  type, tostring, tonumber, error, pcall
+local mtype = math.type
 local ostime, osdate = os.time, os.date
-local traceback = debug.traceback
 
-local spawn, resolved, is_error, now, tide_error, timeout =
-  tide.spawn, tide.resolved, tide.is_error, tide.now, tide.error, tide.timeout
+local timeout =
+  tide.timeout
 local await, pstate = tide.await, tide.resolved().state
-local parse_request_head, parse_query = h1.parse_request_head, h1.parse_query
 local reasons = h1.reasons
 
 local json = require "tide.http.json"
 
 local common = require "tide.http.server_common"
 local check_name, check_value = headers.check_name, headers.check_value
-local has_token, request_error, send, report =
-  common.has_token, common.request_error, common.send, common.report
+local has_token, send, report =
+  common.has_token, common.send, common.report
 
 local M = {}
 

@@ -42,6 +42,15 @@ function Headers:clone() end
 ---Internal: appends without checks.
 ---@private
 function Headers:_add(name, value) end
+---Internal: how many fields have the lowercased name.
+---@private
+function Headers:_count(lname) end
+---Internal: the first value of the lowercased name.
+---@private
+function Headers:_first(lname) end
+---Internal: serializes the fields into buffer `buf` from position `n`.
+---@private
+function Headers:_put(buf, n) end
 
 ---@alias tide.http.HeadersInit tide.http.Headers|table<string, string|string[]>|{[1]: string, [2]: string}[]
 
@@ -71,6 +80,10 @@ function Request:read(max) end
 ---@param max? integer
 ---@return fun(): string?
 function Request:chunks(max) end
+---Promise of the body decoded as JSON (malformed: EPROTO with status 400).
+---@param max? integer
+---@return tide.Promise<any>
+function Request:json(max) end
 ---Answers `101 Switching Protocols`; returns the connection's stream.
 ---@param fields? tide.http.HeadersInit
 ---@return tide.Stream
@@ -102,6 +115,16 @@ function Response:finish(body) end
 function Response:write(data) end
 ---@return boolean
 function Response:started() end
+---Sends `value` as JSON (application/json) and ends the response.
+---@param value any
+---@param status? integer
+---@return tide.Promise<nil>
+function Response:json(value, status) end
+---Answers with the server's error format (the error_body option) and ends the response.
+---@param status integer 400..599
+---@param message? string
+---@return tide.Promise<nil>
+function Response:error(status, message) end
 
 ---@class tide.http.Server
 ---@field host string
@@ -163,6 +186,39 @@ function ClientResponse:read() end
 function ClientResponse:chunks() end
 ---(stream mode) Drops the rest of the body and the connection.
 function ClientResponse:close() end
+---The body decoded as JSON (malformed: EPROTO).
+---@return any
+function ClientResponse:json() end
+
+---A router: itself a handler, `router(req, res)`.
+---@class tide.http.Router
+local Router = {}
+---Adds a route: `method` (or "*"), a path pattern (`:name`, a last `*name`).
+---@param method string
+---@param pattern string
+---@param handler async fun(req: tide.http.Request, res: tide.http.Response)
+---@return tide.http.Router
+function Router:add(method, pattern, handler) end
+---Answers the request with the first route that matches (404 / 405 with Allow otherwise).
+---@param req tide.http.Request
+---@param res tide.http.Response
+function Router:dispatch(req, res) end
+---@param pattern string
+---@param handler async fun(req: tide.http.Request, res: tide.http.Response)
+---@return tide.http.Router
+function Router:get(pattern, handler) end
+---@return tide.http.Router
+function Router:post(pattern, handler) end
+---@return tide.http.Router
+function Router:put(pattern, handler) end
+---@return tide.http.Router
+function Router:patch(pattern, handler) end
+---@return tide.http.Router
+function Router:delete(pattern, handler) end
+---@return tide.http.Router
+function Router:head(pattern, handler) end
+---@return tide.http.Router
+function Router:options(pattern, handler) end
 
 ---@class tide.http
 ---@field h1 tide.http.h1
@@ -185,14 +241,35 @@ function http.request(opts) end
 function http.get(url, opts) end
 ---Closes every idle keep-alive connection of the client.
 function http.close_idle() end
+---A new router (method + path patterns with parameters).
+---@return tide.http.Router
+function http.router() end
 
 ---@class tide.http.headers
 ---@field methods table
 ---@field mt table
+---@field TCHAR string a token character class, as a Lua pattern item
+---@field TOKEN string the pattern of a whole token
 local headers = {}
 ---@param init? tide.http.HeadersInit
 ---@return tide.http.Headers
 function headers.new(init) end
+---Raises (at `level`) unless `name` is a token.
+---@param name string
+---@param level? integer
+function headers.check_name(name, level) end
+---Returns the value as a string; raises (at `level`) on CR, LF or NUL.
+---@param name string
+---@param value string|number
+---@param level? integer
+---@return string
+function headers.check_value(name, value, level) end
+---Headers from what tide.fields returned.
+---@param t table
+---@param n integer
+---@param index table
+---@return tide.http.Headers
+function headers.from_fields(t, n, index) end
 
 ---@class tide.http.server
 ---@field DEFAULTS table
@@ -250,7 +327,6 @@ function client.resolve_location(base, location) end
 ---@class tide.http.h1
 ---@field last_chunk string `"0\r\n\r\n"`
 ---@field reasons table<integer, string>
----@field error_mt table
 local h1 = {}
 ---@param block string the head without its empty line
 ---@param limits? {max_target: integer?, max_headers: integer?, max_line: integer?}

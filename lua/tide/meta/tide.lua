@@ -524,6 +524,15 @@ function tide.is_error(v, code) end
 ---@param spec string
 ---@return fun(s: string, i?: integer, j?: integer): integer
 function tide.charset(spec) end
+---Splits the `Name: value` lines of `s` from `init`: the fields (name, lowercased
+---name, value per field), their count and an index; or nil, the position at
+---fault and why ("syntax", "line", "count").
+---@param s string
+---@param init integer
+---@param max_fields? integer
+---@param max_line? integer
+---@return table?, integer|string, table|string
+function tide.fields(s, init, max_fields, max_line) end
 ---XORs `data[i..j]` with the 4-byte `key` repeated (WebSocket masking).
 ---@param data string
 ---@param key string
