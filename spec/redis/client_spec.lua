@@ -87,10 +87,10 @@ local function err_of(p)
   return err
 end
 
--- Whether connection `c` ends (the client closed it) within a second of
--- virtual time.
-local function ends(c)
-  return pcall(tide.await, tide.timeout(c.ended, 1))
+-- Whether connection `c` ends (the client closed it) within `seconds` of
+-- virtual time (default 1): the server sees it at its next read.
+local function ends(c, seconds)
+  return pcall(tide.await, tide.timeout(c.ended, seconds or 1))
 end
 
 local function push(...)
@@ -463,6 +463,46 @@ describe("tide.redis client", function()
     end))
   end)
 
+  describe("blocking commands", function()
+    local function blpop_server(t)
+      local mem = memory_redis()
+      return serve(t, function(cmd)
+        if cmd[1] == "BLPOP" then return { push("jobs", "job 1"), delay = 20 } end
+        return mem(cmd)
+      end)
+    end
+
+    it("run on a connection of their own, kept for the next one", test(VIRTUAL, function(t)
+      local srv = blpop_server(t)
+      local r <close> = connect(srv, { timeout = 5 })
+      local t0 = tide.now()
+      local job = r:blpop("jobs", 0)
+      assert.equals("PONG", r:ping():await())     -- not held up by the BLPOP
+      assert.equals(0, tide.now() - t0)
+      assert.same({ "jobs", "job 1" }, job:await())
+      assert.near(20, tide.now() - t0, 0.001)     -- beyond `timeout`: not subject to it
+      assert.equals(2, #srv.conns)
+      assert.same({ "jobs", "job 1" }, r:blpop("jobs", 0):await())
+      assert.equals(2, #srv.conns)                -- the spare connection again
+      assert.equals(0, r.reconnects)
+      tide.sleep(5):await()   -- the watchdog of the shared connection ends (see below)
+    end))
+
+    it("close their connection when given up on", test(VIRTUAL, function(t)
+      local srv = blpop_server(t)
+      local r <close> = connect(srv)
+      local t0 = tide.now()
+      local err = err_of(tide.timeout(r:blpop("jobs", 0), 10))
+      assert.is_true(tide.is_error(err, "ETIMEDOUT"))
+      -- Closed: the server reads the end once its 20 s reply went out,
+      -- where a spare connection would wait for its next command.
+      assert.is_true(ends(srv.conns[2], 30))
+      assert.near(20, tide.now() - t0, 0.001)
+      assert.same({ "jobs", "job 1" }, r:blpop("jobs", 0):await())
+      assert.equals(3, #srv.conns)
+    end))
+  end)
+
   describe("close", function()
     it("rejects what waited with ECONNABORTED; using the client then raises", test(VIRTUAL, function(t)
       local srv = serve(t, function() return nil end)
@@ -474,6 +514,16 @@ describe("tide.redis client", function()
       r:close()
       assert.equals("closed", r:status())
       assert.is_true(ends(srv.conns[1]))
+    end))
+
+    -- The reply-timeout watchdog sleeps until `timeout` after the last
+    -- reply, whether commands still wait or the client was closed: it should
+    -- end with the connection (lost() / close() cancelling it).
+    pending("leaves no task behind when it has a reply timeout", test(VIRTUAL, function(t)
+      local srv = serve(t, memory_redis())
+      local r = connect(srv, { timeout = 30 })
+      assert.equals("PONG", r:ping():await())
+      r:close()
     end))
   end)
 end)
