@@ -1,7 +1,79 @@
--- tide.redis client over a scripted server (spec/redis/fake.lua): no sockets.
+-- tide.redis client over a scripted server on an in-memory network
+-- (tide.memory, through the `transport` option), each spec under tide.test
+-- on the virtual clock: no sockets, no real time, nothing left behind.
 local tide = require "tide"
+local test = require "tide.test"
+local memory = require "tide.memory"
 local redis = require "tide.redis"
-local fake = require "redis.fake"
+local resp = require "tide.redis.resp"
+
+local VIRTUAL = { clock = "virtual" }
+
+-- A tiny Redis: GET, SET, INCR, PING, AUTH, SELECT; `data` is its keyspace.
+local function memory_redis()
+  local data = {}
+  return function(cmd)
+    local name = cmd[1]:upper()
+    if name == "PING" then return "+PONG\r\n"
+    elseif name == "SET" then data[cmd[2]] = cmd[3]; return "+OK\r\n"
+    elseif name == "GET" then
+      local v = data[cmd[2]]
+      return v and ("$" .. #v .. "\r\n" .. v .. "\r\n") or "$-1\r\n"
+    elseif name == "INCR" then
+      local v = (tonumber(data[cmd[2]]) or 0) + 1
+      data[cmd[2]] = tostring(v)
+      return ":" .. v .. "\r\n"
+    elseif name == "AUTH" or name == "SELECT" then return "+OK\r\n"
+    end
+    return "-ERR unknown command '" .. name .. "'\r\n"
+  end
+end
+
+-- serve(t, handler [, opts]) -> srv: a scripted Redis served on t.net as
+-- "redis". Each command of a connection goes in order to
+-- handler(cmd, c, srv), which returns the bytes of the reply, nil for none,
+-- or {bytes, delay = s} for a reply `s` seconds late (holding up the ones
+-- after it, as a real server would). `opts` are the pair controls of the
+-- server's writes (chunk = 1, chunk = "random"...). srv.conns[i] is the
+-- i-th connection: c.conn its server end, c.ended a promise settled when
+-- the client closed it (or it broke); srv.commands lists every command,
+-- srv.reads counts the server's reads. srv.transport is the client's
+-- `transport` option; srv:stop() refuses connections (closing those open),
+-- srv:start() serves again.
+local function serve(t, handler, opts)
+  local srv = { conns = {}, commands = {}, reads = 0 }
+  local function handle(conn)
+    local c = { conn = conn, n = #srv.conns + 1, ended = tide.promise() }
+    srv.conns[c.n] = c
+    local parser = resp.parser()
+    local ok, err = pcall(function()
+      while true do
+        local data = conn:read():await()
+        if data == nil then return end
+        srv.reads = srv.reads + 1
+        parser:feed(data)
+        while true do
+          local done, cmd = parser:next()
+          if not done then break end
+          srv.commands[#srv.commands + 1] = cmd
+          local reply = handler(cmd, c, srv)
+          if type(reply) == "table" then
+            tide.sleep(reply.delay):await()
+            reply = reply[1]
+          end
+          if reply then conn:write(reply):await() end
+        end
+      end
+    end)
+    c.ended:resolve(true)
+    if not ok and not tide.is_error(err, "ECONNRESET") and not tide.is_error(err, "EPIPE") then error(err, 0) end
+  end
+  function srv.start() srv.server = t.net:serve("redis", handle, opts) end
+  function srv.stop() return srv.server:close():await() end
+  function srv.transport() return t.net:connect("redis") end
+  srv.start()
+  return srv
+end
 
 local function connect(srv, opts)
   opts = opts or {}
@@ -13,6 +85,20 @@ local function err_of(p)
   local ok, err = pcall(tide.await, p)
   assert.is_false(ok, "expected a rejection")
   return err
+end
+
+-- Whether connection `c` ends (the client closed it) within `seconds` of
+-- virtual time (default 1): the server sees it at its next read.
+local function ends(c, seconds)
+  return pcall(tide.await, tide.timeout(c.ended, seconds or 1))
+end
+
+local function push(...)
+  local parts = { "*" .. select("#", ...) .. "\r\n" }
+  for _, v in ipairs{ ... } do
+    parts[#parts + 1] = type(v) == "number" and (":" .. v .. "\r\n") or ("$" .. #v .. "\r\n" .. v .. "\r\n")
+  end
+  return table.concat(parts)
 end
 
 describe("tide.redis client", function()
@@ -39,26 +125,41 @@ describe("tide.redis client", function()
       assert.has_error(function() redis.connect{ reconnect = { attempts = 1.5 } } end)
     end)
 
-    it("runs AUTH, SELECT and CLIENT SETNAME first", async(function()
-      local srv = fake.server(fake.memory())
+    it("runs AUTH, SELECT and CLIENT SETNAME first", test(VIRTUAL, function(t)
+      local srv = serve(t, memory_redis())
       local r <close> = connect(srv, { password = "pw", username = "me", db = 2 })
       assert.same({ "AUTH", "me", "pw" }, srv.commands[1])
       assert.same({ "SELECT", "2" }, srv.commands[2])
       assert.equals("OK", r:set("a", "b"):await())
     end))
 
-    it("rejects with the server's error when AUTH fails", async(function()
-      local srv = fake.server(function(cmd)
+    it("rejects with the server's error when AUTH fails", test(VIRTUAL, function(t)
+      local srv = serve(t, function(cmd)
         if cmd[1] == "AUTH" then return "-WRONGPASS invalid username-password pair\r\n" end
       end)
       local err = err_of(redis.connect{ transport = srv.transport, password = "x" })
       assert.is_true(tide.is_error(err, "WRONGPASS"))
+      assert.is_true(ends(srv.conns[1]))
+    end))
+
+    it("gives up connecting after connect_timeout (30 s of virtual time)", test(VIRTUAL, function(t)
+      local srv = serve(t, function() return nil end)   -- never answers AUTH
+      local t0 = tide.now()
+      local err = err_of(redis.connect{ transport = srv.transport, password = "x", connect_timeout = 30 })
+      assert.is_true(tide.is_error(err, "ETIMEDOUT"))
+      assert.near(30, tide.now() - t0, 0.001)
+      assert.is_true(ends(srv.conns[1]))
+    end))
+
+    it("rejects with ECONNREFUSED when nothing serves", test(VIRTUAL, function(t)
+      local err = err_of(redis.connect{ transport = function() return t.net:connect("nobody") end })
+      assert.is_true(tide.is_error(err, "ECONNREFUSED"))
     end))
   end)
 
   describe("call", function()
-    it("maps replies and error replies", async(function()
-      local srv = fake.server(fake.memory())
+    it("maps replies and error replies", test(VIRTUAL, function(t)
+      local srv = serve(t, memory_redis())
       local r <close> = connect(srv)
       assert.equals("OK", r:call("SET", "k", "v"):await())
       assert.equals("v", r:get("k"):await())
@@ -70,10 +171,10 @@ describe("tide.redis client", function()
       assert.has_error(function() r:set("k", {}) end)
     end))
 
-    it("sends the commands of many tasks in one write and answers each in order", async(function()
-      local srv = fake.server(fake.memory())
+    it("sends the commands of many tasks together and answers each in order", test(VIRTUAL, function(t)
+      local srv = serve(t, memory_redis())
       local r <close> = connect(srv)
-      local writes = srv.writes
+      local reads = srv.reads
       local tasks = {}
       for i = 1, 50 do
         tasks[i] = tide.spawn(function() return r:incr("c"):await(), i end)
@@ -82,53 +183,75 @@ describe("tide.redis client", function()
         local n, j = tasks[i]:await()
         assert.equals(i, n); assert.equals(i, j)
       end
-      assert.equals(writes + 1, srv.writes)
+      assert.equals(reads + 1, srv.reads)   -- the 50 commands came in one read
     end))
 
-    it("gets its replies right when they come one byte at a time", async(function()
-      local srv = fake.server(fake.memory(), { chunk = 1 })
-      local r <close> = connect(srv)
-      local ps = {}
-      for i = 1, 20 do ps[i] = r:set("k" .. i, string.rep("v", i)) end
-      for i = 1, 20 do assert.equals("OK", ps[i]:await()) end
-      for i = 1, 20 do ps[i] = r:get("k" .. i) end
-      for i = 1, 20 do assert.equals(string.rep("v", i), ps[i]:await()) end
+    for _, cut in ipairs{ { chunk = 1 }, { chunk = "random", seed = 7 }, { chunk = "random", seed = 99, max_chunk = 5 } } do
+      local how = cut.chunk == 1 and "one byte at a time" or ("in random pieces (seed " .. cut.seed .. ")")
+      it("gets its replies right when they come " .. how, test(VIRTUAL, function(t)
+        local srv = serve(t, memory_redis(), cut)
+        local r <close> = connect(srv)
+        local ps = {}
+        for i = 1, 20 do ps[i] = r:set("k" .. i, string.rep("v\r\n", i)) end
+        for i = 1, 20 do assert.equals("OK", ps[i]:await()) end
+        for i = 1, 20 do ps[i] = r:get("k" .. i) end
+        for i = 1, 20 do assert.equals(string.rep("v\r\n", i), ps[i]:await()) end
+        assert.equals(1, r:incr("n"):await())
+        assert.is_true(tide.is_error(err_of(r:call("NOPE")), "ERR"))
+        assert.is_nil(r:get("none"):await())
+      end))
+    end
+
+    it("reassembles replies cut one byte at a time in both directions", test(VIRTUAL, function(t)
+      local handler = memory_redis()
+      local srv = serve(t, handler, { chunk = 1 })
+      local r <close> = redis.connect{ transport = function()
+        return t.net:connect("redis", { chunk = 1 })
+      end }:await()
+      local big = string.rep("0123456789", 100)
+      assert.equals("OK", r:set("big", big):await())
+      assert.equals(big, r:get("big"):await())
+      assert.equals(1, #srv.conns)
     end))
   end)
 
   describe("giving up on a reply", function()
-    it("drops that reply when it comes and keeps the others in step", async(function()
-      local mem = fake.memory()
-      local srv = fake.server(function(cmd, conn)
+    it("drops that reply when it comes and keeps the others in step", test(VIRTUAL, function(t)
+      local mem = memory_redis()
+      local srv = serve(t, function(cmd)
         if cmd[1] == "GET" and cmd[2] == "slow" then
-          return { "$4\r\nslow\r\n", delay = 0.05 }
+          return { "$4\r\nslow\r\n", delay = 60 }
         end
         return mem(cmd)
       end)
       local r <close> = connect(srv)
-      local err = err_of(tide.timeout(r:get("slow"), 0.01))
+      local t0 = tide.now()
+      local err = err_of(tide.timeout(r:get("slow"), 30))
       assert.is_true(tide.is_error(err, "ETIMEDOUT"))
+      assert.near(30, tide.now() - t0, 0.001)
       local later = r:ping()      -- its reply comes after the slow one
       local task = tide.spawn(function() return r:get("slow"):await() end)
-      tide.sleep(0.01):await()
+      tide.sleep(10):await()
       task:cancel()
       assert.equals("PONG", later:await())
+      assert.near(60, tide.now() - t0, 0.001)
       assert.is_true(tide.is_cancelled(select(2, pcall(tide.await, task))))
       assert.equals("OK", r:set("k", "v"):await())
       assert.equals("v", r:get("k"):await())
-      assert.equals(1, #srv.connections)
+      assert.near(120, tide.now() - t0, 0.001)   -- the second slow GET went first
+      assert.equals(1, #srv.conns)
     end))
   end)
 
   describe("pipeline", function()
-    it("sends a batch in one write and gives every reply", async(function()
-      local srv = fake.server(fake.memory(), { chunk = 3 })
+    it("sends a batch together and gives every reply", test(VIRTUAL, function(t)
+      local srv = serve(t, memory_redis(), { chunk = 3 })
       local r <close> = connect(srv)
-      local writes = srv.writes
+      local reads = srv.reads
       local res = r:pipeline(function(p)
         p:set("a", "1"); p:incr("a"); p:get("none"); p:call("BAD")
       end):await()
-      assert.equals(writes + 1, srv.writes)
+      assert.equals(reads + 1, srv.reads)
       assert.equals(4, res.n)
       assert.equals("OK", res[1]); assert.equals(2, res[2]); assert.equals(redis.null, res[3])
       assert.is_true(tide.is_error(res[4], "ERR"))
@@ -137,37 +260,72 @@ describe("tide.redis client", function()
   end)
 
   describe("timeouts", function()
-    it("drops a connection whose reply takes too long, and reconnects for the next command", async(function()
+    it("drops a connection whose reply takes longer than 30 s, and reconnects for the next command", test(VIRTUAL, function(t)
       local silent = true
-      local mem = fake.memory()
-      local srv = fake.server(function(cmd, conn)
+      local mem = memory_redis()
+      local srv = serve(t, function(cmd)
         if silent and cmd[1] == "GET" then return nil end
         return mem(cmd)
       end)
-      local r <close> = connect(srv, { timeout = 0.05 })
+      local r <close> = connect(srv, { timeout = 30 })
       local t0 = tide.now()
       local a, b = r:get("x"), r:get("y")
       assert.is_true(tide.is_error(err_of(a), "ETIMEDOUT"))
       assert.is_true(tide.is_error(err_of(b), "ETIMEDOUT"))
-      assert.is_true(tide.now() - t0 < 1)
-      assert.is_true(srv.connections[1].closed)
+      assert.near(30, tide.now() - t0, 0.001)
+      assert.is_true(ends(srv.conns[1]))
       silent = false
       assert.equals("OK", r:set("x", "1"):await())
       assert.equals("1", r:get("x"):await())
-      assert.equals(2, #srv.connections)
+      assert.equals(2, #srv.conns)
       silent = true   -- the new connection is watched too
       assert.is_true(tide.is_error(err_of(r:get("x")), "ETIMEDOUT"))
-      assert.is_true(srv.connections[2].closed)
+      assert.is_true(ends(srv.conns[2]))
+    end))
+
+    it("keeps a connection whose replies are slow but come in time", test(VIRTUAL, function(t)
+      local mem = memory_redis()
+      local srv = serve(t, function(cmd)
+        if cmd[1] == "GET" then return { mem(cmd), delay = 20 } end
+        return mem(cmd)
+      end)
+      local r <close> = connect(srv, { timeout = 30 })
+      local t0 = tide.now()
+      local a, b, c = r:get("x"), r:get("y"), r:get("z")   -- 60 s in all, 20 s apart
+      assert.is_nil(a:await()); assert.is_nil(b:await()); assert.is_nil(c:await())
+      assert.near(60, tide.now() - t0, 0.001)
+      assert.equals(1, #srv.conns)
+      assert.equals("ready", r:status())
+      -- The client's watchdog sleeps out its last 30 s even once nothing
+      -- waits (and even after r:close()): let it end so no task is left.
+      tide.sleep(30):await()
+    end))
+
+    it("counts time from the last reply: 30 s of silence after one drops the connection", test(VIRTUAL, function(t)
+      local mem = memory_redis()
+      local srv = serve(t, function(cmd)
+        if cmd[1] == "GET" and cmd[2] == "late" then return { mem(cmd), delay = 20 } end
+        if cmd[1] == "GET" and cmd[2] == "never" then return nil end
+        return mem(cmd)
+      end)
+      local r <close> = connect(srv, { timeout = 30 })
+      local t0 = tide.now()
+      local a, b = r:get("late"), r:get("never")
+      assert.is_nil(a:await())
+      assert.is_true(tide.is_error(err_of(b), "ETIMEDOUT"))
+      assert.near(50, tide.now() - t0, 0.001)
     end))
   end)
 
   describe("reconnection", function()
-    it("rejects what waited when the server dies mid-reply, then reconnects", async(function()
-      local mem = fake.memory()
-      local srv = fake.server(function(cmd, conn)
+    it("rejects what waited when the server resets mid-reply, then reconnects", test(VIRTUAL, function(t)
+      local mem = memory_redis()
+      local srv = serve(t, function(cmd, c)
         if cmd[1] == "GET" and cmd[2] == "die" then
-          conn:send("$10\r\nhalf")
-          conn:kill()
+          -- Once the client read the OK: a reset drops what it did not read.
+          tide.sleep(1):await()
+          c.conn:write("$10\r\nhalf"):await()
+          memory.reset(c.conn)
           return nil
         end
         return mem(cmd)
@@ -177,48 +335,71 @@ describe("tide.redis client", function()
       assert.equals("OK", a:await())
       assert.is_true(tide.is_error(err_of(b), "ECONNRESET"))
       assert.is_true(tide.is_error(err_of(c), "ECONNRESET"))
+      assert.equals("down", r:status())
       assert.equals("v", r:get("k"):await())
-      assert.equals(2, #srv.connections)
+      assert.equals(2, #srv.conns)
       assert.equals(1, r.reconnects)
     end))
 
-    it("reconnects when the server closed an idle connection", async(function()
-      local srv = fake.server(fake.memory())
+    it("rejects what waited when the whole server resets, then reconnects", test(VIRTUAL, function(t)
+      local srv = serve(t, function(cmd, c, s)
+        if cmd[1] == "GET" then return { "$1\r\nx\r\n", delay = 5 } end
+        return "+OK\r\n"
+      end)
+      local r <close> = connect(srv)
+      local p = r:get("k")
+      tide.sleep(1):await()
+      srv.server:reset_all()
+      assert.is_true(tide.is_error(err_of(p), "ECONNRESET"))
+      assert.equals("x", r:get("k"):await())
+      assert.equals(1, r.reconnects)
+    end))
+
+    it("reconnects when the server closed an idle connection", test(VIRTUAL, function(t)
+      local srv = serve(t, memory_redis())
       local r <close> = connect(srv, { db = 1 })
       assert.equals("OK", r:set("k", "v"):await())
-      srv.connections[1]:kill()
-      tide.sleep(0.01):await()
+      srv.conns[1].conn:close():await()
+      tide.sleep(1):await()
       assert.equals("v", r:get("k"):await())  -- not an error: it never went out
-      assert.equals(2, #srv.connections)
+      assert.equals(2, #srv.conns)
       assert.same({ "SELECT", "1" }, srv.commands[#srv.commands - 1])
     end))
 
-    it("rejects the waiting commands with the connect error once attempts run out", async(function()
-      local srv = fake.server(fake.memory())
-      local r <close> = connect(srv, { reconnect = { attempts = 2, delay = 0.01 } })
-      srv.connections[1]:kill()
-      srv.refuse = true
-      tide.sleep(0.01):await()
+    it("backs off between attempts on virtual time, and rejects with the connect error once they run out", test(VIRTUAL, function(t)
+      local srv = serve(t, memory_redis())
+      local r <close> = connect(srv, { reconnect = { attempts = 3, delay = 1, max_delay = 3 } })
+      srv.stop()                 -- closes the connection, then refuses
+      tide.sleep(1):await()
+      local t0 = tide.now()
       local a, b = r:get("k"), r:get("k")
+      assert.equals("connecting", r:status())
       assert.is_true(tide.is_error(err_of(a), "ECONNREFUSED"))
       assert.is_true(tide.is_error(err_of(b), "ECONNREFUSED"))
+      assert.near(1 + 2 + 3, tide.now() - t0, 0.001)   -- 4 attempts: after 0, 1, 3 and 6 s
       assert.equals("down", r:status())
-      srv.refuse = false
+      -- Served again after 2.5 s: the third attempt (3 s) connects.
+      t0 = tide.now()
+      tide.spawn(function() tide.sleep(2.5):await(); srv.start() end)
       assert.equals("PONG", r:ping():await())
+      assert.near(3, tide.now() - t0, 0.001)
+      assert.equals(1, r.reconnects)
+      assert.equals(2, #srv.conns)
     end))
 
-    it("with reconnect = false, stays broken with the error that broke it", async(function()
-      local srv = fake.server(fake.memory())
+    it("with reconnect = false, stays broken with the error that broke it", test(VIRTUAL, function(t)
+      local srv = serve(t, memory_redis())
       local r <close> = connect(srv, { reconnect = false })
-      srv.connections[1]:kill(tide.error("ECONNRESET", "reset by peer"))
+      memory.reset(srv.conns[1].conn)
       assert.is_true(tide.is_error(err_of(r:ping()), "ECONNRESET"))
       assert.is_true(tide.is_error(err_of(r:ping()), "ECONNRESET"))
-      assert.equals(1, #srv.connections)
+      assert.equals("broken", r:status())
+      assert.equals(1, #srv.conns)
     end))
 
-    it("closes the connection on bad bytes and rejects what waited with EPROTO", async(function()
-      local mem = fake.memory()
-      local srv = fake.server(function(cmd)
+    it("closes the connection on bad bytes and rejects what waited with EPROTO", test(VIRTUAL, function(t)
+      local mem = memory_redis()
+      local srv = serve(t, function(cmd)
         if cmd[1] == "GET" then return "!garbage\r\n" end
         return mem(cmd)
       end)
@@ -226,25 +407,15 @@ describe("tide.redis client", function()
       local a, b = r:get("k"), r:ping()
       assert.is_true(tide.is_error(err_of(a), "EPROTO"))
       assert.is_true(tide.is_error(err_of(b), "EPROTO"))
-      assert.is_true(srv.connections[1].closed)
+      assert.is_true(ends(srv.conns[1]))
       assert.equals("PONG", r:ping():await())
     end))
   end)
 
   describe("subscriptions", function()
-    local function push(...)
-      local parts = { "*" .. select("#", ...) .. "\r\n" }
-      for _, v in ipairs{ ... } do
-        parts[#parts + 1] = type(v) == "number" and (":" .. v .. "\r\n") or ("$" .. #v .. "\r\n" .. v .. "\r\n")
-      end
-      return table.concat(parts)
-    end
-
-    it("confirms, delivers split messages in order and ends on the last unsubscribe", async(function()
-      local conns = {}
+    it("confirms, delivers split messages in order and ends on the last unsubscribe", test(VIRTUAL, function(t)
       local subs = 0
-      local srv = fake.server(function(cmd, conn)
-        conns[#conns + 1] = conn
+      local srv = serve(t, function(cmd)
         local out = {}
         for i = 2, #cmd do
           if cmd[1] == "SUBSCRIBE" then subs = subs + 1 else subs = subs - 1 end
@@ -254,38 +425,87 @@ describe("tide.redis client", function()
       end, { chunk = 2 })
       local r <close> = connect(srv)
       local sub <close> = r:subscribe("a", "b"):await()
-      local conn = conns[#conns]
-      conn:send(push("message", "a", "one") .. push("message", "b", "two"))
+      local conn = srv.conns[#srv.conns].conn
+      conn:write(push("message", "a", "one") .. push("message", "b", "two"))
       assert.same({ kind = "message", channel = "a", data = "one" }, sub:next():await())
       assert.equals("two", sub:next():await().data)
-      assert.is_true(tide.is_error(select(2, pcall(tide.await, sub:next(0.02))), "ETIMEDOUT"))
+      local t0 = tide.now()
+      assert.is_true(tide.is_error(select(2, pcall(tide.await, sub:next(30))), "ETIMEDOUT"))
+      assert.near(30, tide.now() - t0, 0.001)
       sub:unsubscribe("a"):await()
-      conn:send(push("message", "b", "three"))
+      conn:write(push("message", "b", "three"))
       sub:unsubscribe():await()
       assert.equals("three", sub:next():await().data)
       assert.is_nil(sub:next():await())
       assert.has_error(function() sub:subscribe("c") end, "attempt to use a closed redis subscription")
     end))
 
-    it("ends with EPROTO when the server sends what a subscription cannot take", async(function()
-      local conn
-      local srv = fake.server(function(cmd, c)
-        conn = c
+    it("ends with EPROTO when the server sends what a subscription cannot take", test(VIRTUAL, function(t)
+      local srv = serve(t, function(cmd)
         return push("subscribe", cmd[2], 1)
       end)
       local r <close> = connect(srv)
       local sub <close> = r:subscribe("a"):await()
-      conn:send(":12\r\n")
+      local c = srv.conns[#srv.conns]
+      c.conn:write(":12\r\n")
       local ok, err = pcall(tide.await, sub:next())
       assert.is_false(ok)
       assert.is_true(tide.is_error(err, "EPROTO"))
-      assert.is_true(conn.closed)
+      assert.is_true(ends(c))
+    end))
+
+    it("rejects next() with ECONNRESET when its connection is reset", test(VIRTUAL, function(t)
+      local srv = serve(t, function(cmd) return push("subscribe", cmd[2], 1) end, { chunk = "random" })
+      local r <close> = connect(srv)
+      local sub <close> = r:subscribe("a"):await()
+      memory.reset(srv.conns[#srv.conns].conn)
+      assert.is_true(tide.is_error(err_of(sub:next()), "ECONNRESET"))
+    end))
+  end)
+
+  describe("blocking commands", function()
+    local function blpop_server(t)
+      local mem = memory_redis()
+      return serve(t, function(cmd)
+        if cmd[1] == "BLPOP" then return { push("jobs", "job 1"), delay = 20 } end
+        return mem(cmd)
+      end)
+    end
+
+    it("run on a connection of their own, kept for the next one", test(VIRTUAL, function(t)
+      local srv = blpop_server(t)
+      local r <close> = connect(srv, { timeout = 5 })
+      local t0 = tide.now()
+      local job = r:blpop("jobs", 0)
+      assert.equals("PONG", r:ping():await())     -- not held up by the BLPOP
+      assert.equals(0, tide.now() - t0)
+      assert.same({ "jobs", "job 1" }, job:await())
+      assert.near(20, tide.now() - t0, 0.001)     -- beyond `timeout`: not subject to it
+      assert.equals(2, #srv.conns)
+      assert.same({ "jobs", "job 1" }, r:blpop("jobs", 0):await())
+      assert.equals(2, #srv.conns)                -- the spare connection again
+      assert.equals(0, r.reconnects)
+      tide.sleep(5):await()   -- the watchdog of the shared connection ends (see below)
+    end))
+
+    it("close their connection when given up on", test(VIRTUAL, function(t)
+      local srv = blpop_server(t)
+      local r <close> = connect(srv)
+      local t0 = tide.now()
+      local err = err_of(tide.timeout(r:blpop("jobs", 0), 10))
+      assert.is_true(tide.is_error(err, "ETIMEDOUT"))
+      -- Closed: the server reads the end once its 20 s reply went out,
+      -- where a spare connection would wait for its next command.
+      assert.is_true(ends(srv.conns[2], 30))
+      assert.near(20, tide.now() - t0, 0.001)
+      assert.same({ "jobs", "job 1" }, r:blpop("jobs", 0):await())
+      assert.equals(3, #srv.conns)
     end))
   end)
 
   describe("close", function()
-    it("rejects what waited with ECONNABORTED; using the client then raises", async(function()
-      local srv = fake.server(function() return nil end)
+    it("rejects what waited with ECONNABORTED; using the client then raises", test(VIRTUAL, function(t)
+      local srv = serve(t, function() return nil end)
       local r = connect(srv)
       local p = r:get("k")
       r:close()
@@ -293,6 +513,17 @@ describe("tide.redis client", function()
       assert.has_error(function() r:get("k") end, "attempt to use a closed redis client")
       r:close()
       assert.equals("closed", r:status())
+      assert.is_true(ends(srv.conns[1]))
+    end))
+
+    -- The reply-timeout watchdog sleeps until `timeout` after the last
+    -- reply, whether commands still wait or the client was closed: it should
+    -- end with the connection (lost() / close() cancelling it).
+    pending("leaves no task behind when it has a reply timeout", test(VIRTUAL, function(t)
+      local srv = serve(t, memory_redis())
+      local r = connect(srv, { timeout = 30 })
+      assert.equals("PONG", r:ping():await())
+      r:close()
     end))
   end)
 end)
