@@ -262,10 +262,18 @@ local function reject_entry(e, err)
   if type(e) == "table" then e.p:reject(err) else e:reject(err) end
 end
 
+-- Stops the reply-timeout watchdog (below) unless it is the one calling.
+local function stop_watchdog(self)
+  local w = self.watcher
+  if w and w ~= tide.current() then w:cancel() end
+  self.watcher, self.watching = false, false
+end
+
 -- The connection of generation `gen` is gone with `err`: rejects what
 -- waited for its replies and decides what comes next.
 local function lost(self, gen, err)
   if self.gen ~= gen then return end
+  stop_watchdog(self)
   self.gen = gen + 1
   local s = self.stream
   self.stream, self.parser = false, false
@@ -292,8 +300,10 @@ local function reader(self, gen, s, parser)
     while true do
       if pending.first > pending.last then
         -- Empty: start the indices again, so the FIFO keeps to the array
-        -- part of its table instead of sliding through the hash part.
+        -- part of its table instead of sliding through the hash part; no
+        -- reply is due, so no timer either.
         pending.first, pending.last = 1, 0
+        if self.watcher then stop_watchdog(self) end
         local w = promise()
         self.idle = w
         w:await()
@@ -346,7 +356,7 @@ local function watchdog(self, timeout)
     end
     sleep(left):await()
   end
-  self.watching = false
+  self.watcher, self.watching = false, false
 end
 
 -- Queues entry `e` for the next reply and writes `bytes`, on the ready
@@ -375,7 +385,7 @@ local function put(self, bytes, e)
     end
     if self.opts.timeout and not self.watching then
       self.watching = true
-      spawn(watchdog, self, self.opts.timeout)
+      self.watcher = spawn(watchdog, self, self.opts.timeout)
     end
   end
   pending.last = last
@@ -449,7 +459,7 @@ local function new(o)
   return setmetatable({
     opts = o, state = "down", gen = 0, stream = false, parser = false,
     pending = { first = 1, last = 0 }, backlog = {}, idle = false, progress = 0,
-    watching = false, broken = false, reconnects = 0, spare = {},
+    watching = false, watcher = false, broken = false, reconnects = 0, spare = {},
   }, mt)
 end
 

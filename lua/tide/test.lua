@@ -67,7 +67,10 @@ local function run(opts, fn, ...)
     return a, b
   end
   if opts.clock then
-    local autojump = opts.clock == "virtual" and (opts.autojump or true) or false
+    local autojump = false
+    if opts.clock == "virtual" then
+      autojump = opts.autojump == nil or opts.autojump  -- false: by hand only
+    end
     t.clock = tide.virtual_clock{ autojump = autojump }
   end
   tide.track_tasks(tracked)
