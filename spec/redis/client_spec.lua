@@ -342,7 +342,7 @@ describe("tide.redis client", function()
     end))
 
     it("rejects what waited when the whole server resets, then reconnects", test(VIRTUAL, function(t)
-      local srv = serve(t, function(cmd, c, s)
+      local srv = serve(t, function(cmd)
         if cmd[1] == "GET" then return { "$1\r\nx\r\n", delay = 5 } end
         return "+OK\r\n"
       end)

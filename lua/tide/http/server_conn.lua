@@ -200,8 +200,12 @@ local function serve_conn(srv, c, handler)
   local read_until = sock.read_until  -- stream methods are looked up through a C function
   local first, empty = true, 0
   while true do
-    c.idle = true
-    if srv.closing then return end
+    -- Between requests a connection is idle: a closing server ends it. A
+    -- new one still reads its first request (within header_timeout): its
+    -- client connected before the close and gets an answer (with
+    -- Connection: close), not a reset.
+    c.idle = not first
+    if srv.closing and not first then return end
     local p = read_until(sock, "\r\n\r\n", first and head_first or head_idle)
     local ok, head = pcall(await, p)
     if not ok or not head then

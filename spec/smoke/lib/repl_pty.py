@@ -22,20 +22,39 @@ def read_until(pat, timeout=5):
             if pat.encode() in out: return True
     return False
 def send(s): os.write(fd, s.encode())
+def prompt(timeout=5):
+    """Waits for a new prompt: a key typed while a line still runs goes to
+    the terminal's own line discipline (Ctrl-D there is an EOF nobody reads)."""
+    global out
+    end = time.time() + timeout
+    while time.time() < end:
+        if out.endswith(b"> "): return True   # the prompt waits, nothing after it
+        read_until("\0", 0.1)
+    return False
 assert read_until("> "), out
 if "-i" in sys.argv:
     send("greeting\r"); assert read_until("hello from the script"), out
     assert read_until("tick"), out   # a timer of the script runs on at the prompt
+# Each line is typed once its prompt shows, as a person would; one is typed
+# ahead on purpose (x), and must wait in the terminal for its turn.
 send("1 + 1\r"); assert read_until("2\r\n"), out
+assert prompt(), out
 send("x = tide.sleep(0.1):await() or 'slept'\r"); send("x\r"); assert read_until("\rslept\r\n"), out
+assert prompt(), out
 send("\x1b[A\r")                             # up arrow: x again
 end = time.time() + 5
 while out.count(b"\rslept\r\n") < 2 and time.time() < end: read_until("\0", 0.1)
 assert out.count(b"\rslept\r\n") >= 2, out
+assert prompt(), out
 send("tide.sleep(30):await()\r"); time.sleep(0.3); send("\x03"); assert read_until("interrupted"), out
+assert prompt(), out
 send("for i = 1,\r"); assert read_until(">> "), out
 send("2 do print('loop', i) end\r"); assert read_until("loop\t2"), out
-send("half a line"); send("\x03"); time.sleep(0.2); send("3 * 3\r"); assert read_until("9\r\n"), out
+assert prompt(), out
+send("half a line"); assert read_until("half a line"), out
+send("\x03"); assert prompt(), out                  # Ctrl-C at the prompt drops the line
+send("3 * 3\r"); assert read_until("9\r\n"), out
+assert prompt(), out
 send("\x04")
 _, status = os.waitpid(pid, 0)
 assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
