@@ -786,7 +786,7 @@ static void watch_cb(uv_fs_event_t *h, const char *filename, int events, int sta
   tide_rt_drain(w->rt);
 }
 
-/* tide.fs.watch(path [, {queue = 1024}]) -> watcher of the file or
+/* tide.fs.watch(path [, {queue = 1024, recursive =}]) -> watcher of the file or
  * directory `path`; raises the error of a failed start (ENOENT). */
 static int l_watch(lua_State *L) {
   tide_lua *tl = tide_lua_get(L);
@@ -794,11 +794,21 @@ static int l_watch(lua_State *L) {
   lua_Integer queue = 1024;
   lwatch **box, *w;
   int err;
+  unsigned flags = 0;
   if (!lua_isnoneornil(L, 2)) {
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_getfield(L, 2, "queue");
     queue = luaL_optinteger(L, -1, queue);
     luaL_argcheck(L, queue >= 0, 2, "queue must be >= 0");
+    if (lua_getfield(L, 2, "recursive") != LUA_TNIL && lua_toboolean(L, -1)) {
+#ifdef __linux__
+      /* inotify watches one directory; libuv would ignore the flag */
+      tide_lua_push_error(L, "ENOTSUP", "recursive watching is not supported on Linux: watch each directory");
+      return lua_error(L);
+#else
+      flags = UV_FS_EVENT_RECURSIVE;
+#endif
+    }
   }
   lua_settop(L, 1);
   box = lua_newuserdatauv(L, sizeof(lwatch *), 0);
@@ -810,7 +820,7 @@ static int l_watch(lua_State *L) {
   w->rt = tl->rt;
   *box = w;
   tide_feed_init(L, &w->feed, (uv_handle_t *)&w->h, 2, queue);
-  if ((err = uv_fs_event_start(&w->h, watch_cb, path, 0)) != 0) {
+  if ((err = uv_fs_event_start(&w->h, watch_cb, path, flags)) != 0) {
     watch_close(L, 2, 0);
     tide_lua_push_uverror_at(L, err, path);
     return lua_error(L);

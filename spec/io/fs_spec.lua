@@ -239,6 +239,12 @@ describe("tide.fs", function()
   end)
 
   describe("watch", function()
+    it("refuses to watch a tree on Linux rather than watch one directory", function()
+      local ok, err = pcall(fs.watch, "/tmp", { recursive = true })
+      assert.is_false(ok)
+      assert.equal("ENOTSUP", err.code)
+    end)
+
     it("sees a file appear and change", async(function()
       local dir, done = tmpdir()
       local w <close> = fs.watch(dir)
