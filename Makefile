@@ -6,6 +6,7 @@
 #   make check      every suite built with -fsanitize=address,undefined
 #   make tsan       C tests and threaded embedding examples under ThreadSanitizer
 #   make ndebug     every suite built with -DNDEBUG (asserts compiled out)
+#   make fuzz       libFuzzer targets, FUZZ_SECONDS (60) each (spec/fuzz/)
 #   make bench      benchmarks beside their peers (see bench/README.md)
 #   make install PREFIX=/usr/local   /   make uninstall
 #
@@ -104,6 +105,31 @@ tsan:
 	$(MAKE) BUILD=$(BUILD)-tsan OPT="-O1 -g" SANITIZE="-fsanitize=thread" \
 	  $(BUILD)-tsan/libtide.a $(BUILD)-tsan/core_tests
 	$(TSAN_ENV) TEST_TIMEOUT=300 BUILD=$(BUILD)-tsan ONLY="core embed_threads embed_async_fn" bash spec/run.sh
+
+# libFuzzer targets (spec/fuzz/README.md): the library built by clang with
+# ASan, UBSan and coverage in $(BUILD)-fuzz, then each target fed mutated
+# inputs for FUZZ_SECONDS seconds (make fuzz FUZZ_SECONDS=10).
+FUZZ_SECONDS ?= 60
+FUZZ_LUA   := h1 fields resp
+FUZZ_C     := marshal
+FUZZ_SAN   := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+fuzz:
+	$(MAKE) BUILD=$(BUILD)-fuzz CC=clang OPT="-O1 -g -fno-omit-frame-pointer" \
+	  SANITIZE="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" \
+	  $(addprefix $(BUILD)-fuzz/fuzz/,$(FUZZ_LUA) $(FUZZ_C))
+	@BUILD=$(BUILD)-fuzz FUZZ_SECONDS=$(FUZZ_SECONDS) bash spec/fuzz/run.sh
+
+# A Lua target is lua_target.c running spec/fuzz/T.lua on the modules of lua/.
+$(FUZZ_LUA:%=$(BUILD)/fuzz/%): $(BUILD)/fuzz/%: spec/fuzz/%.lua spec/fuzz/lua_target.c $(BUILD)/libtide.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer -DFUZZ_ROOT='"$(CURDIR)"' -DFUZZ_SCRIPT='"$(CURDIR)/$<"' \
+	  -o $@ spec/fuzz/lua_target.c $(BUILD)/libtide.a $(LUA_LIBS) $(LIBS)
+
+$(FUZZ_C:%=$(BUILD)/fuzz/%): $(BUILD)/fuzz/%: spec/fuzz/%.c $(BUILD)/libtide.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer -o $@ $< $(BUILD)/libtide.a $(LUA_LIBS) $(LIBS)
+
+.PHONY: fuzz
 
 bench: deps all
 	@BUILD=$(BUILD) bash bench/run.sh

@@ -1,0 +1,120 @@
+/* lua_target.c — a libFuzzer target that hands each input to a Lua
+ * function: the script FUZZ_SCRIPT (a path, set by the Makefile) returns a
+ * function(data), run with the real modules of lua/ and the tide C module
+ * linked in (libtide.a, opened through package.preload).
+ *
+ * The script owns the contract of what it drives: it catches the errors the
+ * parser documents (nil returns, EPROTO error objects) and lets anything
+ * else escape. An error that escapes is a finding: it is printed and the
+ * process aborts, so libFuzzer saves the input. Crashes, sanitizer reports,
+ * leaks and timeouts are findings as well, as for any target. To fuzz past
+ * a finding not fixed yet, FUZZ_KNOWN=text makes an escaping error whose
+ * message holds text count as clean.
+ *
+ * Coverage. libFuzzer sees the C code compiled with coverage, not the Lua
+ * interpreter (Debian's liblua5.4) nor the Lua code it runs, so by itself
+ * it would mutate blindly through the parsers. A line hook gives it the Lua
+ * side: each (source, line) pair and each step from one line to the next
+ * bumps a byte of lua_counters, which libFuzzer reads as extra coverage
+ * features (the counters are cleared before each input).
+ *
+ * Ownership: one lua_State per process, made on the first input and kept
+ * (closing and reopening it per input would cost more than the parsing);
+ * the stack is reset after each input and a full collection frees what the
+ * input made, so that libFuzzer's per-input leak check sees every malloc
+ * matched by a free (it reruns an input under LeakSanitizer when not, which
+ * made each run a hundred times slower). The state is still reachable at
+ * exit, so LeakSanitizer does not count it.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lua.h>
+#include <lauxlib.h>
+#include <lualib.h>
+
+#ifndef FUZZ_ROOT
+#error "FUZZ_ROOT: the source tree (its lua/ holds the modules)"
+#endif
+#ifndef FUZZ_SCRIPT
+#error "FUZZ_SCRIPT: the Lua script that returns the function to fuzz"
+#endif
+
+int luaopen_tide(lua_State *L);
+
+static lua_State *state;
+static int fn_ref = LUA_NOREF;
+
+#define NCOUNTERS (1 << 16)
+__attribute__((used, section("__libfuzzer_extra_counters")))
+static uint8_t lua_counters[NCOUNTERS];
+static uintptr_t last_line;
+
+/* The line hook: counts the line (its chunk's source string, which lives
+ * as long as the function's prototype, and its number) and the edge from
+ * the line before. */
+static void line_hook(lua_State *L, lua_Debug *ar) {
+  uintptr_t here;
+  if (!lua_getinfo(L, "S", ar)) return;
+  here = ((uintptr_t)ar->source * 31u) ^ ((uintptr_t)ar->currentline * 2654435761u);
+  lua_counters[here % NCOUNTERS]++;
+  lua_counters[((here >> 3) ^ (last_line * 40503u)) % NCOUNTERS]++;
+  last_line = here;
+}
+
+/* [-0, +1, -] A traceback for the error on top, as lua.c's msghandler. */
+static int msghandler(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) msg = luaL_tolstring(L, 1, NULL);  /* an error object */
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+static void die(lua_State *L, const char *what) {
+  fprintf(stderr, "fuzz: %s: %s\n", what, lua_tostring(L, -1));
+  abort();
+}
+
+/* Makes the state, points package.path at lua/, preloads tide and runs
+ * the script, whose function it keeps in the registry. */
+static lua_State *open_state(void) {
+  lua_State *L = luaL_newstate();
+  if (L == NULL) abort();
+  luaL_openlibs(L);
+  lua_getglobal(L, "package");
+  lua_pushliteral(L, FUZZ_ROOT "/lua/?.lua;" FUZZ_ROOT "/lua/?/init.lua");
+  lua_setfield(L, -2, "path");
+  lua_getfield(L, -1, "preload");
+  lua_pushcfunction(L, luaopen_tide);
+  lua_setfield(L, -2, "tide");
+  lua_pop(L, 2);  /* remove preload and package */
+  lua_pushcfunction(L, msghandler);
+  if (luaL_loadfile(L, FUZZ_SCRIPT) != LUA_OK) die(L, "loading " FUZZ_SCRIPT);
+  if (lua_pcall(L, 0, 1, 1) != LUA_OK) die(L, "running " FUZZ_SCRIPT);
+  if (!lua_isfunction(L, -1)) {
+    lua_pushliteral(L, FUZZ_SCRIPT " must return a function");
+    die(L, "running " FUZZ_SCRIPT);
+  }
+  fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);  /* pops the function */
+  lua_settop(L, 0);
+  lua_sethook(L, line_hook, LUA_MASKLINE, 0);
+  return L;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  lua_State *L = state ? state : (state = open_state());
+  lua_pushcfunction(L, msghandler);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, fn_ref);
+  lua_pushlstring(L, (const char *)data, size);
+  last_line = 0;
+  if (lua_pcall(L, 1, 0, 1) != LUA_OK) {
+    const char *known = getenv("FUZZ_KNOWN"), *msg = lua_tostring(L, -1);
+    if (known == NULL || *known == '\0' || msg == NULL || strstr(msg, known) == NULL)
+      die(L, "unexpected error");
+  }
+  lua_settop(L, 0);
+  lua_gc(L, LUA_GCCOLLECT);
+  return 0;
+}

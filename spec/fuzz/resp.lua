@@ -1,0 +1,40 @@
+-- Fuzz script for tide.redis.resp (see lua_target.c): the first byte picks
+-- how the rest is fed and read. Its low bit: replies (next) or commands
+-- (next_command, as a server reads them); the other bits (b >> 1) % 8 + 1
+-- is the size of the pieces the bytes are fed in, so that replies split
+-- at every place. Small limits, so that they are hit. The parser's contract
+-- is values, false while a reply is incomplete, or an EPROTO error object;
+-- anything else raised escapes, and is a finding.
+local resp = require "tide.redis.resp"
+
+local byte, sub = string.byte, string.sub
+
+local limits = { max_bulk = 4096, max_array = 256, max_depth = 8, max_line = 512 }
+
+local function walk(v, depth)
+  assert(depth <= limits.max_depth + 1, "reply nested deeper than max_depth")
+  if type(v) == "table" then
+    for _, x in pairs(v) do walk(x, depth + 1) end
+  end
+end
+
+return function(data)
+  local b = byte(data, 1) or 0
+  local commands = b % 2 == 1
+  local step = (b >> 1) % 8 + 1
+  local p = resp.parser(limits)
+  local ok, e = pcall(function()
+    for i = 2, #data, step do
+      p:feed(sub(data, i, i + step - 1))
+      while true do
+        local done, v
+        if commands then done, v = p:next_command() else done, v = p:next() end
+        if not done then break end
+        walk(v, 0)
+      end
+    end
+  end)
+  if not ok and not (type(e) == "table" and e.code == "EPROTO") then
+    error(e, 0)
+  end
+end

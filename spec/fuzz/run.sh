@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Runs each fuzz target built by `make fuzz` for FUZZ_SECONDS seconds (60 by
+# default), one after another, from its seed corpus in spec/fuzz/corpus/T/.
+# Inputs in spec/fuzz/regress/T/ (findings kept as regression inputs) run
+# first and must pass. New inputs go to $BUILD/fuzz/corpus/T (kept between runs, so a later run
+# starts where the last one ended); a finding is saved as
+# $BUILD/fuzz/findings/T-crash-..., -leak-..., -timeout-... and the target
+# counts as failed. Each target prints its executions and coverage; the
+# last line is "N passed, N failed", as for the other suites.
+#
+# Usage: BUILD=build-fuzz FUZZ_SECONDS=10 bash spec/fuzz/run.sh [target...]
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+BUILD=${BUILD:-build-fuzz}
+FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+# libFuzzer reads 0 as "no limit"
+[ "$FUZZ_SECONDS" -ge 1 ] 2>/dev/null || FUZZ_SECONDS=1
+targets=("$@")
+[ ${#targets[@]} -eq 0 ] && targets=(h1 fields resp marshal)
+passed=0 failed=0
+for t in "${targets[@]}"; do
+  bin=$BUILD/fuzz/$t
+  work=$BUILD/fuzz/corpus/$t
+  log=$BUILD/fuzz/$t.log
+  mkdir -p "$work" "$BUILD/fuzz/findings"
+  seeds=("spec/fuzz/corpus/$t")
+  [ -d "spec/fuzz/regress/$t" ] && seeds+=("spec/fuzz/regress/$t")
+  # -timeout: one input taking longer than 10 s is a finding (a hang);
+  # -rss_limit_mb: so is a process that grows past 2 GB.
+  ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} \
+  UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
+    "$bin" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 \
+      -max_len=8192 -print_final_stats=1 \
+      -artifact_prefix="$BUILD/fuzz/findings/$t-" \
+      "$work" "${seeds[@]}" > "$log" 2>&1
+  rc=$?
+  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$')
+  last=$(grep -E '^#[0-9]+' "$log" | tail -n 1)
+  cov=$(echo "$last" | grep -o 'cov: [0-9]*')
+  ft=$(echo "$last" | grep -o 'ft: [0-9]*')
+  if [ "$rc" -eq 0 ]; then
+    passed=$((passed + 1))
+    echo "ok   $t: ${execs:-?} executions in ${FUZZ_SECONDS}s, ${cov:-cov: ?} ${ft:-ft: ?}"
+  else
+    failed=$((failed + 1))
+    echo "FAIL $t (exit $rc): ${execs:-?} executions, ${cov:-cov: ?} ${ft:-ft: ?}; log $log"
+    grep -E 'ERROR|fuzz:|SUMMARY|Test unit written|runtime error' "$log" | head -n 20 | sed 's/^/     /'
+  fi
+done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
