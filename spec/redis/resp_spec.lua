@@ -107,6 +107,10 @@ describe("tide.redis.resp", function()
       proto_error(":0x10\r\n", nil, "bad integer")
       proto_error("*1x\r\n", nil, "bad aggregate length")
       proto_error("$3\r\nabcd\r\n", nil, "not followed by CRLF")
+      -- found by make fuzz: 19 digits past 2^63 read as a float
+      proto_error("$9994567890123456781\r\n", nil, "bad bulk length")
+      proto_error("*9994567890123456781\r\n", nil, "bad aggregate length")
+      proto_error(":-9999999999999999999\r\n", nil, "bad integer")
     end)
 
     it("enforces its limits", function()

@@ -76,13 +76,14 @@ Parser.__name = "tide.redis.parser"
 local digits = tide.charset("0-9")
 
 -- Parses the decimal integer buf[i..j] of a header line ("-" and 1 to 19
--- digits); raises when it is not one.
+-- digits, within a 64-bit integer); raises when it is not one.
 local function header_int(buf, i, j, what)
   local d = byte(buf, i) == 45 and i + 1 or i
-  if j < d or j - d > 18 or digits(buf, d, j) <= j then
+  local n = j >= d and j - d <= 18 and digits(buf, d, j) > j and tonumber(sub(buf, i, j))
+  if math.type(n) ~= "integer" then  -- 19 digits past 2^63 read as a float
     proto("bad %s %q", what, sub(buf, i, j))
   end
-  return tonumber(sub(buf, i, j))
+  return n
 end
 
 -- Makes a parser with the given limits (see above).
