@@ -113,7 +113,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_LUA   := h1 fields resp
 FUZZ_C     := marshal
 FUZZ_SAN   := -fsanitize=address,undefined -fno-sanitize-recover=undefined
-fuzz:
+fuzz: deps
 	$(MAKE) BUILD=$(BUILD)-fuzz CC=clang OPT="-O1 -g -fno-omit-frame-pointer" \
 	  SANITIZE="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" \
 	  $(addprefix $(BUILD)-fuzz/fuzz/,$(FUZZ_LUA) $(FUZZ_C))

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs the Debian packages tide needs to build and test, when missing.
 # As root it runs apt-get; otherwise it prints the command to run.
-pkgs="gcc make pkg-config liblua5.4-dev libuv1-dev lua5.4 lua-busted curl socat netcat-openbsd iproute2 bsdutils libglib2.0-dev valgrind wrk nodejs python3 libssl-dev openssl ca-certificates luarocks libreadline-dev memcached redis-server redis-tools zlib1g-dev python3-websockets lua-cjson lua-check"
+pkgs="gcc make pkg-config liblua5.4-dev libuv1-dev lua5.4 lua-busted curl socat netcat-openbsd iproute2 bsdutils libglib2.0-dev valgrind wrk nodejs python3 libssl-dev openssl ca-certificates luarocks libreadline-dev memcached redis-server redis-tools zlib1g-dev python3-websockets lua-cjson lua-check clang"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
