@@ -131,6 +131,11 @@ $(FUZZ_C:%=$(BUILD)/fuzz/%): $(BUILD)/fuzz/%: spec/fuzz/%.c $(BUILD)/libtide.a
 
 .PHONY: fuzz
 
+# Steady load for SOAK_SECONDS (60): RSS and fds of the HTTP, echo and pool
+# processes must stay flat (spec/soak.sh).
+soak: deps all
+	@BUILD=$(BUILD) bash spec/soak.sh
+
 bench: deps all
 	@BUILD=$(BUILD) bash bench/run.sh
 
@@ -169,4 +174,4 @@ uninstall:
 clean:
 	rm -rf build build-check build-*
 
-.PHONY: all deps run test check ndebug tsan bench install uninstall clean rock install-rock
+.PHONY: all deps run test check ndebug tsan soak bench install uninstall clean rock install-rock
