@@ -223,7 +223,9 @@ double tide_lua_checkseconds(lua_State *L, int idx) {
 
 /* Milliseconds of libuv timers for `seconds`, rounded up. */
 uint64_t tide_lua_ms(double seconds) {
-  double ms = ceil(seconds * 1000.0);
+  /* Up to the next millisecond, but noise of the float arithmetic that
+   * made `seconds` (0.1 + 0.2 is 0.30000000000000004) is no millisecond */
+  double ms = ceil(seconds * 1000.0 - 1e-6);
   return ms >= 9.0e15 ? (uint64_t)9.0e15 : (uint64_t)ms;
 }
 
