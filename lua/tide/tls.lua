@@ -40,18 +40,18 @@ local CONTEXT_KEYS = {
 -- share one context.
 local cache = setmetatable({}, { __mode = "v" })
 
--- The cache key of `opts`, or nil when a value cannot be part of one.
-local function cache_key(opts)
+-- A stable text of the options `opts` (those in `only`, when given): for
+-- the cache of contexts, and for pools of TLS connections (tide.http). nil
+-- when a value has no such text (a table other than the alpn list).
+local function options_key(opts, only)
   local parts = {}
   for k, v in pairs(opts) do
-    if CONTEXT_KEYS[k] then
-      local t = type(v)
-      if t == "table" and k == "alpn" then
+    if not only or only[k] then
+      if type(v) == "table" then
+        if k ~= "alpn" then return nil end
         v = concat(v, "\0")
-      elseif t ~= "string" and t ~= "boolean" then
-        return nil
       end
-      parts[#parts + 1] = k .. "=" .. tostring(v)
+      parts[#parts + 1] = tostring(k) .. "=" .. tostring(v)
     end
   end
   sort(parts)
@@ -64,7 +64,7 @@ local context
 -- from the context options in `opts` (shared with equal options).
 local function get_context(opts)
   if opts.context ~= nil then return opts.context end
-  local key = cache_key(opts)
+  local key = options_key(opts, CONTEXT_KEYS)
   local ctx = key and cache[key]
   if ctx == nil then
     ctx = context(opts)
@@ -389,4 +389,5 @@ return {
   serve = serve,
   listen = listen,
   openssl_version = ssl.openssl_version,
+  options_key = options_key,
 }

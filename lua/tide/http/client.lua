@@ -79,17 +79,7 @@ local TOKEN = "^[!#$%%&'*+%-.^_`|~0-9A-Za-z]+$"
 local IDEMPOTENT = { GET = true, HEAD = true, OPTIONS = true, TRACE = true,
   PUT = true, DELETE = true }
 local USER_AGENT = "tide/" .. tostring(tide.version)
-
--- A stable text of the TLS options of a request, for the pool's key.
-local function tls_key(t)
-  local parts = {}
-  for k, v in next, t do
-    if type(v) == "table" and k == "alpn" then v = concat(v, ",") end
-    parts[#parts + 1] = tostring(k) .. "=" .. tostring(v)
-  end
-  table.sort(parts)
-  return concat(parts, ";")
-end
+local tls  -- tide.tls, loaded with the first request that uses TLS
 
 -- Pool of idle connections: "host:port" -> list of connections.
 local MAX_IDLE_PER_HOST = 16
@@ -121,7 +111,8 @@ local function check_options(opts, level)
   o.parsed = url
   if o.tls ~= nil then
     if type(o.tls) ~= "table" then error("http.request: tls must be a table of TLS options", level + 1) end
-    o.tls_key = tls_key(o.tls)
+    tls = tls or require "tide.tls"
+    o.tls_key = tls.options_key(o.tls) or tostring(o.tls)  -- connections are pooled by it
   end
   local body = o.body
   if type(body) == "function" then
@@ -531,7 +522,6 @@ local function read_final_head(conn, method, o)
 end
 
 -- Connects to the host of `url`.
-local tls  -- tide.tls, loaded with the first https request
 local function connect(url, o)
   local p
   if url.scheme == "https" then

@@ -49,6 +49,11 @@ function TlsServer:close(grace) end
 ---@class tide.tls
 ---@field openssl_version string
 local tls = {}
+---A stable text of TLS options (those named in `only`), for caches and pools; nil when a value has none.
+---@param opts table
+---@param only? table<string, boolean>
+---@return string?
+function tls.options_key(opts, only) end
 ---Promise of a TLS stream to `host:port` once the handshake is done.
 ---@param host string
 ---@param port integer
