@@ -1194,12 +1194,18 @@ void tide_stream_filter(lua_State *L, tide_stream *s, tide_filter *f) {
 
 /* source.closed: whether the stream was closed (nothing more is read). */
 static int src_index(lua_State *L) {
-  const char *k = luaL_checkstring(L, 2);
-  if (strcmp(k, "closed") == 0) return lua_pushboolean(L, source_stream(L, 1) == NULL), 1;
-  if (strcmp(k, "push") == 0) return lua_pushcfunction(L, src_push), 1;
-  if (strcmp(k, "finish") == 0) return lua_pushcfunction(L, src_finish), 1;
-  return 0;
+  const char *k = lua_tostring(L, 2);
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;  /* a method */
+  if (k && strcmp(k, "closed") == 0) return lua_pushboolean(L, source_stream(L, 1) == NULL), 1;
+  return 1;  /* nil */
 }
+
+static const luaL_Reg source_methods[] = {
+  {"push", src_push},
+  {"finish", src_finish},
+  {NULL, NULL}
+};
 
 /* __gc of a source: the stream must not point to it any more. */
 static int src_gc(lua_State *L) {
@@ -2093,7 +2099,8 @@ int tide_open_stream(lua_State *L) {
   new_metatable(L, TIDE_STREAM_MT, stream_methods);
   new_metatable(L, TIDE_SERVER_MT, server_methods);
   luaL_newmetatable(L, SOURCE_MT);
-  lua_pushcfunction(L, src_index);
+  luaL_newlib(L, source_methods);
+  lua_pushcclosure(L, src_index, 1);  /* methods, then the field closed */
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, src_gc);
   lua_setfield(L, -2, "__gc");
