@@ -1,5 +1,6 @@
 -- Specs for tide.http.h1: the socket-free HTTP/1.1 wire layer.
 
+local tide = require "tide"
 local h1 = require "tide.http.h1"
 local headers = require "tide.http.headers"
 
@@ -30,12 +31,27 @@ local function fields(h)
   return list
 end
 
+-- The error a parse raises: an EPROTO error object (asserted).
+local function parse_error(parse, block, ...)
+  local ok, err = pcall(parse, block, ...)
+  assert.is_false(ok, "expected a rejection of " .. ("%q"):format(block))
+  assert.is_true(tide.is_error(err, "EPROTO"), ("%q -> %s"):format(block, tostring(err)))
+  assert.are.equal("string", type(err.message))
+  return err
+end
+
 -- Asserts that parsing `block` as a request fails with `status`.
 local function rejects(status, block, limits)
-  local req, got, reason = h1.parse_request_head(block, limits)
-  assert.is_nil(req, "expected a rejection of " .. ("%q"):format(block))
-  assert.are.equal(status, got, ("%q -> %s"):format(block, tostring(reason)))
-  assert.are.equal("string", type(reason))
+  local err = parse_error(h1.parse_request_head, block, limits)
+  assert.are.equal(status, err.status, ("%q -> %s"):format(block, err.message))
+end
+
+-- Asserts that parsing `block` as a response head fails, as a gateway
+-- would report it (502).
+local function rejects_response(block, limits)
+  local err = parse_error(h1.parse_response_head, block, limits)
+  assert.are.equal(502, err.status, block)
+  assert.truthy(err.message:find("^malformed response: "), err.message)
 end
 
 -- Runs the chunked decoder over `s`; returns the body and trailers, or
@@ -68,10 +84,8 @@ describe("tide.http.h1", function()
       assert.are.equal(0, req.headers:len())
       req = assert(h1.parse_request_head("GET / HTTP/1.1\r\nHost: h\r\nA: 1"))
       assert.are.equal("1", req.headers:get("a"))
-      local _, status = h1.parse_request_head("GET / HTTP/1.1\r\nHost: h\r\nA: 1\r")
-      assert.are.equal(400, status)
-      _, status = h1.parse_request_head("GET / HTTP/1.10\r\nHost: h")
-      assert.are.equal(400, status)
+      rejects(400, "GET / HTTP/1.1\r\nHost: h\r\nA: 1\r")
+      rejects(400, "GET / HTTP/1.10\r\nHost: h")
     end)
 
     it("parses a simple GET", function()
@@ -333,9 +347,9 @@ describe("tide.http.h1", function()
       local spaces = (" "):rep(8000)
       local t = os.clock()
       for _ = 1, 20 do
-        h1.parse_request_head("GET / HTTP/1.1\r\nHost: h\r\nX:" .. spaces .. "a\rb")
-        h1.parse_request_head("GET / HTTP/1.1\r\nHost: h\r\nX: a" .. spaces .. "b" .. spaces)
-        h1.parse_request_head("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: a" .. spaces .. "b")
+        pcall(h1.parse_request_head, "GET / HTTP/1.1\r\nHost: h\r\nX:" .. spaces .. "a\rb")
+        pcall(h1.parse_request_head, "GET / HTTP/1.1\r\nHost: h\r\nX: a" .. spaces .. "b" .. spaces)
+        pcall(h1.parse_request_head, "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: a" .. spaces .. "b")
       end
       assert.is_true(os.clock() - t < 1)
     end)
@@ -377,12 +391,12 @@ describe("tide.http.h1", function()
         local head = pick(rnd, methods) .. pick(rnd, { " ", " ", "  ", "\t" }) .. pick(rnd, targets) ..
           pick(rnd, { " ", " ", "" }) .. pick(rnd, versions) .. pick(rnd, ends)
         local m, t, v = oracle_line(head)
-        local req = h1.parse_request_head(head)
+        local ok, req = pcall(h1.parse_request_head, head)
         if m then
-          assert(req, head)
+          assert(ok, head)
           assert.same({ m, t, v }, { req.method, req.target, req.version })
         else
-          assert.is_nil(req, head)
+          assert(not ok and tide.is_error(req, "EPROTO"), head)
         end
       end
     end)
@@ -398,14 +412,14 @@ describe("tide.http.h1", function()
         local block = table.concat(parts)
         local head = "GET / HTTP/1.0\r\n" .. block
         local want = oracle_fields(head, 17)
-        local req = h1.parse_request_head(head)
+        local ok, req = pcall(h1.parse_request_head, head)
         if want and not (want[1] and block:lower():find("host", 1, true)) then
-          assert(req, ("%q"):format(block))
+          assert(ok, ("%q"):format(block))
           local got = {}
           for i = 1, req.headers.n do got[i] = { req.headers[3 * i - 2], req.headers[3 * i] } end
           assert.same(want, got)
         elseif not want then
-          assert.is_nil(req, ("%q"):format(block))
+          assert(not ok and tide.is_error(req, "EPROTO"), ("%q"):format(block))
         end
       end
     end)
@@ -485,17 +499,15 @@ describe("tide.http.h1", function()
         "HTTP/1.1  200 OK", "HTTP/1.1 200 O\rK", "HTTP/1.1 200 OK\n", "HTTP/1.1 200 O\0K",
         "ICY 200 OK", "HTTP/1.1 abc OK",
       } do
-        local res, err = h1.parse_response_head(line)
-        assert.is_nil(res, line)
-        assert.are.equal("string", type(err))
+        rejects_response(line)
       end
     end)
 
     it("rejects other versions and status codes outside 100..599", function()
-      assert.is_nil(h1.parse_response_head("HTTP/2.0 200 OK"))
-      assert.is_nil(h1.parse_response_head("HTTP/1.2 200 OK"))
-      assert.is_nil(h1.parse_response_head("HTTP/1.1 099 X"))
-      assert.is_nil(h1.parse_response_head("HTTP/1.1 600 X"))
+      rejects_response("HTTP/2.0 200 OK")
+      rejects_response("HTTP/1.2 200 OK")
+      rejects_response("HTTP/1.1 099 X")
+      rejects_response("HTTP/1.1 600 X")
     end)
 
     it("rejects ambiguous framing", function()
@@ -508,19 +520,17 @@ describe("tide.http.h1", function()
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: g/zip",
         "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked",
       } do
-        local res, err = h1.parse_response_head(block)
-        assert.is_nil(res, block)
-        assert.are.equal("string", type(err))
+        rejects_response(block)
       end
     end)
 
     it("rejects bad header fields and applies limits", function()
-      assert.is_nil(h1.parse_response_head("HTTP/1.1 200 OK\r\nBad Name: x"))
-      assert.is_nil(h1.parse_response_head("HTTP/1.1 200 OK\r\nX: a\r\n b"))
-      assert.is_nil(h1.parse_response_head("HTTP/1.1 200 OK\r\nX: a\nY: b"))
-      assert.is_nil(h1.parse_response_head("HTTP/1.1 200 OK\r\nX: 1\r\nY: 2", { max_headers = 1 }))
-      assert.is_nil(h1.parse_response_head("HTTP/1.1 200 OK\r\nX: 123456789", { max_line = 8 }))
-      assert.is_nil(h1.parse_response_head("HTTP/1.1 200 A long reason", { max_line = 8 }))
+      rejects_response("HTTP/1.1 200 OK\r\nBad Name: x")
+      rejects_response("HTTP/1.1 200 OK\r\nX: a\r\n b")
+      rejects_response("HTTP/1.1 200 OK\r\nX: a\nY: b")
+      rejects_response("HTTP/1.1 200 OK\r\nX: 1\r\nY: 2", { max_headers = 1 })
+      rejects_response("HTTP/1.1 200 OK\r\nX: 123456789", { max_line = 8 })
+      rejects_response("HTTP/1.1 200 A long reason", { max_line = 8 })
     end)
   end)
 
@@ -949,8 +959,8 @@ describe("tide.http.h1", function()
         table.insert(list, math.random(#list + 1), { "Host", "host" .. math.random(1000) })
         local wire = h1.request_head(method, target, headers.new(list))
         assert.are.equal("\r\n\r\n", wire:sub(-4))
-        local req, status, reason = h1.parse_request_head(wire:sub(1, -5))
-        assert(req, tostring(status) .. " " .. tostring(reason) .. " " .. wire)
+        local ok, req = pcall(h1.parse_request_head, wire:sub(1, -5))
+        assert(ok, tostring(req) .. " " .. wire)
         assert.are.equal(method, req.method)
         assert.are.equal(target, req.target)
         assert.are.equal(target, req.path .. (req.query and "?" .. req.query or ""))

@@ -513,8 +513,7 @@ local function read_final_head(conn, method, o)
         error(proto_error("too many empty lines after an interim response"), 0)
       end
     else
-      local head, err = parse_response_head(block, o.limits, method)
-      if not head then error(proto_error("malformed response: " .. err), 0) end
+      local head = parse_response_head(block, o.limits, method)  -- raises EPROTO
       if head.status >= 200 or head.status == 101 then return head end
       interim = true
     end

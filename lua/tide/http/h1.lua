@@ -120,14 +120,23 @@ end
 
 -- Parses the field lines of `s` from `pos` to its end (each ending in
 -- CRLF, the last one maybe at the end of `s`) into a new headers object.
--- Returns the headers, or nil, status, reason. tide.fields splits the
--- lines in one C call, straight into the headers layout.
-local function parse_fields(s, pos, max_headers, max_line)
+-- Returns the headers; raises EPROTO with the status a server answers,
+-- or for a response (`response` true) with 502 and a message that says
+-- so. tide.fields splits the lines in one C call, straight into the
+-- headers layout.
+local function parse_fields(s, pos, max_headers, max_line, response)
   local h, n, index = split_fields(s, pos, max_headers, max_line)
   if not h then
-    if index == "count" then return nil, 431, "too many header fields" end
-    if index == "line" then return nil, 431, "header field line too long" end
-    return nil, diagnose_field(s, n, n == pos, max_line)
+    local status, reason
+    if index == "count" then
+      status, reason = 431, "too many header fields"
+    elseif index == "line" then
+      status, reason = 431, "header field line too long"
+    else
+      status, reason = diagnose_field(s, n, n == pos, max_line)
+    end
+    if response then raise(502, "malformed response: " .. reason) end
+    raise(status, reason)
   end
   return from_fields(h, n, index)
 end
@@ -135,24 +144,27 @@ end
 -- Returns the number of fields named `lname` (lowercase) in `h`.
 local count = headers.methods._count
 
--- Validates Content-Length. Returns the length, or nil, reason.
-local function content_length(h)
+-- Validates Content-Length. Returns the length; raises EPROTO otherwise
+-- (400, or 502 for a response).
+local function content_length(h, response)
+  local why
   if count(h, "content-length") > 1 then
-    return nil, "repeated Content-Length"
+    why = "repeated Content-Length"
+  else
+    local v = h:get("content-length")
+    -- 15 digits keep the value exact in a float too, and are far beyond
+    -- any body limit.
+    if find(v, "^%d+$") and #v <= 15 then return tonumber(v) end
+    why = "invalid Content-Length"
   end
-  local v = h:get("content-length")
-  -- 15 digits keep the value exact in a float too, and are far beyond any
-  -- body limit.
-  if not find(v, "^%d+$") or #v > 15 then
-    return nil, "invalid Content-Length"
-  end
-  return tonumber(v)
+  if response then raise(502, "malformed response: " .. why) end
+  raise(400, why)
 end
 
--- Inspects Transfer-Encoding (every field, as one list). Returns "chunked"
--- when chunked is the one and only coding, or nil, kind, reason with kind
--- "syntax" (not a list of tokens), "unknown" (a coding this layer does not
--- implement, wherever it is in the list) or "repeated" (chunked twice).
+-- Checks the Transfer-Encoding of a request (every field, as one list):
+-- chunked must be the one and only coding. Raises EPROTO otherwise: 501
+-- for a coding this layer does not implement (wherever it is in the
+-- list), 400 for anything else.
 local function transfer_coding(h)
   local v = lower(h:get_joined("transfer-encoding"))
   local chunked, last, unknown = 0, nil, nil
@@ -160,7 +172,7 @@ local function transfer_coding(h)
     local coding = trim_ows(item)
     if coding ~= "" then
       if not find(coding, TOKEN) then
-        return nil, "syntax", "invalid Transfer-Encoding"
+        raise(400, "invalid Transfer-Encoding")
       end
       if coding == "chunked" then
         chunked = chunked + 1
@@ -170,17 +182,14 @@ local function transfer_coding(h)
       last = coding
     end
   end
-  if not last then return nil, "syntax", "empty Transfer-Encoding" end
-  if unknown then
-    return nil, "unknown", "unsupported transfer coding '" .. unknown .. "'"
-  end
-  if chunked > 1 then return nil, "repeated", "chunked applied more than once" end
-  return "chunked"
+  if not last then raise(400, "empty Transfer-Encoding") end
+  if unknown then raise(501, "unsupported transfer coding '" .. unknown .. "'") end
+  if chunked > 1 then raise(400, "chunked applied more than once") end
 end
 
 -- The transfer codings of `h` (every Transfer-Encoding field, as one
--- list), lowercased, in the order they were applied. Returns the list, or
--- nil, reason.
+-- list), lowercased, in the order they were applied. Raises EPROTO (for
+-- a response: status 502) when it is not a list of codings.
 local function coding_list(h)
   local v = lower(h:get_joined("transfer-encoding"))
   local list = {}
@@ -189,11 +198,11 @@ local function coding_list(h)
     if coding ~= "" then
       local name = match(coding, "^([^;]*)")
       name = trim_ows(name)
-      if not find(name, TOKEN) then return nil, "invalid Transfer-Encoding" end
+      if not find(name, TOKEN) then raise(502, "malformed response: invalid Transfer-Encoding") end
       list[#list + 1] = name
     end
   end
-  if #list == 0 then return nil, "empty Transfer-Encoding" end
+  if #list == 0 then raise(502, "malformed response: empty Transfer-Encoding") end
   return list
 end
 
@@ -259,7 +268,8 @@ Returns a request table:
   of an absolute- or authority-form target, else nil),
   body_kind ("none", "length" or "chunked") and content_length (0 for "none",
   the byte count for "length", nil for "chunked").
-or nil, status, reason with status the HTTP error code to answer.
+A malformed head raises an EPROTO error object whose `status` is the HTTP
+error code to answer (400, 414, 431, 501, 505).
 `into`, when given, is the table to fill and return instead of a new one
 (the server passes its request object, sized for these fields). ]]
 function h1.parse_request_head(block, limits, into)
@@ -286,7 +296,7 @@ function h1.parse_request_head(block, limits, into)
       target, query = path .. qpart, sub(qpart, 2)
     end
     version = minor == "1" and "1.1" or "1.0"
-    if #target > max_target then return nil, 414, "request-target too long" end
+    if #target > max_target then raise(414, "request-target too long") end
   else
     local major
     path, query = nil, nil
@@ -294,75 +304,69 @@ function h1.parse_request_head(block, limits, into)
     _, _, method, target, major, minor, hpos = find(s, REQUEST_LINE, pos)
     if hpos then hpos = line_end(s, hpos) end
     if not hpos then
-      return nil, diagnose_request_line(s, pos, max_target)
+      raise(diagnose_request_line(s, pos, max_target))
     end
-    if #target > max_target then return nil, 414, "request-target too long" end
+    if #target > max_target then raise(414, "request-target too long") end
     if major == "1" and minor == "1" then
       version = "1.1"
     elseif major == "1" and minor == "0" then
       version = "1.0"
     else
-      return nil, 505, "HTTP version not supported"
+      raise(505, "HTTP version not supported")
     end
 
     -- Request-target forms (RFC 9112 section 3.2).
     if method == "CONNECT" then
       authority = target
       if not valid_host(target) or not find(target, ":%d+$") then
-        return nil, 400, "invalid authority-form request-target"
+        raise(400, "invalid authority-form request-target")
       end
     elseif byte(target, 1) == 47 then -- "/": origin-form
       path, query = split_query(target)
     elseif target == "*" then
       if method ~= "OPTIONS" then
-        return nil, 400, "asterisk-form request-target is only for OPTIONS"
+        raise(400, "asterisk-form request-target is only for OPTIONS")
       end
       path = "*"
     else
       local rest
       authority, rest = match(target, "^[Hh][Tt][Tt][Pp][Ss]?://([^/?]+)(.*)$")
       if not authority or not valid_host(authority) or find(authority, "@", 1, true) then
-        return nil, 400, "invalid request-target"
+        raise(400, "invalid request-target")
       end
       path, query = split_query(rest)
       if path == "" then path = "/" end
     end
   end
 
-  local h, status, reason = parse_fields(s, hpos, max_headers, max_line)
-  if not h then return nil, status, reason end
+  local h = parse_fields(s, hpos, max_headers, max_line)
 
   local index = h._index
   local host = index.host
   if host then
     local v = hfirst(h, "host")
     if not valid_hosts[v] then
-      if not valid_host(v) then return nil, 400, "invalid Host" end
+      if not valid_host(v) then raise(400, "invalid Host") end
       if valid_hosts_n >= 256 then valid_hosts, valid_hosts_n = {}, 0 end
       valid_hosts[v], valid_hosts_n = true, valid_hosts_n + 1
     end
-    if h.n > 1 and count(h, "host") > 1 then return nil, 400, "repeated Host" end
+    if h.n > 1 and count(h, "host") > 1 then raise(400, "repeated Host") end
   elseif version == "1.1" then
-    return nil, 400, "missing Host"
+    raise(400, "missing Host")
   end
 
   local body_kind, length = "none", 0
   if index["transfer-encoding"] then
     if index["content-length"] then
-      return nil, 400, "both Content-Length and Transfer-Encoding"
+      raise(400, "both Content-Length and Transfer-Encoding")
     end
     if version == "1.0" then
-      return nil, 400, "Transfer-Encoding in an HTTP/1.0 request"
+      raise(400, "Transfer-Encoding in an HTTP/1.0 request")
     end
-    local ok, kind, why = transfer_coding(h)
-    if not ok then
-      return nil, kind == "unknown" and 501 or 400, why
-    end
+    transfer_coding(h)
     body_kind, length = "chunked", nil
   elseif index["content-length"] then
-    local err
-    length, err = content_length(h)
-    if not length then return nil, 400, err end
+    length = content_length(h)
     if length > 0 then body_kind = "length" end
   end
 
@@ -399,35 +403,36 @@ Transfer-Encoding with chunked final -> "chunked", without -> "close";
 Content-Length -> "length" (or "none" when 0); otherwise "close" (the body
 ends when the server closes the connection).
 Returns {version=, status= (integer), reason=, headers=, body_kind=,
-content_length= (0 for "none", n for "length", nil otherwise)} or nil, err. ]]
+content_length= (0 for "none", n for "length", nil otherwise),
+transfer_codings=}. A malformed head raises an EPROTO error object with
+status 502 (what a gateway answers) and a message "malformed response: ...". ]]
 function h1.parse_response_head(block, limits, request_method)
   local max_headers = option(limits, "max_headers", DEFAULT_MAX_HEADERS)
   local max_line = option(limits, "max_line", DEFAULT_MAX_LINE)
 
   local s = block .. "\r\n"
   local _, _, major, minor, code, pos = find(s, STATUS_LINE)
-  if not major then return nil, "malformed status line" end
+  if not major then raise(502, "malformed response: invalid status line") end
   local version
   if major == "1" and minor == "1" then
     version = "1.1"
   elseif major == "1" and minor == "0" then
     version = "1.0"
   else
-    return nil, "unsupported HTTP version " .. major .. "." .. minor
+    raise(502, "malformed response: unsupported HTTP version " .. major .. "." .. minor)
   end
   local status = tonumber(code)
-  if status < 100 or status > 599 then return nil, "invalid status code " .. code end
+  if status < 100 or status > 599 then raise(502, "malformed response: invalid status code " .. code) end
   local reason, hpos
   if byte(s, pos) == 13 and byte(s, pos + 1) == 10 then
     reason, hpos = "", pos + 2
   else
     _, _, reason, hpos = find(s, REASON, pos)
-    if not reason then return nil, "malformed status line" end
+    if not reason then raise(502, "malformed response: invalid status line") end
   end
-  if hpos - 3 > max_line then return nil, "status line too long" end
+  if hpos - 3 > max_line then raise(502, "malformed response: status line too long") end
 
-  local h, _, why = parse_fields(s, hpos, max_headers, max_line)
-  if not h then return nil, why end
+  local h = parse_fields(s, hpos, max_headers, max_line, true)
 
   local index = h._index
   local body_kind, length, codings = "close", nil, nil
@@ -436,27 +441,23 @@ function h1.parse_response_head(block, limits, request_method)
     body_kind, length = "none", 0
   elseif index["transfer-encoding"] then
     if index["content-length"] then
-      return nil, "both Content-Length and Transfer-Encoding"
+      raise(502, "malformed response: both Content-Length and Transfer-Encoding")
     end
     if version == "1.0" then
-      return nil, "Transfer-Encoding in an HTTP/1.0 response"
+      raise(502, "malformed response: Transfer-Encoding in an HTTP/1.0 response")
     end
     -- RFC 9112 section 6.3: chunked last frames the body; any other last
     -- coding leaves it to the end of the connection. The caller gets the
     -- codings to undo (this layer undoes none but chunked).
-    local err
-    codings, err = coding_list(h)
-    if not codings then return nil, err end
+    codings = coding_list(h)
     if codings[#codings] == "chunked" then
       for i = 1, #codings - 1 do
-        if codings[i] == "chunked" then return nil, "chunked applied more than once" end
+        if codings[i] == "chunked" then raise(502, "malformed response: chunked applied more than once") end
       end
       body_kind = "chunked"
     end
   elseif index["content-length"] then
-    local err
-    length, err = content_length(h)
-    if not length then return nil, err end
+    length = content_length(h, true)
     body_kind = length > 0 and "length" or "none"
   end
 

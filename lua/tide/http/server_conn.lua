@@ -226,12 +226,14 @@ local function serve_conn(srv, c, handler)
     srv.requests = srv.requests + 1
 
     -- Parse and check the head into the request object: the constructor
-    -- sizes it for the fields it will hold.
-    local req, status, reason = parse_request_head(head, h1_limits, {
+    -- sizes it for the fields it will hold. A malformed head raises EPROTO
+    -- out of serve_conn: conn_task answers it (no pcall per request).
+    c.parsing = true
+    local req = parse_request_head(head, h1_limits, {
       method = false, target = false, path = false, version = false,
       headers = false, body_kind = false, content_length = false, _c = c,
     })
-    if not req then return refuse(c, status, reason) end
+    c.parsing = false
     if #head > small_head then
       local le = find(head, "\r\n", 1, true) or #head + 1
       if le - 1 > max_request_line then
@@ -282,9 +284,10 @@ local function serve_conn(srv, c, handler)
     c.res = res
 
     -- Run the handler.
-    ok, status = xpcall(handler, capture, req, res)
+    local failure
+    ok, failure = xpcall(handler, capture, req, res)
     if not ok then
-      if not handler_failed(c, res, status[1], status[2]) then return end
+      if not handler_failed(c, res, failure[1], failure[2]) then return end
     elseif res._state ~= FINISHED then
       res:finish()
     end
@@ -302,10 +305,14 @@ local function conn_task(srv, sock, handler)
   local c = { sock = sock, srv = srv, o = srv._o, task = tide.current(), write = sock.write,
     idle = true, broken = false, dead = false, req = false, res = false, left = 0,
     received = 0, done = true, close = false, continue = false, deadline = false,
-    chunks = false, started = false }
+    chunks = false, started = false, parsing = false }
   srv._conns[c] = true
   srv.connections = srv.connections + 1
   local ok, err = pcall(serve_conn, srv, c, handler)
+  if not ok and c.parsing and is_error(err, "EPROTO") then
+    refuse(c, err.status, err.message)  -- a malformed request head
+    ok = true
+  end
   c.req = false
   srv._conns[c] = nil
   srv.connections = srv.connections - 1

@@ -316,8 +316,9 @@ function client.resolve_location(base, location) end
 ---@field path string?
 ---@field query string?
 ---@field authority string?
----@field body_kind "none"|"length"|"chunked"
+---@field body_kind "none"|"length"|"chunked"|"close"
 ---@field content_length integer?
+---@field transfer_codings string[]? response heads: the codings, in the order applied
 
 ---@class tide.http.Reader
 ---@field read_line fun(max: integer): string|false|nil
@@ -331,15 +332,12 @@ local h1 = {}
 ---@param block string the head without its empty line
 ---@param limits? {max_target: integer?, max_headers: integer?, max_line: integer?}
 ---@param into? table
----@return tide.http.Head? head
----@return integer|string? status_or_message
----@return string? message
+---@return tide.http.Head head raises an EPROTO error object (with `status`) on a malformed head
 function h1.parse_request_head(block, limits, into) end
 ---@param block string
 ---@param limits? table
 ---@param request_method? string
----@return tide.http.Head? head
----@return string? message
+---@return tide.http.Head head raises an EPROTO error object (status 502) on a malformed head
 function h1.parse_response_head(block, limits, request_method) end
 ---@param method string
 ---@param target string
