@@ -6,9 +6,8 @@
 --                            second byte is odd)
 --   2  read_chunked         (the body after the head, through a reader over
 --                            the bytes; small limits, so that they are hit)
--- The heads' contract is a result or nil and a reason; the chunk decoder's
--- is a body or an EPROTO error object with a status. Anything else raised
--- escapes, and is a finding.
+-- The contract of all three is a result or an EPROTO error object with a
+-- status. Anything else raised escapes, and is a finding.
 local h1 = require "tide.http.h1"
 
 local byte, sub, find = string.byte, string.sub, string.find
@@ -56,21 +55,21 @@ return function(data)
   local mode = (byte(data, 1) or 0) % 3
   local s = sub(data, 2)
   if mode == 0 then
-    local req, status = h1.parse_request_head(s, nil, {})
-    if req then
+    local ok, req = pcall(h1.parse_request_head, s, nil, {})
+    if ok then
       assert(type(req.method) == "string" and type(req.target) == "string")
       use_headers(req.headers)
     else
-      assert(math.type(status) == "integer", "no status for a refused head")
+      expected(req)
     end
   elseif mode == 1 then
     local method = (byte(data, 2) or 0) % 2 == 1 and "HEAD" or "GET"
-    local res, err = h1.parse_response_head(s, nil, method)
-    if res then
+    local ok, res = pcall(h1.parse_response_head, s, nil, method)
+    if ok then
       assert(math.type(res.status) == "integer")
       use_headers(res.headers)
     else
-      assert(type(err) == "string", "no reason for a refused head")
+      expected(res)
     end
   else
     local ok, body, trailers = pcall(h1.read_chunked, reader(s, 1), limits)
