@@ -75,7 +75,7 @@ local KNOWN = {
   max_header_size = true, max_headers = true, tls = true,
 }
 
-local TOKEN = "^[!#$%%&'*+%-.^_`|~0-9A-Za-z]+$"
+local TOKEN = headers.TOKEN
 local IDEMPOTENT = { GET = true, HEAD = true, OPTIONS = true, TRACE = true,
   PUT = true, DELETE = true }
 local USER_AGENT = "tide/" .. tostring(tide.version)

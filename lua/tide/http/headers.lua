@@ -13,7 +13,10 @@
 -- is the number of fields and `_index` maps a lowercased name to the
 -- position of its first field. Other modules go through the functions
 -- below (the underscored ones are for tide.http's own trusted callers).
--- The token and field-value checks live here too, once.
+-- A server response keeps the fields its handler sets in the same layout
+-- without the index (most responses are looked up in rarely): the
+-- `fields` functions at the end work on such a list. The token and
+-- field-value checks live here too, once.
 
 local find, lower, type, tostring = string.find, string.lower, type, tostring
 local concat, sort = table.concat, table.sort
@@ -76,24 +79,34 @@ local function reindex(self)
   self._index = index
 end
 
--- Removes every field whose lowercased name is `lname`, keeping the others
--- in order; leaves the field at position `keep` (if any) in place.
-local function compact(self, lname, keep)
-  local n, j, removed = self.n, 0, 0
-  for i = 1, n do
+-- Removes from the field list `t` every field whose lowercased name is
+-- `lname`, from position `from` on (1 when nil), keeping the others in
+-- order; leaves the field at position `keep` (if any) in place. Returns
+-- how many went. Does not touch an index.
+local function remove_fields(t, lname, from, keep)
+  local n, removed = t.n, 0
+  from = from or 1
+  local j = from - 1
+  for i = from, n do
     local k = 3 * i
-    if self[k - 1] == lname and i ~= keep then
+    if t[k - 1] == lname and i ~= keep then
       removed = removed + 1
     else
       j = j + 1
       if j ~= i then
         local kj = 3 * j
-        self[kj - 2], self[kj - 1], self[kj] = self[k - 2], self[k - 1], self[k]
+        t[kj - 2], t[kj - 1], t[kj] = t[k - 2], t[k - 1], t[k]
       end
     end
   end
-  for k = 3 * j + 1, 3 * n do self[k] = nil end
-  self.n = j
+  for k = 3 * j + 1, 3 * n do t[k] = nil end
+  t.n = j
+  return removed
+end
+
+-- remove_fields for a headers object, whose index then changes.
+local function compact(self, lname, keep)
+  local removed = remove_fields(self, lname, 1, keep)
   if removed > 0 then reindex(self) end
   return removed
 end
@@ -205,16 +218,23 @@ function methods:_first(lname)
   return i and self[3 * i]
 end
 
--- Private: appends the field lines of the object ("Name: value\r\n") to
--- the array `buf` from position `n`; returns the new last position.
-function methods:_put(buf, n)
-  for i = 1, self.n do
+-- Appends the field lines of the field list `t` ("Name: value\r\n") to
+-- the array `buf` from position `n`, leaving out the fields whose
+-- lowercased name is a key of `skip` (when given); returns the new last
+-- position.
+local function put_fields(t, buf, n, skip)
+  for i = 1, t.n do
     local k = 3 * i
-    buf[n + 1], buf[n + 2], buf[n + 3], buf[n + 4] = self[k - 2], ": ", self[k], "\r\n"
-    n = n + 4
+    if not (skip and skip[t[k - 1]]) then
+      buf[n + 1], buf[n + 2], buf[n + 3], buf[n + 4] = t[k - 2], ": ", t[k], "\r\n"
+      n = n + 4
+    end
   end
   return n
 end
+
+-- Private: put_fields for a headers object.
+methods._put = put_fields
 
 --- Returns an iterator over the fields in order, yielding name (as given)
 -- and value. Modifying the object while iterating is not supported.
@@ -300,6 +320,61 @@ local function from_fields(t, n, index)
   return setmetatable(t, mt)
 end
 
+--------------------------------------------------------------------------
+-- Field lists without an index (a server response's own fields): `t.n`
+-- fields in the layout above. Names must be checked by the caller
+-- (check_name) and `lname` be lower(name).
+
+-- Sets the field `lname`: the first field of that name takes `name` and
+-- `value` and any later one goes; appended when there is none.
+local function set_field(t, name, lname, value)
+  local n = t.n
+  for i = 1, n do
+    local k = 3 * i
+    if t[k - 1] == lname then
+      t[k - 2], t[k] = name, value
+      if i < n then remove_fields(t, lname, i + 1) end
+      return
+    end
+  end
+  local k = 3 * n
+  t[k + 1], t[k + 2], t[k + 3] = name, lname, value
+  t.n = n + 1
+end
+
+-- Appends a field, even if the name is present.
+local function add_field(t, name, lname, value)
+  local n = t.n
+  local k = 3 * n
+  t[k + 1], t[k + 2], t[k + 3] = name, lname, value
+  t.n = n + 1
+end
+
+-- The value of the first field named `lname`, or nil.
+local function get_field(t, lname)
+  for i = 1, t.n do
+    if t[3 * i - 1] == lname then return t[3 * i] end
+  end
+  return nil
+end
+
+-- Removes every field.
+local function clear_fields(t)
+  for k = 1, 3 * t.n do t[k] = nil end
+  t.n = 0
+end
+
+-- The field lines of `t` as one string, without the fields whose
+-- lowercased name is a key of `skip`.
+local function field_lines(t, skip)
+  local n = t.n
+  if n == 0 then return "" end
+  if n == 1 and not skip[t[2]] then return t[1] .. ": " .. t[3] .. "\r\n" end
+  local buf = {}
+  put_fields(t, buf, 0, skip)
+  return concat(buf)
+end
+
 return {
   new = new,
   methods = methods,
@@ -312,4 +387,13 @@ return {
   TOKEN = TOKEN,
   check_name = check_name,
   check_value = check_value,
+  -- Field lists without an index (see above).
+  fields = {
+    set = set_field,
+    add = add_field,
+    get = get_field,
+    remove = remove_fields,
+    clear = clear_fields,
+    lines = field_lines,
+  },
 }

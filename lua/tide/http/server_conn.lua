@@ -279,7 +279,7 @@ local function serve_conn(srv, c, handler)
     c.received, c.deadline, c.chunks = 0, nil, nil
     setmetatable(req, request_mt)
 
-    local res = setmetatable({ status = 200, _state = FRESH, _c = c, _n = 0,
+    local res = setmetatable({ status = 200, _state = FRESH, _c = c, n = 0,
       false, false, false }, response_mt)
     c.res = res
 

@@ -27,6 +27,10 @@ local json = require "tide.http.json"
 
 local common = require "tide.http.server_common"
 local check_name, check_value = headers.check_name, headers.check_value
+local field_list = headers.fields
+local set_field, add_field, get_field, remove_fields, clear_fields, field_lines =
+  field_list.set, field_list.add, field_list.get, field_list.remove, field_list.clear,
+  field_list.lines
 local has_token, send, report =
   common.has_token, common.send, common.report
 
@@ -88,11 +92,11 @@ local response_mt = {
 local FRESH, STREAMING, FINISHED = 0, 1, 2
 
 -- Layout (private): the fields the handler set live in the response's own
--- array part, three slots each as in tide.http.headers ([3i-2] name,
--- [3i-1] lowercased name, [3i] value), `_n` of them. Fields the server
--- owns are noted when set: `_length` (Content-Length), `_date` (Date),
--- `_conn_close` (Connection holding "close"), `_te` (Transfer-Encoding).
--- Streaming: `_chunked` (chunked coding), `_sent` (body bytes sent).
+-- array part, a field list of tide.http.headers (its `fields` functions
+-- own the layout; `n` counts them). Fields the server owns are noted when
+-- set: `_length` (Content-Length), `_date` (Date), `_conn_close`
+-- (Connection holding "close"), `_te` (Transfer-Encoding). Streaming:
+-- `_chunked` (chunked coding), `_sent` (body bytes sent).
 
 -- Values of response fields already checked (no CR, LF or NUL).
 local checked_values, checked_values_n = {}, 0
@@ -128,21 +132,6 @@ local function note_owned(res, lname, value)
   end
 end
 
--- Removes the fields named `lname` from position `from` on.
-local function remove_fields(res, lname, from)
-  local n, j = res._n, from - 1
-  for i = from, n do
-    local k = 3 * i
-    if res[k - 1] ~= lname then
-      j = j + 1
-      local kj = 3 * j
-      res[kj - 2], res[kj - 1], res[kj] = res[k - 2], res[k - 1], res[k]
-    end
-  end
-  for k = 3 * j + 1, 3 * n do res[k] = nil end
-  res._n = j
-end
-
 --- res:set_header(name, value): sets a header of the response, replacing
 -- any field of that name. Raises on an invalid name or a value holding CR,
 -- LF or NUL, and once the head was sent. Returns res.
@@ -151,18 +140,7 @@ function Response:set_header(name, value)
   lname, value = check_field(name, value, 2)
   if self._state ~= FRESH then error("res:set_header: the head was already sent", 2) end
   if OWNED[lname] then note_owned(self, lname, value) end
-  local n = self._n
-  for i = 1, n do
-    local k = 3 * i
-    if self[k - 1] == lname then
-      self[k - 2], self[k] = name, value
-      if i < n then remove_fields(self, lname, i + 1) end
-      return self
-    end
-  end
-  local k = 3 * n
-  self[k + 1], self[k + 2], self[k + 3] = name, lname, value
-  self._n = n + 1
+  set_field(self, name, lname, value)
   return self
 end
 
@@ -176,20 +154,13 @@ function Response:add_header(name, value)
     return self:set_header(name, value)  -- never two framings or dates
   end
   if lname == "connection" then note_owned(self, lname, value) end
-  local n = self._n
-  local k = 3 * n
-  self[k + 1], self[k + 2], self[k + 3] = name, lname, value
-  self._n = n + 1
+  add_field(self, name, lname, value)
   return self
 end
 
 --- res:get_header(name) -> the first value of a field set so far, or nil.
 function Response:get_header(name)
-  local lname = lower(name)
-  for i = 1, self._n do
-    if self[3 * i - 1] == lname then return self[3 * i] end
-  end
-  return nil
+  return get_field(self, lower(name))
 end
 
 --- res:remove_header(name): removes the fields of that name set so far.
@@ -200,7 +171,7 @@ function Response:remove_header(name)
   elseif lname == "date" then self._date = nil
   elseif lname == "connection" then self._conn_close = nil
   elseif lname == "transfer-encoding" then self._te = nil end
-  remove_fields(self, lname, 1)
+  remove_fields(self, lname)
 end
 
 -- Decides whether the connection stays open after this response and
@@ -228,18 +199,7 @@ end
 local NOT_SENT = { ["content-length"] = true, ["transfer-encoding"] = true,
   ["connection"] = true }
 local function user_fields(res)
-  local n = res._n
-  if n == 0 then return "" end
-  if n == 1 and not NOT_SENT[res[2]] then return res[1] .. ": " .. res[3] .. "\r\n" end
-  local buf, m = {}, 0
-  for i = 1, n do
-    local k = 3 * i
-    if not NOT_SENT[res[k - 1]] then
-      buf[m + 1], buf[m + 2], buf[m + 3], buf[m + 4] = res[k - 2], ": ", res[k], "\r\n"
-      m = m + 4
-    end
-  end
-  return concat(buf)
+  return field_lines(res, NOT_SENT)
 end
 
 -- The status line of `res`, checking the status and the reason.
@@ -323,13 +283,10 @@ local function gzipped(res, c, body, status)
   if not opt or #body < opt.min_size or res._length or bodiless(status) or c.req.method == "HEAD" then
     return nil
   end
-  local ctype
-  for i = 1, res._n do
-    local name = res[3 * i - 1]
-    if name == "content-encoding" then return nil end
-    if name == "content-type" then ctype = lower(res[3 * i]) end
-  end
+  if get_field(res, "content-encoding") then return nil end
+  local ctype = get_field(res, "content-type")
   if ctype == nil then return nil end
+  ctype = lower(ctype)
   for i = 1, #TEXTUAL do
     if find(ctype, TEXTUAL[i]) then
       if not accepts_gzip(c.req) then return nil end
@@ -542,8 +499,8 @@ end
 
 -- Empties a response before the server answers in the handler's place.
 local function reset_response(res)
-  for k = 1, 3 * res._n do res[k] = nil end
-  res._n, res.status, res.reason = 0, 200, nil
+  clear_fields(res)
+  res.status, res.reason = 200, nil
   res._length, res._date, res._conn_close, res._te = nil, nil, nil, nil
 end
 
