@@ -138,6 +138,7 @@ static void update(lua_State *L, tide_stream *s);
 static void close_now(tide_stream *s);
 static void settle_waiters(lua_State *L, tide_stream *s);
 static void room_release(lua_State *L, tide_stream *s);
+static void cork_flush(tide_stream *s);
 
 /* The main lua_State, or NULL once the Lua side is gone: a callback
  * then only releases memory. */
@@ -1192,6 +1193,16 @@ void tide_stream_filter(lua_State *L, tide_stream *s, tide_filter *f) {
   update(L, s);
 }
 
+/* source:flush() -> nothing: the small writes the stream gathers in a
+ * turn (sent once the writing task yields) go to impl.write now. For an
+ * impl that must see every write made so far before it acts (a test
+ * transport breaking the connection). */
+static int src_flush(lua_State *L) {
+  tide_stream *s = source_stream(L, 1);
+  if (s != NULL) cork_flush(s);
+  return 0;
+}
+
 /* source.closed: whether the stream was closed (nothing more is read). */
 static int src_index(lua_State *L) {
   const char *k = lua_tostring(L, 2);
@@ -1204,6 +1215,7 @@ static int src_index(lua_State *L) {
 static const luaL_Reg source_methods[] = {
   {"push", src_push},
   {"finish", src_finish},
+  {"flush", src_flush},
   {NULL, NULL}
 };
 

@@ -244,6 +244,10 @@ static void count_cb(uv_handle_t *h, void *arg) {
   lua_State *L = arg;
   const char *type;
   if (uv_is_closing(h)) return;
+  if (uv_is_active(h) && uv_has_ref(h)) {  /* stats.alive: one more */
+    lua_pushinteger(L, lua_tointeger(L, -2) + 1);
+    lua_replace(L, -3);
+  }
   type = uv_handle_type_name(uv_handle_get_type(h));
   lua_getfield(L, -1, type);
   lua_pushinteger(L, luaL_optinteger(L, -1, 0) + 1);
@@ -251,21 +255,27 @@ static void count_cb(uv_handle_t *h, void *arg) {
   lua_pop(L, 1);  /* remove the old count */
 }
 
-/* tide.stats() -> {handles = {type = count, ...}, nhandles = n, unhandled = n}:
- * the libuv handles of the loop not closing (the runtime's own among
- * them), and the unhandled rejections reported so far. For tests. */
+/* tide.stats() -> {handles = {type = count, ...}, nhandles = n,
+ * alive = n, unhandled = n}: the libuv handles of the loop not closing (the
+ * runtime's own among them), how many handles and requests are active and
+ * keep the loop running (what can still wake a task: a timer, a socket, a
+ * process, a thread's job...), and the unhandled rejections reported so
+ * far. For tests. */
 static int l_stats(lua_State *L) {
   tide_lua *tl = tide_lua_get(L);
+  uv_loop_t *loop = tide_rt_loop(tl->rt);
   lua_Integer n = 0;
-  lua_createtable(L, 0, 3);
+  lua_createtable(L, 0, 4);
+  lua_pushinteger(L, (lua_Integer)loop->active_reqs.count);  /* alive, counted on */
   lua_newtable(L);
-  uv_walk(tide_rt_loop(tl->rt), count_cb, L);
+  uv_walk(loop, count_cb, L);
   lua_pushnil(L);
   while (lua_next(L, -2)) {  /* sum the counts */
     n += lua_tointeger(L, -1);
     lua_pop(L, 1);  /* remove the count */
   }
-  lua_setfield(L, -2, "handles");
+  lua_setfield(L, -3, "handles");
+  lua_setfield(L, -2, "alive");
   lua_pushinteger(L, n);
   lua_setfield(L, -2, "nhandles");
   lua_pushinteger(L, (lua_Integer)tl->reported);

@@ -183,10 +183,13 @@ end
 
 -- memory.reset(s): the connection of `s` is reset: on both ends, reads
 -- reject with ECONNRESET and writes with EPIPE (a write's failure shows,
--- as on a socket, on the stream's next operation); bytes still on the
--- wire are lost.
+-- as on a socket, on the stream's next operation). Bytes an end received
+-- are still read first (as on Linux); bytes still on the wire (latency,
+-- pieces not delivered yet) are lost. Every write made before the reset
+-- counts as sent, even one the stream was still gathering.
 local function reset(s)
   local e = end_of(s)
+  e.src:flush(); e.peer.src:flush()
   for _, x in ipairs{ e, e.peer } do
     break_end(x, tide.error("ECONNRESET", "connection reset by peer"),
       tide.error("EPIPE", "broken pipe: the connection was reset"))
@@ -200,6 +203,7 @@ local function fail(s, err)
   local e = end_of(s)
   if type(err) == "string" then err = tide.error(err, "injected error") end
   assert(tide.is_error(err), "err must be an error object or an error code")
+  e.src:flush(); e.peer.src:flush()  -- the writes made before it go out first
   break_end(e, err, err)
 end
 
@@ -227,12 +231,21 @@ end
 
 -- net:connect(name [, opts]) -> promise of the client end of a new pair
 -- (opts as for memory.pair, plus timeout); ECONNREFUSED when nothing
--- serves `name`. With opts.latency the connection takes that long.
+-- serves `name`. With opts.latency the connection takes that long, and
+-- fails with ETIMEDOUT after opts.timeout seconds when that is shorter
+-- (as tide.tcp.connect's timeout).
 function Network:connect(name, opts)
   opts = opts or {}
+  local timeout = opts.timeout
+  assert(timeout == nil or (type(timeout) == "number" and timeout >= 0), "timeout must be a number >= 0")
   local net = self
   return tide.spawn(function()
-    if opts.latency and opts.latency > 0 then tide.sleep(opts.latency):await() end
+    local latency = opts.latency or 0
+    if timeout and latency > timeout then
+      tide.sleep(timeout):await()
+      error(tide.error("ETIMEDOUT", "connecting to " .. name .. " timed out"), 0)
+    end
+    if latency > 0 then tide.sleep(latency):await() end
     local server = net.servers[name]
     if server == nil then error(tide.error("ECONNREFUSED", "connection refused: " .. name), 0) end
     local a, b = pair(opts)

@@ -73,15 +73,31 @@ local function run(opts, fn, ...)
     end
     t.clock = tide.virtual_clock{ autojump = autojump }
   end
+  -- The watch wakes every `period` seconds of real time; long enough not
+  -- to stand in the way of a slow autojump.
+  local period = math.max(0.05, 2 * (tonumber(opts.autojump) or 0))
   tide.track_tasks(tracked)
   local body = table.pack(pcall(tide.run, function(...)
     local task = tide.spawn(fn, t, ...)
-    local deadline = tide.sleep(timeout, { real = true })
-    pcall(tide.await, tide.race{ task, deadline })
-    deadline:cancel()
-    if task:state() == "pending" then
-      task:cancel()
-      error(tide.error("ETIMEDOUT", string.format("the test took more than %g s", timeout)), 0)
+    local start, quiet = tide.hrtime(), 0
+    while task:state() == "pending" do
+      local wake = tide.sleep(period, { real = true })
+      pcall(tide.await, tide.race{ task, wake })
+      wake:cancel()
+      if task:state() ~= "pending" then break end
+      if (tide.hrtime() - start) / 1e9 >= timeout then
+        task:cancel()
+        error(tide.error("ETIMEDOUT", string.format("the test took more than %g s", timeout)), 0)
+      end
+      -- Stuck: nothing (the watch's own timer has fired) can wake a task:
+      -- no timer, socket, process or job. Twice in a row, so that a clock
+      -- settling is not taken for it.
+      quiet = tide.stats().alive == 0 and quiet + 1 or 0
+      if quiet >= 2 then
+        task:cancel()
+        error(tide.error("EDEADLK", "the test is stuck: its tasks wait for each other, "
+          .. "and no timer, socket, process or job can wake one"), 0)
+      end
     end
     return task:await()
   end, ...))

@@ -141,9 +141,10 @@ local function runtime()
     }
     mserver:close():await()
   end)
-  -- The custom stream's source answers push and finish by name only.
+  -- The custom stream's source answers push, finish and flush by name only.
   local s, src = tide.stream({ write = function() end })
-  objects["tide.StreamSource"] = { push = src.push ~= nil, finish = src.finish ~= nil }
+  objects["tide.StreamSource"] = { push = src.push ~= nil, finish = src.finish ~= nil,
+    flush = src.flush ~= nil }
   s:close()
   return modules, objects
 end

@@ -36,6 +36,32 @@ describe("tide.test", function()
       assert.is_true((tide.hrtime() - t0) / 1e9 < 5)
     end)
 
+    it("fails a stuck body at once instead of at its deadline", function()
+      for _, clock in ipairs{ "virtual", "manual", false } do
+        local t0 = tide.hrtime()
+        local err = failure({ timeout = 30, clock = clock or nil }, function(t)
+          local a, b = t.pair()
+          tide.spawn(function() b:read():await() end)  -- nobody writes
+          a:read():await()
+        end)
+        assert.matches("EDEADLK", err)
+        assert.matches("stuck", err)
+        assert.is_true((tide.hrtime() - t0) / 1e9 < 2, tostring(clock))
+      end
+    end)
+
+    it("does not take a body waiting on real time or I/O for stuck", function()
+      local got = test.run({ clock = "virtual" }, function()
+        tide.sleep(0.3, { real = true }):await()
+        local p = tide.process.spawn{ "sh", args = { "-c", "sleep 0.3; echo done" }, stdout = "pipe" }
+        local out = p.stdout:read_all():await()
+        p.stdout:close()
+        p:wait():await()
+        return out
+      end)
+      assert.equal("done\n", got)
+    end)
+
     it("fails a body that leaves a task running, and cancels that task", function()
       local stray
       local err = failure(function()

@@ -250,6 +250,7 @@ function http.router() end
 ---@field mt table
 ---@field TCHAR string a token character class, as a Lua pattern item
 ---@field TOKEN string the pattern of a whole token
+---@field fields table functions on an index-free field list (a server response's fields): set, add, get, remove, clear, lines
 local headers = {}
 ---@param init? tide.http.HeadersInit
 ---@return tide.http.Headers

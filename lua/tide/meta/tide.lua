@@ -227,6 +227,8 @@ local StreamSource = {}
 function StreamSource:push(data) end
 ---@param err? any
 function StreamSource:finish(err) end
+---Sends the writes the stream gathered this turn to impl.write now.
+function StreamSource:flush() end
 
 ---@class tide.StreamImpl
 ---@field write fun(data: string): tide.Promise<any>?
@@ -547,7 +549,7 @@ function tide.watchdog(seconds) end
 ---Adds every new task to table `t` as a key; `nil` stops.
 ---@param t table?
 function tide.track_tasks(t) end
----@return {handles: table<string, integer>, nhandles: integer, unhandled: integer}
+---@return {handles: table<string, integer>, nhandles: integer, alive: integer, unhandled: integer}
 function tide.stats() end
 
 -- Streams and I/O ---------------------------------------------------------
