@@ -194,13 +194,10 @@ local function connection_line(res, c)
   return ""
 end
 
--- The field lines the handler set, without the framing the server owns
--- (Content-Length, Transfer-Encoding, Connection).
+-- Fields the server owns and writes itself: left out of the handler's
+-- field lines.
 local NOT_SENT = { ["content-length"] = true, ["transfer-encoding"] = true,
   ["connection"] = true }
-local function user_fields(res)
-  return field_lines(res, NOT_SENT)
-end
 
 -- The status line of `res`, checking the status and the reason.
 local function status_line(res)
@@ -329,7 +326,7 @@ function Response:finish(body)
     error("res:finish: a " .. status .. " response has no body", 2)
   end
   -- Every check is done: from here on the response is sent.
-  local fields = user_fields(self)
+  local fields = field_lines(self, NOT_SENT)
   local packed = c.o.compress and gzipped(self, c, body, status)
   if packed then
     body = packed
@@ -380,7 +377,7 @@ function Response:write(data)
     local line = status_line(self)
     local status = self.status
     if self._te then error("res:write: Transfer-Encoding is set by the server", 2) end
-    local fields = user_fields(self)
+    local fields = field_lines(self, NOT_SENT)
     local framing = ""
     local length = self._length
     if bodiless(status) then
