@@ -6,12 +6,16 @@
  * bursts of one size, which overflows glibc's per-thread caches and sends
  * most calls down malloc's slow paths (12-16% of the CPU time of the
  * promise, timer and HTTP benchmarks). Blocks up to POOL_MAX bytes come
- * from per-size free lists instead, carved from CHUNK-byte chunks; larger
- * ones go to malloc. Lua tells the size of every block it frees or
- * resizes, so blocks carry no header. A state's allocator is used only by
- * the thread that runs that state (DESIGN: one state per thread, nothing
- * shared), so it takes no lock. Freed small blocks are kept for reuse
- * until the state closes, when the chunks go back to malloc.
+ * from slabs instead: SLAB bytes holding blocks of one size class, with
+ * the blocks freed in them kept for reuse; larger ones go to malloc. Lua
+ * tells the size of every block it frees or resizes, so blocks carry no
+ * header. A slab whose blocks all came back goes back to malloc (but one
+ * per class), so a state that once held many blocks of a size does not
+ * keep them (free lists shared by a whole class, carved from common
+ * chunks, did: an echo server's RSS grew by half in five minutes of
+ * random message sizes, and stayed flat with plain malloc). A state's
+ * allocator is used only by the thread that runs that state (one state
+ * per thread, nothing shared), so it takes no lock.
  *
  * The allocator frees itself: it counts the bytes the state holds, and
  * lua_close frees the state's main block last, so the count falls to zero
@@ -42,14 +46,23 @@
 #ifndef POOL_MAX
 #define POOL_MAX POOL_LIMIT         /* larger blocks go to malloc */
 #endif
-#define CHUNK (64 * 1024)
+#define SLAB (16 * 1024)            /* size and alignment of a slab */
 
-typedef struct chunk { struct chunk *next; } chunk;
+/* A slab: SLAB bytes aligned to SLAB, holding blocks of one size class
+ * after this header; a block finds its slab by masking its address. */
+typedef struct slab {
+  struct slab *prev, *next;         /* in its class's partial or full list */
+  void *free;                       /* its freed blocks */
+  char *bump;                       /* the part never handed out yet */
+  unsigned live;                    /* blocks handed out and not freed */
+  unsigned full;                    /* in the full list */
+} slab;
+#define SLAB_HEAD ((sizeof(slab) + GRAIN - 1) / GRAIN * GRAIN)
 
 typedef struct tide_alloc {
-  void *free[NCLASSES];             /* free lists, one per block size */
-  char *bump, *end;                 /* the unused rest of the newest chunk */
-  chunk *chunks;                    /* every chunk, to free at close */
+  slab *partial[NCLASSES];          /* slabs with room, per class */
+  slab *full[NCLASSES];             /* slabs without, to free at close */
+  unsigned char empty[NCLASSES];    /* slabs of the class with no block out */
   size_t total;                     /* bytes the state holds */
   int live;                         /* the state was made: free at total 0 */
   int warn_on;                      /* warn(): on after "@on" */
@@ -58,39 +71,82 @@ typedef struct tide_alloc {
 
 static size_t class_of(size_t size) { return (size - 1) / GRAIN; }
 
+static void slab_unlink(slab **list, slab *s) {
+  if (s->prev) s->prev->next = s->next;
+  else *list = s->next;
+  if (s->next) s->next->prev = s->prev;
+}
+
+static void slab_push(slab **list, slab *s) {
+  s->prev = NULL;
+  if ((s->next = *list) != NULL) s->next->prev = s;
+  *list = s;
+}
+
 static void *pool_get(tide_alloc *a, size_t size) {
   size_t c = class_of(size), bsize = (c + 1) * GRAIN;
-  void *b = a->free[c];
-  if (b != NULL) {
-    a->free[c] = *(void **)b;
-    return b;
+  slab *s = a->partial[c];
+  void *b;
+  if (s == NULL) {
+    if ((s = aligned_alloc(SLAB, SLAB)) == NULL) return NULL;
+    s->free = NULL;
+    s->bump = (char *)s + SLAB_HEAD;
+    s->live = 0;
+    s->full = 0;
+    slab_push(&a->partial[c], s);
+    a->empty[c]++;
   }
-  if ((size_t)(a->end - a->bump) < bsize) {
-    chunk *k = malloc(CHUNK);
-    if (k == NULL) return NULL;
-    k->next = a->chunks;
-    a->chunks = k;
-    /* the rest of the old chunk is left unused: less than POOL_MAX bytes */
-    a->bump = (char *)k + GRAIN;
-    a->end = (char *)k + CHUNK;
+  if (s->live++ == 0) a->empty[c]--;
+  if ((b = s->free) != NULL) {
+    s->free = *(void **)b;
+  } else {
+    b = s->bump;
+    s->bump += bsize;
   }
-  b = a->bump;
-  a->bump += bsize;
+  if (s->free == NULL && (size_t)((char *)s + SLAB - s->bump) < bsize) {
+    slab_unlink(&a->partial[c], s);  /* no room left */
+    slab_push(&a->full[c], s);
+    s->full = 1;
+  }
   return b;
 }
 
+/* A slab whose blocks all came back is freed, but for one per class,
+ * kept against a burst that would take a new one at once. */
 static void pool_put(tide_alloc *a, void *b, size_t size) {
   size_t c = class_of(size);
-  *(void **)b = a->free[c];
-  a->free[c] = b;
+  slab *s = (slab *)((uintptr_t)b & ~(uintptr_t)(SLAB - 1));
+  *(void **)b = s->free;
+  s->free = b;
+  if (s->full) {
+    slab_unlink(&a->full[c], s);
+    slab_push(&a->partial[c], s);
+    s->full = 0;
+  }
+  if (--s->live == 0) {
+    if (a->empty[c] > 0) {
+      slab_unlink(&a->partial[c], s);
+      free(s);
+    } else {
+      a->empty[c]++;
+    }
+  }
 }
 
-/* Gives the chunks and the allocator itself back to malloc. */
+static void slabs_free(slab *s) {
+  slab *next;
+  for (; s != NULL; s = next) {
+    next = s->next;
+    free(s);
+  }
+}
+
+/* Gives the slabs and the allocator itself back to malloc. */
 static void alloc_destroy(tide_alloc *a) {
-  chunk *k;
-  while ((k = a->chunks) != NULL) {
-    a->chunks = k->next;
-    free(k);
+  size_t c;
+  for (c = 0; c < NCLASSES; c++) {
+    slabs_free(a->partial[c]);
+    slabs_free(a->full[c]);
   }
   free(a);
 }
