@@ -62,7 +62,6 @@ typedef struct tide_lua {
   int owns_rt;              /* the module created rt and frees it */
   int running;              /* inside tide.run / the binary's loop */
   int tracebacks_ref;       /* registry: weak table promise -> traceback */
-  int cancelled_ref;        /* registry: the tide.Cancelled value */
   int promise_mt_ref;       /* registry: the promise metatable */
   const void *promise_mt;   /* ... and its address, for quick checks */
   unsigned reported;        /* unhandled rejections reported */
@@ -117,7 +116,7 @@ tide_lua *tide_lua_get(lua_State *L);
 tide_lua *tide_lua_of(tide_rt *rt);
 int tide_lua_open_rt(lua_State *L, tide_rt *rt);
 int tide_lua_traceback_handler(lua_State *L);
-int tide_lua_pcall(lua_State *L, int nargs, int nresults, int *has_tb);
+int tide_lua_pcall(lua_State *L, int nargs, int nresults);
 int tide_lua_pcallh(lua_State *L, int nargs, int nresults, int msgh);
 void tide_lua_push_error(lua_State *L, const char *code, const char *message);
 void tide_lua_push_uverror(lua_State *L, int status);

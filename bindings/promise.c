@@ -447,7 +447,7 @@ static void event_cb(tide_rt *rt, tide_job *job) {
       lua_rawgeti(L, top + 4, k);
       luaL_checkstack(L, n, "too many event values");
       for (i = 2; i <= n + 1; i++) lua_rawgeti(L, top + 2, i);
-      if (tide_lua_pcall(L, n, 0, NULL) != LUA_OK) {
+      if (tide_lua_pcall(L, n, 0) != LUA_OK) {
         lua_rawgeti(L, top + 2, 1);
         lua_pushfstring(L, "error in '%s' listener: ", lua_tostring(L, -1));
         lua_pushvalue(L, -4);  /* the error */

@@ -1058,7 +1058,7 @@ static void custom_send(lua_State *L, tide_stream *s, int idx, size_t len) {
   idx = lua_absindex(L, idx);
   impl_get(L, s, "write");
   lua_pushvalue(L, idx);
-  if (tide_lua_pcall(L, 1, 1, NULL) != LUA_OK) {
+  if (tide_lua_pcall(L, 1, 1) != LUA_OK) {
     lua_pop(L, 1);  /* remove the traceback: the error object carries one */
     lua_pushvalue(L, -1);  /* the error, as the value to keep */
   } else if (lua_isnil(L, -1)) {
@@ -1090,7 +1090,7 @@ static void custom_send(lua_State *L, tide_stream *s, int idx, size_t len) {
  * promise (nil becomes the fulfilled one). */
 static int custom_shutdown(lua_State *L, tide_stream *s) {
   if (impl_get(L, s, "shutdown") == LUA_TNIL) return lua_pop(L, 1), push_done(L, s);
-  if (tide_lua_pcall(L, 0, 1, NULL) != LUA_OK) {
+  if (tide_lua_pcall(L, 0, 1) != LUA_OK) {
     lua_pop(L, 1);  /* remove the traceback */
     tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
     lua_insert(L, -2);
@@ -1108,7 +1108,7 @@ static void custom_close(tide_stream *s) {
   int top;
   if (L == NULL || s->impl_ref == LUA_NOREF) return;
   top = lua_gettop(L);
-  if (impl_get(L, s, "close") != LUA_TNIL && tide_lua_pcall(L, 0, 0, NULL) != LUA_OK)
+  if (impl_get(L, s, "close") != LUA_TNIL && tide_lua_pcall(L, 0, 0) != LUA_OK)
     tide_lua_report(L, "error in stream impl.close: ", lua_gettop(L));
   lua_settop(L, top);
 }

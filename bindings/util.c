@@ -96,9 +96,8 @@ int tide_lua_traceback_handler(lua_State *L) {
  * arguments under tide_lua_traceback_handler. On error it leaves the error
  * value and its traceback string (nil when memory failed) and returns the
  * status. */
-int tide_lua_pcall(lua_State *L, int nargs, int nresults, int *unused) {
+int tide_lua_pcall(lua_State *L, int nargs, int nresults) {
   int base = lua_gettop(L) - nargs, status;
-  (void)unused;
   lua_pushcfunction(L, tide_lua_traceback_handler);
   lua_insert(L, base);  /* handler below the function */
   status = tide_lua_pcallh(L, nargs, nresults, base);

@@ -288,7 +288,7 @@ static int job_body(lua_State *L) {
   n = tide_marshal_decode(L, job->buf.data + job->code_len, job->buf.len - job->code_len);
   if (n < 0) return lua_error(L);
   w->current = job;
-  if (tide_lua_pcall(L, n, LUA_MULTRET, NULL) != LUA_OK) {
+  if (tide_lua_pcall(L, n, LUA_MULTRET) != LUA_OK) {
     w->current = NULL;
     /* error at base, traceback at base + 1 */
     push_message(L, base);                                      /* base+2 */
