@@ -9,8 +9,8 @@
  * from per-size free lists instead, carved from CHUNK-byte chunks; larger
  * ones go to malloc. Lua tells the size of every block it frees or
  * resizes, so blocks carry no header. A state's allocator is used only by
- * the thread that runs that state (DESIGN: one state per thread, nothing
- * shared), so it takes no lock. Freed small blocks are kept for reuse
+ * the thread that runs that state (one thread per state, and no value
+ * shared between states: see docs/pool.md), so it takes no lock. Freed small blocks are kept for reuse
  * until the state closes, when the chunks go back to malloc.
  *
  * The allocator frees itself: it counts the bytes the state holds, and

@@ -1251,9 +1251,6 @@ static int l_stream(lua_State *L) {
   return 2;
 }
 
-/* s:write(data) -> promise: `data` is a string or a list of strings. The
- * promise is settled at once while the queued bytes stay under the
- * high-water mark, else when they came down to the low-water mark. */
 /* ----------------------------------------------------------------- cork
  *
  * A task that answers several requests without waiting (pipelined HTTP,
@@ -1365,6 +1362,11 @@ static int cork_add(lua_State *L, tide_stream *s, const uv_buf_t *bufs, int nbuf
   return 0;
 }
 
+/* s:write(data) -> promise: `data` is a string or a list of strings. The
+ * promise is settled at once while the queued bytes stay under the
+ * high-water mark, else when they came down to the low-water mark.
+ * Small writes of a running task go to the cork (above); the bytes the
+ * kernel does not take at once are queued with libuv. */
 static int s_write(lua_State *L) {
   tide_stream *s = *(tide_stream **)luaL_checkudata(L, 1, TIDE_STREAM_MT);
   uv_buf_t small[8], *bufs = small;
