@@ -148,7 +148,7 @@ int tide_open_promise(lua_State *L);
 typedef struct ltask ltask;
 int tide_task_spawn(lua_State *L, int fn_idx, int nargs);
 int tide_open_task(lua_State *L);
-int tide_task_cancel(lua_State *L, lpromise *lp);
+int tide_lp_cancel(lua_State *L, lpromise *lp);   /* any promise: p:cancel() */
 lua_State *tide_task_thread(ltask *t);
 int tide_lua_run_task(lua_State *L, int nargs);
 int tide_task_cancel_due(lua_State *L);

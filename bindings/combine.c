@@ -44,8 +44,7 @@ static void detach_all(combine *c) {
     tide_listener_remove(&c->nodes[i].l);
     /* tide.timeout: the timer, or the promise timed out (unless shielded) */
     if (c->mode == C_TIMEOUT && !(c->shield && i == 0)) {
-      if (((lpromise *)src)->kind == LP_TASK) tide_task_cancel(c->result->p.rt ? tide_lua_of(src->rt)->L : NULL, (lpromise *)src);
-      else tide_promise_cancel(src);
+      tide_lp_cancel(c->result->p.rt ? tide_lua_of(src->rt)->L : NULL, (lpromise *)src);
     }
     tide_lp_drop(c->result);
   }

@@ -545,7 +545,7 @@ static int p_result(lua_State *L) {
 
 static int p_cancel(lua_State *L) {
   lpromise *lp = tide_lp_check(L, 1);
-  lua_pushboolean(L, tide_task_cancel(L, lp));
+  lua_pushboolean(L, tide_lp_cancel(L, lp));
   return 1;
 }
 

@@ -1572,7 +1572,7 @@ static void cancel_handlers(lua_State *L, tide_stream *s) {
   }
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, top + 3, i);
-    tide_task_cancel(L, tide_lp_check(L, -1));
+    tide_lp_cancel(L, tide_lp_check(L, -1));
     lua_pop(L, 1);  /* remove the task */
   }
   lua_settop(L, top);
