@@ -182,10 +182,11 @@ int tide_open_zlib(lua_State *L);
 /* fields.c */
 int tide_open_fields(lua_State *L);
 
-/* ioutil.c — shared by udp.c, dns.c, signal.c and fs.c: operations that
- * hold their promise while libuv works, errors naming their subject, time
- * limits, and feeds (values a handle produces, handed out one per
- * promise, queued up to a bound). */
+/* ioutil.c — shared by the files of bindings/: operations that hold their
+ * promise while libuv works (tide_op_settle settles such a promise, then
+ * drops the operation's hold), errors naming their subject, time limits,
+ * and feeds (values a handle produces, handed out one per promise, queued
+ * up to a bound). */
 struct feed_wait;
 typedef struct tide_feed {
   uv_handle_t *handle;        /* private: referenced while a promise waits */

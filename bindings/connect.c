@@ -76,13 +76,8 @@ static void finish(creq *c) {
 /* [-0, +0, m] Rejects the request with libuv error `err` naming its
  * subject, and ends it. */
 static void fail(lua_State *L, creq *c, int err) {
-  lpromise *lp = c->lp;
-  tide_lua_push_uverror_at(L, err, c->subject);
-  tide_lp_push(L, lp);
-  tide_lp_settle(L, -1, TIDE_REJECTED, -2, 1);
-  lua_pop(L, 2);  /* remove the promise and the error */
+  tide_op_fail(L, c->lp, err, c->subject);
   finish(c);
-  tide_lp_drop(lp);
 }
 
 static void connect_cb(uv_connect_t *req, int status);
@@ -137,12 +132,9 @@ static void connect_cb(uv_connect_t *req, int status) {
     return;
   }
   if (status == 0 && (status = tide_stream_apply(s, &c->opts)) == 0) {
-    tide_lp_push(L, lp);
     tide_stream_push(L, s, 0);
-    tide_lp_settle(L, -2, TIDE_FULFILLED, -1, 1);
-    lua_pop(L, 2);  /* remove the stream and the promise */
+    tide_op_settle(L, lp, TIDE_FULFILLED, 1);
     finish(c);
-    tide_lp_drop(lp);
   } else {
     tide_stream_abort(s);
     c->err = status;

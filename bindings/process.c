@@ -79,7 +79,6 @@ static void exit_cb(uv_process_t *h, int64_t status, int signum) {
   list_remove(p);
   uv_close((uv_handle_t *)h, proc_close_cb);
   if (L == NULL) return;
-  tide_lp_push(L, p->exit);
   if (signum) {
     const char *name = tide_signal_name(signum);
     lua_pushnil(L);
@@ -89,9 +88,7 @@ static void exit_cb(uv_process_t *h, int64_t status, int signum) {
     lua_pushinteger(L, (lua_Integer)status);
     lua_pushnil(L);
   }
-  tide_lp_settle(L, -3, TIDE_FULFILLED, -2, 2);
-  lua_pop(L, 3);  /* remove the promise, code and signal */
-  tide_lp_drop(p->exit);
+  tide_op_settle(L, p->exit, TIDE_FULFILLED, 2);
   tide_rt_drain(rt);
 }
 

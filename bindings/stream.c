@@ -301,12 +301,7 @@ static void finalize(tide_stream *s) {
       if (s->write_err == 0) s->write_err = UV_ECANCELED;
       settle_waiters(L, s);
     }
-    if (s->closed) {
-      tide_lp_push(L, s->closed);
-      tide_lp_settle(L, -1, TIDE_FULFILLED, -1, 0);
-      lua_pop(L, 1);  /* remove the promise */
-      tide_lp_drop(s->closed);
-    }
+    if (s->closed) tide_op_settle(L, s->closed, TIDE_FULFILLED, 0);
     if (s->room) room_release(L, s);
     luaL_unref(L, LUA_REGISTRYINDEX, s->pin);
     luaL_unref(L, LUA_REGISTRYINDEX, s->impl_ref);
@@ -548,10 +543,7 @@ static void settle_waiter(lua_State *L, tide_stream *s, tide_state st) {
   tide_sread *r = s->pending;
   s->pending = NULL;
   if (s->timer_use == TM_READ) timer_stop(s);
-  tide_lp_push(L, &r->base);
-  tide_lp_settle(L, -1, st, -2, 1);
-  lua_pop(L, 2);  /* remove the promise and the value */
-  tide_lp_drop(&r->base);
+  tide_op_settle(L, &r->base, st, 1);
   if (s->under) update(L, s->under);
 }
 
@@ -927,17 +919,13 @@ static void settle_waiters(lua_State *L, tide_stream *s) {
   tide_swait *w;
   while ((w = s->waiters) != NULL) {
     unlink_waiter(w);
-    tide_lp_push(L, &w->base);
     if (s->write_err) {
       w->base.flags |= LP_STREAM_OP;  /* its UV_A is the stream */
       push_err(L, s->write_err, s->werr_ref);
-      tide_lp_settle(L, -2, TIDE_REJECTED, -1, 1);
-      lua_pop(L, 2);  /* remove the error and the promise */
+      tide_op_settle(L, &w->base, TIDE_REJECTED, 1);
     } else {
-      tide_lp_settle(L, -1, TIDE_FULFILLED, -1, 0);
-      lua_pop(L, 1);  /* remove the promise */
+      tide_op_settle(L, &w->base, TIDE_FULFILLED, 0);
     }
-    tide_lp_drop(&w->base);
   }
 }
 
@@ -1117,10 +1105,7 @@ static void custom_close(tide_stream *s) {
 static void room_release(lua_State *L, tide_stream *s) {
   lpromise *lp = s->room;
   s->room = NULL;
-  tide_lp_push(L, lp);
-  tide_lp_settle(L, -1, TIDE_FULFILLED, -1, 0);
-  lua_pop(L, 1);  /* remove the promise */
-  tide_lp_drop(lp);
+  tide_op_settle(L, lp, TIDE_FULFILLED, 0);
 }
 
 /* [-0, +0, v] The stream of the source at `idx`, or NULL once closed. */
@@ -1481,17 +1466,13 @@ static void shutdown_cb(uv_shutdown_t *req, int status) {
   free(req);
   s->shutdown = NULL;
   if (L == NULL) return;
-  tide_lp_push(L, lp);
   if (status == 0) {
-    tide_lp_settle(L, -1, TIDE_FULFILLED, -1, 0);
-    lua_pop(L, 1);  /* remove the promise */
+    tide_op_settle(L, lp, TIDE_FULFILLED, 0);
   } else {
     lp->flags |= LP_STREAM_OP;  /* its UV_A is the stream */
     tide_lua_push_uverror(L, status);
-    tide_lp_settle(L, -2, TIDE_REJECTED, -1, 1);
-    lua_pop(L, 2);  /* remove the error and the promise */
+    tide_op_settle(L, lp, TIDE_REJECTED, 1);
   }
-  tide_lp_drop(lp);
   if (!close_if_flushed(s)) update(L, s);
   tide_rt_drain(rt);
 }
