@@ -203,6 +203,10 @@ lua_State *tide_op_state(tide_rt *rt, lpromise *lp);
 void tide_op_settle(lua_State *L, lpromise *lp, tide_state state, int n);
 void tide_op_fail(lua_State *L, lpromise *lp, int status, const char *subject);
 void tide_lua_push_uverror_at(lua_State *L, int status, const char *subject);
+lua_Integer tide_opt_int(lua_State *L, int idx, const char *key, lua_Integer def,
+                         lua_Integer min, lua_Integer max);
+int tide_opt_bool(lua_State *L, int idx, const char *key);
+double tide_opt_seconds(lua_State *L, int idx, const char *key);
 double tide_lua_optseconds(lua_State *L, int idx);
 void tide_lua_timeout(lua_State *L, double seconds);
 void tide_feed_init(lua_State *L, tide_feed *f, uv_handle_t *handle, int arity, lua_Integer limit);

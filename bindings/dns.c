@@ -169,15 +169,6 @@ static int opt_family(lua_State *L, int idx) {
   return f == 4 ? AF_INET : AF_INET6;
 }
 
-/* [-0, +0, v] The `timeout` option of the table at `idx`, -1 for none. */
-static double opt_timeout(lua_State *L, int idx) {
-  double s;
-  lua_getfield(L, idx, "timeout");
-  s = lua_isnil(L, -1) ? -1 : tide_lua_checkseconds(L, -1);
-  lua_pop(L, 1);  /* remove the timeout */
-  return s;
-}
-
 /* tide.dns.lookup(name [, {family = 4|6, timeout = s}]) -> promise of
  * (addresses, family): the list of address strings `name` resolves to, in
  * the resolver's order without repeats, and the family of the first. */
@@ -197,7 +188,7 @@ static int l_lookup(lua_State *L) {
   if (!lua_isnoneornil(L, 2)) {
     luaL_checktype(L, 2, LUA_TTABLE);
     hints.ai_family = opt_family(L, 2);
-    timeout = opt_timeout(L, 2);
+    timeout = tide_opt_seconds(L, 2, "timeout");
   }
   lua_settop(L, 1);
   if (tide_addr_parse(name, 0, &ss) == 0
@@ -250,7 +241,7 @@ static int l_reverse(lua_State *L) {
     return luaL_argerror(L, 1, "not a numeric IPv4 or IPv6 address");
   if (!lua_isnoneornil(L, 2)) {
     luaL_checktype(L, 2, LUA_TTABLE);
-    timeout = opt_timeout(L, 2);
+    timeout = tide_opt_seconds(L, 2, "timeout");
   }
   lua_settop(L, 1);
   r = dnsreq_new(L, addr);

@@ -797,9 +797,7 @@ static int l_watch(lua_State *L) {
   unsigned flags = 0;
   if (!lua_isnoneornil(L, 2)) {
     luaL_checktype(L, 2, LUA_TTABLE);
-    lua_getfield(L, 2, "queue");
-    queue = luaL_optinteger(L, -1, queue);
-    luaL_argcheck(L, queue >= 0, 2, "queue must be >= 0");
+    queue = tide_opt_int(L, 2, "queue", queue, 0, LUA_MAXINTEGER);
     if (lua_getfield(L, 2, "recursive") != LUA_TNIL && lua_toboolean(L, -1)) {
 #ifdef __linux__
       /* inotify watches one directory; libuv would ignore the flag */

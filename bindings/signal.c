@@ -238,10 +238,8 @@ static int l_signals(lua_State *L) {
   lua_Integer queue = 64;
   lsigset *s;
   if (lua_gettop(L) > 0 && lua_istable(L, lua_gettop(L))) {  /* options last */
-    lua_getfield(L, -1, "queue");
-    queue = luaL_optinteger(L, -1, queue);
-    luaL_argcheck(L, queue >= 0, lua_gettop(L) - 1, "queue must be >= 0");
-    lua_pop(L, 2);  /* remove the queue and the options */
+    queue = tide_opt_int(L, -1, "queue", queue, 0, LUA_MAXINTEGER);
+    lua_pop(L, 1);  /* remove the options */
   }
   n = check_signals(L, signums, MAX_SIGNALS);
   lua_settop(L, 0);

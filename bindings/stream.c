@@ -187,20 +187,10 @@ void tide_stream_opts_init(tide_stream_opts *o) {
   o->keepalive = -1;
 }
 
-/* [-0, +0, v] A byte count field of the table at `idx`, or `def`. */
+/* [-0, +0, v] A byte count field of the table at `idx` from `min` to
+ * MAX_LIMIT, or `def`. */
 static size_t opt_size(lua_State *L, int idx, const char *key, size_t def, size_t min) {
-  lua_Integer v;
-  int isint;
-  if (lua_getfield(L, idx, key) == LUA_TNIL) {
-    lua_pop(L, 1);  /* remove the nil */
-    return def;
-  }
-  v = lua_tointegerx(L, -1, &isint);
-  if (!isint || v < (lua_Integer)min || (size_t)v > MAX_LIMIT)
-    luaL_error(L, "option '%s': integer from %d to 2^40 expected, got %s", key, (int)min,
-               luaL_typename(L, -1));
-  lua_pop(L, 1);  /* remove the value */
-  return (size_t)v;
+  return (size_t)tide_opt_int(L, idx, key, (lua_Integer)def, (lua_Integer)min, (lua_Integer)MAX_LIMIT);
 }
 
 /* [-0, +0, v] Reads the stream options of the table at `idx` (none when

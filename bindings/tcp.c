@@ -18,22 +18,6 @@
 
 #define DEFAULT_BACKLOG 1024
 
-/* [-0, +0, v] An integer field of the table at `idx` in [min, max], or
- * `def` when absent. */
-static int opt_int(lua_State *L, int idx, const char *key, int def, int min, int max) {
-  lua_Integer v;
-  int isint;
-  if (lua_getfield(L, idx, key) == LUA_TNIL) {
-    lua_pop(L, 1);  /* remove the nil */
-    return def;
-  }
-  v = lua_tointegerx(L, -1, &isint);
-  if (!isint || v < min || v > max)
-    luaL_error(L, "option '%s': integer from %d to %d expected", key, min, max);
-  lua_pop(L, 1);  /* remove the value */
-  return (int)v;
-}
-
 /* [-0, +0, e] Raises the error object of `err`, naming `subject`. */
 static int raise_at(lua_State *L, int err, const char *subject) {
   tide_lua_push_uverror_at(L, err, subject);
@@ -76,8 +60,8 @@ static tide_stream *listen_opts(lua_State *L, int idx) {
     lua_pushliteral(L, "127.0.0.1");
   }
   if ((host = lua_tostring(L, -1)) == NULL) luaL_error(L, "option 'host': string expected");
-  port = opt_int(L, idx, "port", 0, 0, 65535);
-  backlog = opt_int(L, idx, "backlog", DEFAULT_BACKLOG, 1, 65535);
+  port = (int)tide_opt_int(L, idx, "port", 0, 0, 65535);
+  backlog = (int)tide_opt_int(L, idx, "backlog", DEFAULT_BACKLOG, 1, 65535);
   /* workers of `tide --workers n` share their ports */
   if (lua_getfield(L, idx, "reuseport") == LUA_TNIL) reuseport = getenv("TIDE_WORKER") != NULL;
   else reuseport = lua_toboolean(L, -1);
@@ -138,8 +122,7 @@ static int l_connect(lua_State *L) {
   tide_stream_opts_init(&o);
   if (!lua_isnoneornil(L, 3)) {
     tide_stream_opts_get(L, 3, &o);
-    lua_getfield(L, 3, "timeout");
-    timeout = tide_lua_optseconds(L, -1);
+    timeout = tide_opt_seconds(L, 3, "timeout");
   }
   tide_connect_tcp(L, host, (int)port, timeout, &o);
   return 1;

@@ -106,27 +106,6 @@ static void recv_cb(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
   tide_rt_drain(u->rt);
 }
 
-/* [-0, +0, v] Field `key` of the options at `idx` as a boolean. */
-static int opt_bool(lua_State *L, int idx, const char *key) {
-  int b;
-  lua_getfield(L, idx, key);
-  b = lua_toboolean(L, -1);
-  lua_pop(L, 1);  /* remove the field */
-  return b;
-}
-
-/* [-0, +0, v] Field `key` of the options at `idx` as an integer in
- * lo..hi, or `def` when absent. */
-static lua_Integer opt_int(lua_State *L, int idx, const char *key, lua_Integer def, lua_Integer lo, lua_Integer hi) {
-  lua_Integer v;
-  lua_getfield(L, idx, key);
-  if (lua_isnil(L, -1)) v = def;
-  else if (!lua_isinteger(L, -1) || (v = lua_tointeger(L, -1)) < lo || v > hi)
-    return luaL_argerror(L, idx, lua_pushfstring(L, "%s must be an integer in %I..%I", key, lo, hi));
-  lua_pop(L, 1);  /* remove the field */
-  return v;
-}
-
 /* [-0, +0, e] Raises the error object of `err` about `subject` when it is
  * a failure. */
 static void check_uv(lua_State *L, int err, const char *subject) {
@@ -156,15 +135,15 @@ static int l_bind(lua_State *L) {
     default: return luaL_argerror(L, 1, "host must be a string");
   }
   lua_pop(L, 1);  /* remove the host (a string the options table keeps) */
-  port = (int)opt_int(L, 1, "port", 0, 0, 65535);
-  queue = opt_int(L, 1, "queue", 1024, 0, LUA_MAXINTEGER);
-  ttl = (int)opt_int(L, 1, "ttl", 0, 1, 255);
-  mttl = (int)opt_int(L, 1, "multicast_ttl", 0, 1, 255);
+  port = (int)tide_opt_int(L, 1, "port", 0, 0, 65535);
+  queue = tide_opt_int(L, 1, "queue", 1024, 0, LUA_MAXINTEGER);
+  ttl = (int)tide_opt_int(L, 1, "ttl", 0, 1, 255);
+  mttl = (int)tide_opt_int(L, 1, "multicast_ttl", 0, 1, 255);
   lua_getfield(L, 1, "multicast_loop");
   mloop = lua_isnil(L, -1) ? -1 : lua_toboolean(L, -1);
   lua_pop(L, 1);  /* remove multicast_loop */
-  if (opt_bool(L, 1, "reuseaddr")) flags |= UV_UDP_REUSEADDR;
-  if (opt_bool(L, 1, "ipv6only")) flags |= UV_UDP_IPV6ONLY;
+  if (tide_opt_bool(L, 1, "reuseaddr")) flags |= UV_UDP_REUSEADDR;
+  if (tide_opt_bool(L, 1, "ipv6only")) flags |= UV_UDP_IPV6ONLY;
   check_addr(L, 1, host, port, &ss);
 
   box = lua_newuserdatauv(L, sizeof(ludp *), 0);
@@ -183,7 +162,7 @@ static int l_bind(lua_State *L) {
   tide_feed_init(L, &u->feed, (uv_handle_t *)&u->h, 3, queue);
   lua_pushfstring(L, "%s:%d", host, port);  /* the subject of errors */
   err = uv_udp_bind(&u->h, (const struct sockaddr *)&ss, (unsigned)flags);
-  if (err == 0 && opt_bool(L, 1, "broadcast")) err = uv_udp_set_broadcast(&u->h, 1);
+  if (err == 0 && tide_opt_bool(L, 1, "broadcast")) err = uv_udp_set_broadcast(&u->h, 1);
   if (err == 0 && ttl) err = uv_udp_set_ttl(&u->h, ttl);
   if (err == 0 && mttl) err = uv_udp_set_multicast_ttl(&u->h, mttl);
   if (err == 0 && mloop >= 0) err = uv_udp_set_multicast_loop(&u->h, mloop);
