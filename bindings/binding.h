@@ -70,12 +70,25 @@ typedef struct tide_lua {
   int tracking;             /* new tasks go into registry["tide.tracked"] */
 } tide_lua;
 
-/* User values of a promise userdata. */
+/* User values of a promise userdata: slots 1 and 2 mean the same in every
+ * promise, slots 3 and 4 have a name per kind of promise, used by the files
+ * that make that kind and by nobody else. tide_lp_new takes the last slot
+ * a promise uses (UV_EVENTS, UV_OWNER...), and adds lp->luv after it. */
 enum {
-  UV_VALUES = 1,            /* one value, or a table of nv values */
+  UV_VALUES = 1,            /* one value, or a table of nv values; a task:
+                               its function until it starts, then its coroutine */
   UV_EVENTS = 2,            /* table: event name -> function or list */
-  UV_A = 3,                 /* next: on_ok; task: the coroutine */
-  UV_B = 4                  /* next: on_err; combinators: their state */
+  /* LP_NEXT (promise.c) */
+  UV_ON_OK = 3,             /* the fulfilment handler, or nil */
+  UV_ON_ERR = 4,            /* the rejection handler, or nil */
+  /* LP_COMBINE (combine.c) */
+  UV_OUTCOMES = 3,          /* table of the inputs' outcomes */
+  UV_COMBINE = 4,           /* the `combine` userdata: one listener per input */
+  /* an I/O operation's promise (stream.c, udp.c, fs.c, signal.c, ioutil.c) */
+  UV_OWNER = 3,             /* the stream, socket, file or watcher it works
+                               on: alive while the operation waits */
+  UV_KEEP = 4               /* a value its C side points into (a read's
+                               delimiter, a datagram being sent) */
 };
 
 /* What kind of object an lpromise is (what its listener does). */
@@ -90,7 +103,7 @@ enum {
   LP_PACKED = 1u << 0,      /* UV_VALUES holds a table {n = count, ...} */
   LP_ONE = 1u << 2,         /* UV_VALUES holds the one value */
   LP_FINALLY = 1u << 1,     /* LP_NEXT: the handler is a finally handler */
-  LP_STREAM_OP = 1u << 3    /* a failed operation of the stream in UV_A: left
+  LP_STREAM_OP = 1u << 3    /* a failed operation of the stream in UV_OWNER: left
                                unhandled, its error goes to the stream (stream.c) */
 };
 
@@ -244,7 +257,7 @@ int tide_open_work(lua_State *L);
  * a pointer to it (NULL once it was freed); it points back to the
  * userdata's slot (NULL once the userdata was collected). Whatever waits
  * on a stream (a read, the drain of its writes, shutdown, close) is a held
- * promise whose user value UV_A is the stream's userdata, so a stream with
+ * promise whose user value UV_OWNER is the stream's userdata, so a stream with
  * an operation in flight is never collected; queued writes pin it with a
  * registry reference of their own. */
 enum {

@@ -1,15 +1,16 @@
 /* combine.c — promises made of other promises: tide.all, tide.race,
  * tide.any, tide.settled and tide.timeout.
  *
- * The result is a promise userdata (kind LP_COMBINE). Its user value UV_B
- * is a `combine` userdata with one listener node per input; UV_A is a
+ * The result is a promise userdata (kind LP_COMBINE). Its user value
+ * UV_COMBINE is a `combine` userdata with one listener node per input;
+ * UV_OUTCOMES is a
  * table collecting per-input outcomes. The result is held once per
  * registered node; once it settles, the nodes still registered are
  * removed (the inputs are not cancelled, except by tide.timeout).
  *
  * Stack discipline: helpers state their effect as [-o, +p, x]; node_cb runs
  * on the main thread and leaves its stack as it found it. Ownership: the
- * `combine` userdata is reachable from the result (UV_B), which its
+ * `combine` userdata is reachable from the result (UV_COMBINE), which its
  * registered nodes hold, so node memory lives as long as a node can fire.
  */
 #include "binding.h"
@@ -67,7 +68,7 @@ static void node_cb(tide_listener *l, tide_promise *src) {
   int ok = src->state == TIDE_FULFILLED;
   tide_lp_push(L, r);                           /* top+1: the result */
   tide_lp_push(L, (lpromise *)src);             /* top+2: the input */
-  lua_getiuservalue(L, top + 1, UV_A);          /* top+3: outcomes */
+  lua_getiuservalue(L, top + 1, UV_OUTCOMES);          /* top+3: outcomes */
   n = tide_lp_push_values(L, top + 2);          /* top+4...: its values */
   c->remaining--;
   if (r->p.state != TIDE_PENDING) goto done;
@@ -142,7 +143,7 @@ done:
 
 /* [-0, +1, m] Pushes a combine result for `n` inputs. */
 static combine *combine_new(lua_State *L, int mode, int n) {
-  lpromise *r = tide_lp_new(L, sizeof(lpromise), LP_COMBINE, 4);
+  lpromise *r = tide_lp_new(L, sizeof(lpromise), LP_COMBINE, UV_COMBINE);
   combine *c = lua_newuserdatauv(L, sizeof(combine) + sizeof(cnode) * (size_t)(n > 0 ? n - 1 : 0), 0);
   int i;
   memset(c, 0, sizeof(combine) + sizeof(cnode) * (size_t)(n > 0 ? n - 1 : 0));
@@ -150,9 +151,9 @@ static combine *combine_new(lua_State *L, int mode, int n) {
   c->mode = mode;
   c->n = c->remaining = n;
   for (i = 0; i < n; i++) { c->nodes[i].c = c; c->nodes[i].index = i + 1; }
-  lua_setiuservalue(L, -2, UV_B);
+  lua_setiuservalue(L, -2, UV_COMBINE);
   lua_createtable(L, n, 0);
-  lua_setiuservalue(L, -2, UV_A);
+  lua_setiuservalue(L, -2, UV_OUTCOMES);
   return c;
 }
 
@@ -160,7 +161,7 @@ static combine *combine_new(lua_State *L, int mode, int n) {
  * not a promise counts as a promise fulfilled with it. */
 static void attach(lua_State *L, combine *c, int res, int i, int idx) {
   if (tide_lp_test(L, idx) == NULL) {
-    tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+    tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);
     tide_lp_settle(L, -1, TIDE_FULFILLED, idx, 1);
     idx = lua_gettop(L);
   }
@@ -236,7 +237,7 @@ static int l_timeout(lua_State *L) {
   c = combine_new(L, C_TIMEOUT, 2);
   c->shield = shield;
   res = lua_gettop(L);
-  sleep = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+  sleep = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);
   tide_lp_hold(L, -1);
   err = tide_sleep(tl->rt, &sleep->p, ms);
   tide_lp_drop(sleep);

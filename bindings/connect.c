@@ -197,7 +197,7 @@ static creq *creq_new(lua_State *L, int kind, const char *subject, double timeou
   c->opts = *o;
   memcpy(c->subject, subject, len + 1);
   c->gai.data = c;
-  c->lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+  c->lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);
   tide_lp_hold(L, -1);
   tide_promise_on_cancel(&c->lp->p, creq_cancel, c);
   if (timeout >= 0 && tide_timer_init(c->io->rt, &c->timer) == 0) {

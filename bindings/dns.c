@@ -76,7 +76,7 @@ static void dns_cancel(tide_promise *p, void *data) {
 static dnsreq *dnsreq_new(lua_State *L, const char *subject) {
   tide_lua *tl = tide_lua_get(L);
   size_t len = strlen(subject);
-  lpromise *lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+  lpromise *lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);
   dnsreq *r = malloc(sizeof(dnsreq) + len);
   if (r == NULL) luaL_error(L, "not enough memory");
   r->rt = tl->rt;
@@ -193,7 +193,7 @@ static int l_lookup(lua_State *L) {
   lua_settop(L, 1);
   if (tide_addr_parse(name, 0, &ss) == 0
       && (hints.ai_family == AF_UNSPEC || hints.ai_family == ss.ss_family)) {
-    tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);  /* a number: no lookup */
+    tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);  /* a number: no lookup */
     lua_createtable(L, 1, 0);
     lua_pushvalue(L, 1);
     lua_rawseti(L, -2, 1);

@@ -237,7 +237,7 @@ static fsop *op_new(lua_State *L, lfile *file, int file_idx) {
   lpromise *lp;
   fsop *op;
   file_idx = lua_absindex(L, file_idx);
-  lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 3);
+  lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_OWNER);
   if ((op = calloc(1, sizeof(*op))) == NULL) luaL_error(L, "not enough memory");
   op->rt = tl->rt;
   op->lp = lp;
@@ -246,7 +246,7 @@ static fsop *op_new(lua_State *L, lfile *file, int file_idx) {
   op->req.data = op;
   if (file) {
     lua_pushvalue(L, file_idx);
-    lua_setiuservalue(L, -2, 3);
+    lua_setiuservalue(L, -2, UV_OWNER);
   }
   return op;
 }
@@ -315,7 +315,7 @@ static int f_close(lua_State *L) {
     tide_lp_push(L, f->closer);
     return 1;
   }
-  tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 3);
+  tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_OWNER);
   if (f->fd < 0 || f->closing) {
     tide_lp_settle(L, 2, TIDE_FULFILLED, 3, 0);
     return 1;
@@ -323,7 +323,7 @@ static int f_close(lua_State *L) {
   f->closing = 1;
   f->closer = lua_touserdata(L, 2);  /* until the descriptor is closed */
   lua_pushvalue(L, 1);
-  lua_setiuservalue(L, 2, 3);  /* keeps the file */
+  lua_setiuservalue(L, 2, UV_OWNER);  /* keeps the file */
   tide_lp_hold(L, 2);          /* held until closed */
   if (f->inflight == 0) start_close(L, f);
   return 1;
@@ -668,7 +668,7 @@ static int job_start(lua_State *L, fsjob *j) {
   j->rt = tl->rt;
   j->loop = tide_rt_loop(tl->rt);
   j->work.data = j;
-  j->lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+  j->lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);
   err = uv_queue_work(j->loop, &j->work, job_work, job_done);
   if (err != 0) {
     tide_lua_push_uverror_at(L, err, j->path);

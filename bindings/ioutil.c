@@ -18,7 +18,7 @@
  *    touches no Lua memory: tide_op_state tells it.
  *  - A feed keeps its queued values in a registry table (queue_ref) and
  *    its waiting promises in a C list; each waiting promise is held, and
- *    holds the object that owns the feed in user value 3, so a handle is
+ *    holds the object that owns the feed in user value UV_OWNER, so a handle is
  *    never collected while somebody waits on it. The feed's handle is
  *    referenced (keeps the loop alive) exactly while a promise waits.
  */
@@ -231,16 +231,16 @@ void tide_feed_next(lua_State *L, tide_feed *f, int owner, double seconds) {
   int top;
   owner = lua_absindex(L, owner);
   if (f->count > 0) {
-    tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+    tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);
     top = lua_gettop(L);
     feed_shift(L, f);
     tide_lp_settle(L, top, TIDE_FULFILLED, top + 1, f->arity);
     lua_settop(L, top);
     return;
   }
-  w = (feed_wait *)tide_lp_new(L, sizeof(feed_wait), LP_PLAIN, 3);
+  w = (feed_wait *)tide_lp_new(L, sizeof(feed_wait), LP_PLAIN, UV_OWNER);
   lua_pushvalue(L, owner);
-  lua_setiuservalue(L, -2, 3);  /* the promise keeps the owner alive */
+  lua_setiuservalue(L, -2, UV_OWNER);  /* the promise keeps the owner alive */
   w->feed = f;
   w->prev = f->tail;
   if (f->tail) f->tail->next = w; else f->head = w;

@@ -201,9 +201,9 @@ static int l_signal(lua_State *L) {
   lpromise *lp;
   lsigset *s;
   lua_settop(L, 0);
-  lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 3);             /* 1 */
+  lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_OWNER);             /* 1 */
   s = set_new(L, SIGNAL_BOX_MT, signums, n, once_cb, 1);          /* 2 */
-  lua_setiuservalue(L, 1, 3);  /* the promise keeps the box */
+  lua_setiuservalue(L, 1, UV_OWNER);  /* the promise keeps the box */
   s->lp = lp;
   tide_lp_hold(L, 1);          /* until a signal comes or it is cancelled */
   tide_promise_on_cancel(&lp->p, once_cancel, s);

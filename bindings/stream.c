@@ -46,7 +46,7 @@
  *    it was freed); the stream points back to the userdata's slot (NULL
  *    once collected). Memory is freed in the last close callback.
  *  - A pending read, a waiting write, a shutdown and a close are held
- *    promises (tide_lp_hold) with the stream's userdata in user value UV_A,
+ *    promises (tide_lp_hold) with the stream's userdata in user value UV_OWNER,
  *    so the stream stays alive while they wait. Queued writes hold one
  *    registry reference to the userdata (s->pin) and one per write to the
  *    strings it sends. A serving server is pinned until it closes.
@@ -73,6 +73,14 @@
 #define DEFAULT_LINGER 10.0
 /* read_all's limit when not told otherwise. */
 #define DEFAULT_ALL_LIMIT ((size_t)16 << 20)
+
+/* User values of a server's userdata (a stream's has none). */
+enum {
+  SRV_HANDLER = 1,          /* serve: the handler each connection's task runs */
+  SRV_CONNS = 2,            /* serve: its live handlers, conn -> task */
+  SRV_NUV = 2
+};
+
 /* read_err / write_err of a custom stream that ended with a Lua value
  * (kept in rerr_ref / werr_ref): no libuv error has this code. */
 #define S_ERR_VALUE (-0x7fffff)
@@ -106,7 +114,7 @@ struct tide_sread {
   int op;
   size_t n;                 /* OP_EXACTLY: the count; OP_LINE, _UNTIL, _ALL: the limit */
   size_t scanned;           /* bytes already searched for the delimiter */
-  const char *delim;        /* OP_UNTIL: kept alive by user value UV_B */
+  const char *delim;        /* OP_UNTIL: kept alive by user value UV_KEEP */
   size_t dlen;
 };
 
@@ -256,7 +264,7 @@ void tide_stream_opened(tide_stream *s) {
 /* [-0, +1, m] Pushes a new userdata owning stream `s` (a server when
  * `server`); returns its slot. */
 tide_stream **tide_stream_push(lua_State *L, tide_stream *s, int server) {
-  tide_stream **ud = lua_newuserdatauv(L, sizeof(*ud), server ? 2 : 0);
+  tide_stream **ud = lua_newuserdatauv(L, sizeof(*ud), server ? SRV_NUV : 0);
   *ud = s;
   s->ud = ud;
   luaL_setmetatable(L, server ? TIDE_SERVER_MT : TIDE_STREAM_MT);
@@ -699,7 +707,7 @@ static void read_cancel(tide_promise *p, void *data) {
 
 /* [-0, +1, m] Pushes a promise rejected with a tide error. */
 static int push_rejected(lua_State *L, const char *code, const char *msg, int status) {
-  tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+  tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);
   if (code) tide_lua_push_error(L, code, msg);
   else tide_lua_push_uverror(L, status);
   tide_lp_settle(L, -2, TIDE_REJECTED, -1, 1);
@@ -710,10 +718,10 @@ static int push_rejected(lua_State *L, const char *code, const char *msg, int st
 /* [-0, +1, m] Pushes a promise rejected with the write error of `s` (the
  * userdata at index 1): unhandled, the error goes to the stream. */
 static int push_write_err(lua_State *L, tide_stream *s) {
-  lpromise *lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 4);
+  lpromise *lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_KEEP);
   lp->flags |= LP_STREAM_OP;
   lua_pushvalue(L, 1);
-  lua_setiuservalue(L, -2, UV_A);
+  lua_setiuservalue(L, -2, UV_OWNER);
   push_err(L, s->write_err, s->werr_ref);
   tide_lp_settle(L, -2, TIDE_REJECTED, -1, 1);
   lua_pop(L, 1);  /* remove the error */
@@ -723,7 +731,7 @@ static int push_write_err(lua_State *L, tide_stream *s) {
 /* [-0, +1, m] Pushes a promise rejected with the deferred write error of
  * `s`, which is raised this once. */
 static int push_deferred(lua_State *L, tide_stream *s) {
-  tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+  tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->deferred_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, s->deferred_ref);
   s->deferred_ref = LUA_NOREF;
@@ -734,7 +742,7 @@ static int push_deferred(lua_State *L, tide_stream *s) {
 }
 
 /* [-0, +0, m] A write or shutdown of the stream (or a send of the UDP
- * socket: tide_udp_defer_error) in UV_A of the promise at
+ * socket: tide_udp_defer_error) in UV_OWNER of the promise at
  * `p_idx` failed with the error at `err_idx` and nobody handled it: the
  * stream keeps the error for its next operation (once; later failures of
  * the same stream are the same story). Returns 0 when the stream is gone
@@ -742,7 +750,7 @@ static int push_deferred(lua_State *L, tide_stream *s) {
 int tide_stream_defer_error(lua_State *L, int p_idx, int err_idx) {
   tide_stream **ud, *s;
   int r;
-  lua_getiuservalue(L, p_idx, UV_A);
+  lua_getiuservalue(L, p_idx, UV_OWNER);
   if (luaL_testudata(L, -1, "tide.udp")) {  /* a send of a UDP socket */
     r = tide_udp_defer_error(L, lua_gettop(L), err_idx);
     lua_pop(L, 1);  /* remove the socket */
@@ -766,13 +774,13 @@ static int push_done(lua_State *L, tide_stream *s) {
 }
 
 /* [-0, +1, m] Pushes a new pending promise held for stream `s` (the
- * userdata at `ud_idx`, kept in UV_A while it waits). */
+ * userdata at `ud_idx`, kept in UV_OWNER while it waits). */
 static lpromise *push_held(lua_State *L, int ud_idx, size_t size) {
   lpromise *lp;
   ud_idx = lua_absindex(L, ud_idx);
-  lp = tide_lp_new(L, size, LP_PLAIN, 4);
+  lp = tide_lp_new(L, size, LP_PLAIN, UV_KEEP);
   lua_pushvalue(L, ud_idx);
-  lua_setiuservalue(L, -2, UV_A);
+  lua_setiuservalue(L, -2, UV_OWNER);
   tide_lp_hold(L, -1);
   return lp;
 }
@@ -790,14 +798,14 @@ static int begin_read(lua_State *L, int op, size_t n, int delim_idx, double time
     return luaL_error(L, "another read is pending on this stream (one reader at a time)");
   if (s == NULL || (s->flags & S_CLOSING)) return luaL_error(L, "attempt to use a closed stream");
   if (s->deferred_ref != LUA_NOREF) return push_deferred(L, s);
-  r = (tide_sread *)tide_lp_new(L, sizeof(tide_sread), LP_PLAIN, 4);
+  r = (tide_sread *)tide_lp_new(L, sizeof(tide_sread), LP_PLAIN, UV_KEEP);
   idx = lua_gettop(L);
   r->op = op;
   r->n = n;
   if (delim_idx) {
     r->delim = lua_tolstring(L, delim_idx, &r->dlen);
     lua_pushvalue(L, delim_idx);
-    lua_setiuservalue(L, idx, UV_B);
+    lua_setiuservalue(L, idx, UV_KEEP);
   }
   s->flags |= S_STARTED;
   if (outcome(L, s, r, buffered(s), s->len, s->read_err, &st, &used)) {
@@ -808,7 +816,7 @@ static int begin_read(lua_State *L, int op, size_t n, int delim_idx, double time
     return 1;
   }
   lua_pushvalue(L, 1);
-  lua_setiuservalue(L, idx, UV_A);  /* the stream lives while the read waits */
+  lua_setiuservalue(L, idx, UV_OWNER);  /* the stream lives while the read waits */
   tide_lp_hold(L, idx);
   s->pending = r;
   tide_promise_on_cancel(&r->base.p, read_cancel, s);
@@ -910,7 +918,7 @@ static void settle_waiters(lua_State *L, tide_stream *s) {
   while ((w = s->waiters) != NULL) {
     unlink_waiter(w);
     if (s->write_err) {
-      w->base.flags |= LP_STREAM_OP;  /* its UV_A is the stream */
+      w->base.flags |= LP_STREAM_OP;  /* its UV_OWNER is the stream */
       push_err(L, s->write_err, s->werr_ref);
       tide_op_settle(L, &w->base, TIDE_REJECTED, 1);
     } else {
@@ -1070,7 +1078,7 @@ static int custom_shutdown(lua_State *L, tide_stream *s) {
   if (impl_get(L, s, "shutdown") == LUA_TNIL) return lua_pop(L, 1), push_done(L, s);
   if (tide_lua_pcall(L, 0, 1) != LUA_OK) {
     lua_pop(L, 1);  /* remove the traceback */
-    tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+    tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);
     lua_insert(L, -2);
     tide_lp_settle(L, -2, TIDE_REJECTED, -1, 1);
     lua_pop(L, 1);  /* remove the error */
@@ -1115,7 +1123,7 @@ static int src_push(lua_State *L) {
   feed(L, s, p, len);
   if (s->pending || s->len < s->opts.read_limit || s->read_err) return push_done(L, s);
   if (s->room == NULL) {
-    s->room = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+    s->room = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);
     tide_lp_hold(L, -1);
     return 1;
   }
@@ -1459,7 +1467,7 @@ static void shutdown_cb(uv_shutdown_t *req, int status) {
   if (status == 0) {
     tide_op_settle(L, lp, TIDE_FULFILLED, 0);
   } else {
-    lp->flags |= LP_STREAM_OP;  /* its UV_A is the stream */
+    lp->flags |= LP_STREAM_OP;  /* its UV_OWNER is the stream */
     tide_lua_push_uverror(L, status);
     tide_op_settle(L, lp, TIDE_REJECTED, 1);
   }
@@ -1535,7 +1543,7 @@ void tide_stream_abort(tide_stream *s) { close_now(s); }
 static void cancel_handlers(lua_State *L, tide_stream *s) {
   int top = lua_gettop(L), n = 0, i;
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->pin);
-  lua_getiuservalue(L, -1, 2);
+  lua_getiuservalue(L, -1, SRV_CONNS);
   lua_newtable(L);  /* the tasks, gathered first: cancelling changes nothing now, */
   lua_pushnil(L);   /* but the table is not ours to iterate while it does */
   while (lua_next(L, top + 2) != 0) {
@@ -1702,7 +1710,7 @@ static void handlers_gone(tide_stream *s) {
  * server lets the server finish closing. */
 static void handler_done(lua_State *L, tide_stream *srv, int idx, int conn_idx) {
   idx = lua_absindex(L, idx);
-  lua_getiuservalue(L, idx, 2);
+  lua_getiuservalue(L, idx, SRV_CONNS);
   lua_pushvalue(L, conn_idx);
   lua_pushnil(L);
   lua_rawset(L, -3);  /* handlers[conn] = nil */
@@ -1733,14 +1741,14 @@ static int serve_conn_k(lua_State *L, int status, lua_KContext ctx) {
 static void serve_one(lua_State *L, tide_stream *s) {
   int top = lua_gettop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->pin);        /* top+1: the server */
-  lua_getiuservalue(L, top + 1, 2);                 /* top+2: its handlers */
+  lua_getiuservalue(L, top + 1, SRV_CONNS);         /* top+2: its handlers */
   if (accept_one(L, s) != 0) {                      /* top+3: the connection */
     tide_lua_report(L, "serve: accept failed: ", 0);
     lua_settop(L, top);
     return;
   }
   lua_pushcfunction(L, serve_conn);                 /* top+4 */
-  lua_getiuservalue(L, top + 1, 1);                 /* the handler */
+  lua_getiuservalue(L, top + 1, SRV_HANDLER);       /* the handler */
   lua_pushvalue(L, top + 3);
   lua_pushvalue(L, top + 1);
   tide_task_spawn(L, top + 4, 3);                   /* top+4: the task */
@@ -1835,9 +1843,9 @@ int tide_server_serve(lua_State *L, int server_idx, int handler_idx) {
   tide_stream *s = *(tide_stream **)luaL_checkudata(L, server_idx, TIDE_SERVER_MT);
   server_idx = lua_absindex(L, server_idx);
   lua_pushvalue(L, handler_idx);
-  lua_setiuservalue(L, server_idx, 1);
+  lua_setiuservalue(L, server_idx, SRV_HANDLER);
   lua_newtable(L);
-  lua_setiuservalue(L, server_idx, 2);  /* its live handlers: conn -> task */
+  lua_setiuservalue(L, server_idx, SRV_CONNS);  /* its live handlers: conn -> task */
   s->flags |= S_SERVE;
   pin(L, s, server_idx);
   if (s->flags & S_READY) {  /* a connection came before: take it now */
@@ -1857,7 +1865,7 @@ static int srv_accept(lua_State *L) {
   if (s != NULL && s->pending != NULL) return luaL_error(L, "another accept is pending on this server");
   if (s != NULL && (s->flags & S_SERVE)) return luaL_error(L, "this server hands its connections to its handler");
   if (s == NULL || (s->flags & S_CLOSING)) {
-    tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+    tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);
     lua_pushnil(L);
     tide_lp_settle(L, -2, TIDE_FULFILLED, -1, 1);
     lua_pop(L, 1);  /* remove the nil */
@@ -1865,7 +1873,7 @@ static int srv_accept(lua_State *L) {
   }
   if (s->flags & S_READY) {  /* a connection is waiting */
     s->flags &= ~S_READY;
-    tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+    tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);
     err = accept_one(L, s);
     tide_lp_settle(L, -2, err ? TIDE_REJECTED : TIDE_FULFILLED, -1, 1);
     lua_pop(L, 1);  /* remove the stream or the error */
@@ -2065,7 +2073,7 @@ int tide_open_stream(lua_State *L) {
   lua_setmetatable(L, -2);
   io->rt = tide_lua_get(L)->rt;
   io->loop = tide_rt_loop(io->rt);
-  tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+  tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);
   tide_lp_settle(L, -1, TIDE_FULFILLED, -1, 0);
   io->done_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &io_key);  /* registry[&io_key] = box */

@@ -108,7 +108,7 @@ static int l_waiter(lua_State *L) {
   waiter *w;
   int err;
   lua_settop(L, 0);
-  w = (waiter *)tide_lp_new(L, sizeof(waiter), LP_PLAIN, 2);
+  w = (waiter *)tide_lp_new(L, sizeof(waiter), LP_PLAIN, UV_EVENTS);
   if (seconds >= 0) {
     tide_promise_init(tl->rt, &w->sleep, NULL);
     if ((err = tide_sleep(tl->rt, &w->sleep, tide_lua_ms(seconds))) != 0) {

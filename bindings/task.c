@@ -341,7 +341,7 @@ static ltask *task_new(lua_State *L, int fn_idx, int nargs, int status, size_t s
   ltask *t;
   lua_State *co;
   fn_idx = lua_absindex(L, fn_idx);
-  t = (ltask *)tide_lp_new(L, size, LP_TASK, 2);
+  t = (ltask *)tide_lp_new(L, size, LP_TASK, UV_EVENTS);
   co = lua_newthread(L);
   t->co = co;
   lua_setiuservalue(L, -2, UV_VALUES);              /* the task owns co */
@@ -401,7 +401,7 @@ static int l_timer(lua_State *L) {
   if (nargs > 0) {
     d = (ldelayed *)task_new(L, 2, nargs, T_DELAYED, sizeof(ldelayed));
   } else {
-    d = (ldelayed *)tide_lp_new(L, sizeof(ldelayed), LP_TASK, 2);
+    d = (ldelayed *)tide_lp_new(L, sizeof(ldelayed), LP_TASK, UV_EVENTS);
     lua_pushvalue(L, 2);
     lua_setiuservalue(L, -2, UV_VALUES);      /* the function, until the start */
     d->t.status = T_DELAYED;

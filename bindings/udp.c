@@ -228,10 +228,10 @@ static int u_send(lua_State *L) {
     lua_call(L, 6, 1);
     return 1;
   }
-  lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 4);   /* 5 */
+  lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_KEEP);   /* 5 */
   lp->flags |= LP_STREAM_OP;              /* unhandled, its error goes to recv */
   lua_pushvalue(L, 1);
-  lua_setiuservalue(L, 5, UV_A);          /* keeps the socket */
+  lua_setiuservalue(L, 5, UV_OWNER);          /* keeps the socket */
   err = uv_udp_try_send(&u->h, &buf, 1, (const struct sockaddr *)&ss);
   if (err >= 0) {                         /* sent at once */
     tide_lp_settle(L, 5, TIDE_FULFILLED, 6, 0);
@@ -245,7 +245,7 @@ static int u_send(lua_State *L) {
     err = uv_udp_send(&s->req, &u->h, &buf, 1, (const struct sockaddr *)&ss, send_cb);
     if (err == 0) {
       lua_pushvalue(L, 2);
-      lua_setiuservalue(L, 5, UV_B);      /* keeps the data */
+      lua_setiuservalue(L, 5, UV_KEEP);      /* keeps the data */
       tide_lp_hold(L, 5);
       return 1;
     }
@@ -266,7 +266,7 @@ static int u_recv(lua_State *L) {
   ludp *u = check_udp(L, 1);
   double timeout = tide_lua_optseconds(L, 2);
   if (u->deferred_ref != LUA_NOREF) {  /* a send nobody awaited failed */
-    tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+    tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);
     lua_rawgeti(L, LUA_REGISTRYINDEX, u->deferred_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, u->deferred_ref);
     u->deferred_ref = LUA_NOREF;

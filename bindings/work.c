@@ -497,7 +497,7 @@ static int submit(lua_State *L, const char *fname, int fn_idx, int first, int n,
   push_bytecode(L, fn_idx, fn_idx);                             /* code */
   code = lua_tolstring(L, -1, &code_len);
   conf = current_conf(L, st);
-  lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);           /* promise */
+  lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);           /* promise */
   lp_idx = lua_gettop(L);
   tide_lp_hold(L, lp_idx);  /* lets the pool retain it */
   if ((job = calloc(1, sizeof(*job))) == NULL) {
