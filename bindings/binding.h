@@ -376,6 +376,7 @@ void tide_stream_close(lua_State *L, tide_stream *s, double linger);
 void tide_stream_abort(tide_stream *s);
 int tide_server_listen(lua_State *L, tide_stream *s, int backlog);
 int tide_server_serve(lua_State *L, int server_idx, int handler_idx);
+int tide_server_open(lua_State *L, void (*listen)(lua_State *L, int idx), int serve);
 int tide_stream_defer_error(lua_State *L, int p_idx, int err_idx);
 int tide_servers_close(lua_State *L, double grace);
 void tide_stream_filter(lua_State *L, tide_stream *s, tide_filter *f);
@@ -384,11 +385,11 @@ void tide_stream_end(lua_State *L, tide_stream *s, int err_idx);
 int tide_open_stream(lua_State *L);
 
 /* connect.c — connecting a tcp or pipe stream: name resolution, one
- * attempt per address until one succeeds, a time limit, cancellation. */
-void tide_connect_tcp(lua_State *L, const char *host, int port, double timeout,
-                      const tide_stream_opts *o);
-void tide_connect_pipe(lua_State *L, const char *path, double timeout,
-                       const tide_stream_opts *o);
+ * attempt per address until one succeeds, a time limit, cancellation;
+ * `opts_idx` is the connect's options table (stream options, timeout) or
+ * nil. */
+void tide_connect_tcp(lua_State *L, const char *host, int port, int opts_idx);
+void tide_connect_pipe(lua_State *L, const char *path, int opts_idx);
 
 /* tcp.c, pipe.c, stdio.c, process.c — tide.tcp, tide.pipe, tide.stdin /
  * stdout / stderr, tide.process */

@@ -208,16 +208,28 @@ static creq *creq_new(lua_State *L, int kind, const char *subject, double timeou
   return c;
 }
 
+/* [-0, +0, v] Reads the options table of a connect at `idx` (none when
+ * nil): the stream options into *o, and the time limit, returned (-1 for
+ * none). */
+static double connect_opts(lua_State *L, int idx, tide_stream_opts *o) {
+  tide_stream_opts_init(o);
+  if (lua_isnoneornil(L, idx)) return -1;
+  tide_stream_opts_get(L, idx, o);
+  return tide_opt_seconds(L, idx, "timeout");
+}
+
 /* [-0, +1, m] Pushes the promise of a tcp stream connected to `host`
- * (a name or a numeric IPv4/IPv6 address) and `port`. */
-void tide_connect_tcp(lua_State *L, const char *host, int port, double timeout,
-                      const tide_stream_opts *o) {
+ * (a name or a numeric IPv4/IPv6 address) and `port`, with the options
+ * at `opts_idx` ({timeout=, nodelay=, ...} or nil). */
+void tide_connect_tcp(lua_State *L, const char *host, int port, int opts_idx) {
   struct addrinfo hints;
+  tide_stream_opts o;
+  double timeout = connect_opts(L, opts_idx, &o);
   char portstr[16];
   creq *c;
   int err;
   lua_pushfstring(L, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
-  c = creq_new(L, TIDE_STREAM_TCP, lua_tostring(L, -1), timeout, o);
+  c = creq_new(L, TIDE_STREAM_TCP, lua_tostring(L, -1), timeout, &o);
   lua_remove(L, -2);  /* remove the subject */
   if (tide_addr_parse(host, port, &c->addrs[0]) == 0) {
     c->naddrs = 1;
@@ -238,10 +250,11 @@ void tide_connect_tcp(lua_State *L, const char *host, int port, double timeout,
 }
 
 /* [-0, +1, m] Pushes the promise of a pipe stream connected to the Unix
- * domain socket at `path`. */
-void tide_connect_pipe(lua_State *L, const char *path, double timeout,
-                       const tide_stream_opts *o) {
-  creq *c = creq_new(L, TIDE_STREAM_PIPE, path, timeout, o);
+ * domain socket at `path`, with the options at `opts_idx` as above. */
+void tide_connect_pipe(lua_State *L, const char *path, int opts_idx) {
+  tide_stream_opts o;
+  double timeout = connect_opts(L, opts_idx, &o);
+  creq *c = creq_new(L, TIDE_STREAM_PIPE, path, timeout, &o);
   c->naddrs = 1;
   attempt(L, c);
 }

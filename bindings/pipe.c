@@ -45,33 +45,15 @@ static void listen_opts(lua_State *L, int idx) {
 
 /* tide.pipe.listen{path=, backlog=, high_water=, low_water=, read_buffer=}
  * -> server listening on the Unix domain socket `path`. */
-static int l_listen(lua_State *L) {
-  lua_settop(L, 1);
-  listen_opts(L, 1);
-  return 1;
-}
+static int l_listen(lua_State *L) { return tide_server_open(L, listen_opts, 0); }
 
 /* tide.pipe.serve(opts, handler) -> server: listens as listen does and runs
  * handler(conn) in a new task for each connection (see tide.tcp.serve). */
-static int l_serve(lua_State *L) {
-  lua_settop(L, 2);
-  luaL_checktype(L, 2, LUA_TFUNCTION);
-  listen_opts(L, 1);
-  tide_server_serve(L, 3, 2);
-  return 1;
-}
+static int l_serve(lua_State *L) { return tide_server_open(L, listen_opts, 1); }
 
 /* tide.pipe.connect(path [, {timeout=, ...}]) -> promise of a stream. */
 static int l_connect(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  tide_stream_opts o;
-  double timeout = -1;
-  tide_stream_opts_init(&o);
-  if (!lua_isnoneornil(L, 2)) {
-    tide_stream_opts_get(L, 2, &o);
-    timeout = tide_opt_seconds(L, 2, "timeout");
-  }
-  tide_connect_pipe(L, path, timeout, &o);
+  tide_connect_pipe(L, luaL_checkstring(L, 1), 2);
   return 1;
 }
 

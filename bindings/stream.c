@@ -1855,6 +1855,18 @@ int tide_server_serve(lua_State *L, int server_idx, int handler_idx) {
   return 0;
 }
 
+/* [-0, +1, e] tide.tcp/pipe.listen(opts) (`serve` 0) and .serve(opts,
+ * handler) (`serve` 1): `listen` binds and listens as the options table at
+ * 1 says and pushes the server; serve then hands each connection to a new
+ * task running the handler at 2. Returns 1 (the server). */
+int tide_server_open(lua_State *L, void (*listen)(lua_State *L, int idx), int serve) {
+  lua_settop(L, serve ? 2 : 1);
+  if (serve) luaL_checktype(L, 2, LUA_TFUNCTION);
+  listen(L, 1);
+  if (serve) tide_server_serve(L, 3, 2);
+  return 1;
+}
+
 /* server:accept([timeout]) -> promise of the next connection's stream,
  * nil once the server is closed. */
 static int srv_accept(lua_State *L) {
