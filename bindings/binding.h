@@ -134,6 +134,8 @@ int tide_lua_pcallh(lua_State *L, int nargs, int nresults, int msgh);
 void tide_lua_push_error(lua_State *L, const char *code, const char *message);
 void tide_lua_push_uverror(lua_State *L, int status);
 void tide_lua_report(lua_State *L, const char *what, int tb_idx);
+void tide_lua_newclass(lua_State *L, const char *name, const luaL_Reg *meta,
+                       const luaL_Reg *methods, lua_CFunction index);
 int tide_open_util(lua_State *L);
 double tide_lua_checkseconds(lua_State *L, int idx);
 uint64_t tide_lua_ms(double seconds);

@@ -906,24 +906,11 @@ static const luaL_Reg fs_funcs[] = {
   {NULL, NULL}
 };
 
-/* [-0, +0, m] Creates the metatable `name` with `meta` and an __index
- * closure of `index` over the `methods`. */
-static void new_class(lua_State *L, const char *name, const luaL_Reg *meta,
-                      const luaL_Reg *methods, lua_CFunction index) {
-  luaL_newmetatable(L, name);
-  luaL_setfuncs(L, meta, 0);
-  lua_newtable(L);
-  luaL_setfuncs(L, methods, 0);
-  lua_pushcclosure(L, index, 1);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);  /* remove the metatable */
-}
-
 /* [-0, +0, m] Adds tide.fs to the module table at the top. */
 int tide_open_fs(lua_State *L) {
   int i;
-  new_class(L, FILE_MT, file_meta, file_methods, f_index);
-  new_class(L, WATCH_MT, watch_meta, watch_methods, w_index);
+  tide_lua_newclass(L, FILE_MT, file_meta, file_methods, f_index);
+  tide_lua_newclass(L, WATCH_MT, watch_meta, watch_methods, w_index);
   luaL_newlib(L, fs_funcs);
   for (i = 0; path_ops[i].name; i++) {
     lua_pushinteger(L, path_ops[i].kind);

@@ -435,19 +435,16 @@ static const luaL_Reg proc_methods[] = {
   {NULL, NULL}
 };
 
+static const luaL_Reg proc_meta[] = {
+  {"__gc", p_gc},
+  {"__close", p_tbc_close},
+  {"__tostring", p_tostring},
+  {NULL, NULL}
+};
+
 /* [-0, +0, m] Adds tide.process to the module table at the top. */
 int tide_open_process(lua_State *L) {
-  luaL_newmetatable(L, PROCESS_MT);
-  luaL_newlib(L, proc_methods);
-  lua_pushcclosure(L, p_index, 1);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, p_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, p_tbc_close);
-  lua_setfield(L, -2, "__close");
-  lua_pushcfunction(L, p_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);  /* remove the metatable */
+  tide_lua_newclass(L, PROCESS_MT, proc_meta, proc_methods, p_index);
   lua_createtable(L, 0, 2);                            /* tide.process */
   ((proc_list *)lua_newuserdatauv(L, sizeof(proc_list), 0))->head = NULL;
   lua_createtable(L, 0, 1);

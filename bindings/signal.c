@@ -318,12 +318,7 @@ int tide_open_signal(lua_State *L) {
   lua_pushcfunction(L, box_gc);
   lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);  /* remove the box metatable */
-  luaL_newmetatable(L, SIGNALS_MT);
-  luaL_setfuncs(L, watcher_meta, 0);
-  luaL_newlib(L, watcher_methods);
-  lua_pushcclosure(L, w_index, 1);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);  /* remove the watcher metatable */
+  tide_lua_newclass(L, SIGNALS_MT, watcher_meta, watcher_methods, w_index);
   lua_pushcfunction(L, l_signal);
   lua_setfield(L, -2, "signal");
   lua_pushcfunction(L, l_signals);

@@ -2044,27 +2044,17 @@ static const luaL_Reg server_methods[] = {
   {NULL, NULL}
 };
 
-/* [-0, +0, m] Creates the metatable `name` with `methods`; the methods
- * table is left in registry[name .. ".methods"] for other files to add
- * their own (tcp.c adds nodelay and keepalive). */
-static void new_metatable(lua_State *L, const char *name, const luaL_Reg *methods) {
-  luaL_newmetatable(L, name);
-  lua_pushfstring(L, "%s.methods", name);
-  lua_newtable(L);
-  luaL_setfuncs(L, methods, 0);
-  lua_pushvalue(L, -1);
-  lua_insert(L, -3);  /* methods, key, methods */
-  lua_settable(L, LUA_REGISTRYINDEX);  /* registry[key] = methods */
-  lua_pushcclosure(L, s_index, 1);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, s_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, s_tbc_close);
-  lua_setfield(L, -2, "__close");
-  lua_pushcfunction(L, s_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);  /* remove the metatable */
-}
+static const luaL_Reg stream_meta[] = {  /* streams' and servers' */
+  {"__gc", s_gc},
+  {"__close", s_tbc_close},
+  {"__tostring", s_tostring},
+  {NULL, NULL}
+};
+
+static const luaL_Reg source_meta[] = {
+  {"__gc", src_gc},
+  {NULL, NULL}
+};
 
 /* [-0, +0, m] Creates the runtime's io state (the shared read buffer and
  * the fulfilled promise of writes that need not wait) and the stream and
@@ -2089,15 +2079,10 @@ int tide_open_stream(lua_State *L) {
   tide_lp_settle(L, -1, TIDE_FULFILLED, -1, 0);
   io->done_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &io_key);  /* registry[&io_key] = box */
-  new_metatable(L, TIDE_STREAM_MT, stream_methods);
-  new_metatable(L, TIDE_SERVER_MT, server_methods);
-  luaL_newmetatable(L, SOURCE_MT);
-  luaL_newlib(L, source_methods);
-  lua_pushcclosure(L, src_index, 1);  /* methods, then the field closed */
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, src_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);  /* remove the metatable */
+  /* registry[TIDE_STREAM_MT ".methods"] takes tcp.c's methods */
+  tide_lua_newclass(L, TIDE_STREAM_MT, stream_meta, stream_methods, s_index);
+  tide_lua_newclass(L, TIDE_SERVER_MT, stream_meta, server_methods, s_index);
+  tide_lua_newclass(L, SOURCE_MT, source_meta, source_methods, src_index);  /* methods, then the field closed */
   lua_pushcfunction(L, l_stream);
   lua_setfield(L, mod, "stream");
   return 0;

@@ -217,17 +217,15 @@ static const luaL_Reg clock_methods[] = {
   {NULL, NULL}
 };
 
+static const luaL_Reg clock_meta[] = {
+  {"__close", c_close},
+  {"__tostring", c_tostring},
+  {NULL, NULL}
+};
+
 /* [-0, +0, m] Adds the timer functions to the module table at the top. */
 int tide_open_timer(lua_State *L) {
-  if (luaL_newmetatable(L, CLOCK_MT)) {
-    luaL_newlib(L, clock_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, c_close);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, c_tostring);
-    lua_setfield(L, -2, "__tostring");
-  }
-  lua_pop(L, 1);  /* remove the metatable */
+  tide_lua_newclass(L, CLOCK_MT, clock_meta, clock_methods, NULL);
   lua_pushcfunction(L, l_virtual_clock);
   lua_setfield(L, -2, "virtual_clock");
   lua_pushcfunction(L, l_sleep);

@@ -371,12 +371,7 @@ static const luaL_Reg udp_funcs[] = {
 
 /* [-0, +0, m] Adds tide.udp to the module table at the top. */
 int tide_open_udp(lua_State *L) {
-  luaL_newmetatable(L, UDP_MT);
-  luaL_setfuncs(L, udp_meta, 0);
-  luaL_newlib(L, udp_methods);
-  lua_pushcclosure(L, u_index, 1);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);  /* remove the metatable */
+  tide_lua_newclass(L, UDP_MT, udp_meta, udp_methods, u_index);
   if (luaL_loadbuffer(L, send_named_lua, sizeof(send_named_lua) - 1, "=[tide.udp.send]") != LUA_OK)
     return lua_error(L);
   lua_setfield(L, LUA_REGISTRYINDEX, "tide.udp.send_named");

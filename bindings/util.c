@@ -130,6 +130,27 @@ static int error_tostring(lua_State *L) {
   return 1;
 }
 
+/* [-0, +0, m] Creates the metatable `name` of a userdata class: the
+ * metamethods `meta` (or none), and an __index over the functions
+ * `methods`: a closure of `index` with the methods table as its upvalue
+ * (it answers methods first, then the fields it computes), or the methods
+ * table itself when `index` is NULL. The methods table is also
+ * registry[name .. ".methods"], for other files to add their own (tcp.c
+ * adds nodelay and keepalive to streams). */
+void tide_lua_newclass(lua_State *L, const char *name, const luaL_Reg *meta,
+                       const luaL_Reg *methods, lua_CFunction index) {
+  luaL_newmetatable(L, name);
+  if (meta) luaL_setfuncs(L, meta, 0);
+  lua_newtable(L);
+  luaL_setfuncs(L, methods, 0);
+  lua_pushfstring(L, "%s.methods", name);
+  lua_pushvalue(L, -2);
+  lua_settable(L, LUA_REGISTRYINDEX);  /* registry[key] = methods */
+  if (index) lua_pushcclosure(L, index, 1);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);  /* remove the metatable */
+}
+
 /* [-0, +1, m] Pushes the metatable of error objects. */
 static void push_error_mt(lua_State *L) {
   if (luaL_newmetatable(L, TIDE_ERROR_MT)) {
