@@ -136,6 +136,7 @@ void tide_lua_push_uverror(lua_State *L, int status);
 void tide_lua_report(lua_State *L, const char *what, int tb_idx);
 void tide_lua_newclass(lua_State *L, const char *name, const luaL_Reg *meta,
                        const luaL_Reg *methods, lua_CFunction index);
+const char *tide_lua_index_key(lua_State *L);
 int tide_open_util(lua_State *L);
 double tide_lua_checkseconds(lua_State *L, int idx);
 uint64_t tide_lua_ms(double seconds);
@@ -226,6 +227,7 @@ double tide_lua_optseconds(lua_State *L, int idx);
 void tide_lua_timeout(lua_State *L, double seconds);
 void tide_feed_init(lua_State *L, tide_feed *f, uv_handle_t *handle, int arity, lua_Integer limit);
 void tide_feed_next(lua_State *L, tide_feed *f, int owner, double seconds);
+int tide_feed_lnext(lua_State *L, tide_feed *f);
 void tide_feed_push(lua_State *L, tide_feed *f);
 void tide_feed_fail(lua_State *L, tide_feed *f);
 void tide_feed_close(lua_State *L, tide_feed *f, int settle);

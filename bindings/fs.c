@@ -407,11 +407,11 @@ static int f_stat(lua_State *L) {
 }
 
 static int f_index(lua_State *L) {
-  lfile **box = luaL_checkudata(L, 1, FILE_MT);
-  const char *key = lua_tostring(L, 2);
-  if (lua_getfield(L, lua_upvalueindex(1), key ? key : "") != LUA_TNIL) return 1;
-  if (key && *box && strcmp(key, "path") == 0) lua_pushstring(L, (*box)->path);
-  else if (key && *box && strcmp(key, "closed") == 0) lua_pushboolean(L, (*box)->fd < 0 || (*box)->closing);
+  lfile *f = *(lfile **)luaL_checkudata(L, 1, FILE_MT);
+  const char *key = tide_lua_index_key(L);
+  if (key == NULL || f == NULL) return 1;
+  if (strcmp(key, "path") == 0) lua_pushstring(L, f->path);
+  else if (strcmp(key, "closed") == 0) lua_pushboolean(L, f->fd < 0 || f->closing);
   return 1;
 }
 
@@ -830,10 +830,7 @@ static int l_watch(lua_State *L) {
  * event being "rename" (created, deleted, moved) or "change"; fulfilled
  * with nothing when the watcher closes first. */
 static int w_next(lua_State *L) {
-  lwatch *w = check_watch(L, 1);
-  double timeout = tide_lua_optseconds(L, 2);
-  tide_feed_next(L, &w->feed, 1, timeout);
-  return 1;
+  return tide_feed_lnext(L, &check_watch(L, 1)->feed);
 }
 
 /* w:close(): stops watching. */
@@ -841,18 +838,17 @@ static int w_close(lua_State *L) { watch_close(L, 1, 1); return 0; }
 static int w_gc(lua_State *L) { watch_close(L, 1, 0); return 0; }
 
 static int w_index(lua_State *L) {
-  lwatch **box = luaL_checkudata(L, 1, WATCH_MT);
-  const char *key = lua_tostring(L, 2);
+  lwatch *w = *(lwatch **)luaL_checkudata(L, 1, WATCH_MT);
+  const char *key = tide_lua_index_key(L);
   char path[4096];
   size_t len = sizeof(path);
-  if (lua_getfield(L, lua_upvalueindex(1), key ? key : "") != LUA_TNIL) return 1;
-  if (key == NULL || *box == NULL) return 1;
+  if (key == NULL || w == NULL) return 1;
   if (strcmp(key, "path") == 0) {
-    if (uv_fs_event_getpath(&(*box)->h, path, &len) == 0) lua_pushlstring(L, path, len);
-    else lua_pushnil(L);
+    if (uv_fs_event_getpath(&w->h, path, &len) == 0) lua_pushlstring(L, path, len);
     return 1;
   }
-  return tide_feed_field(L, &(*box)->feed, key) ? 1 : 0;
+  tide_feed_field(L, &w->feed, key);
+  return 1;
 }
 
 static int w_tostring(lua_State *L) {

@@ -310,6 +310,14 @@ void tide_feed_close(lua_State *L, tide_feed *f, int settle) {
   f->count = f->first = 0;
 }
 
+/* [-0, +1, v] owner:next([timeout]) of the feed owner at index 1 (a
+ * watcher, a socket) whose feed is `f`: pushes the promise of its next
+ * item, limited to the seconds at 2 (if any). Returns 1. */
+int tide_feed_lnext(lua_State *L, tide_feed *f) {
+  tide_feed_next(L, f, 1, tide_lua_optseconds(L, 2));
+  return 1;
+}
+
 /* [-0, +(0|1), -] For __index: pushes the counter of `f` named `key`
  * ("queued", "dropped", "errors") and returns 1, or returns 0. */
 int tide_feed_field(lua_State *L, tide_feed *f, const char *key) {

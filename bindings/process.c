@@ -358,11 +358,10 @@ static int list_gc(lua_State *L) {
 
 static int p_index(lua_State *L) {
   lproc *p = *(lproc **)lua_touserdata(L, 1);
-  const char *k = lua_tostring(L, 2);
+  const char *k = tide_lua_index_key(L);
   static const char *const fields[] = {"stdin", "stdout", "stderr"};
   int i;
-  lua_pushvalue(L, 2);
-  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL || k == NULL) return 1;  /* a method */
+  if (k == NULL) return 1;  /* a method */
   for (i = 0; i < 3; i++) {
     if (strcmp(k, fields[i]) == 0) {
       if (lua_getiuservalue(L, 1, PROC_STDIN + i) != LUA_TUSERDATA) lua_pushnil(L);
@@ -373,8 +372,6 @@ static int p_index(lua_State *L) {
     lua_getiuservalue(L, 1, PROC_PID);
   } else if (strcmp(k, "exited") == 0) {
     lua_pushboolean(L, p == NULL || p->exited);
-  } else {
-    lua_pushnil(L);
   }
   return 1;
 }

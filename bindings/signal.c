@@ -251,10 +251,7 @@ static int l_signals(lua_State *L) {
 /* w:next([timeout]) -> promise of the name of the next arrival; fulfilled
  * with nothing when the watcher closes first. */
 static int w_next(lua_State *L) {
-  lsigset *s = check_watcher(L, 1);
-  double timeout = tide_lua_optseconds(L, 2);
-  tide_feed_next(L, &s->feed, 1, timeout);
-  return 1;
+  return tide_feed_lnext(L, &check_watcher(L, 1)->feed);
 }
 
 /* [-0, +0, m] Closes the watcher at 1, settling its waiting promises when
@@ -274,20 +271,20 @@ static int w_gc(lua_State *L) { watcher_close(L, 0); return 0; }
 /* Methods, then the fields signals (the list of names), queued, dropped
  * and errors. */
 static int w_index(lua_State *L) {
-  lsigset **box = luaL_checkudata(L, 1, SIGNALS_MT);
-  const char *key = lua_tostring(L, 2);
+  lsigset *s = *(lsigset **)luaL_checkudata(L, 1, SIGNALS_MT);
+  const char *key = tide_lua_index_key(L);
   int i;
-  if (lua_getfield(L, lua_upvalueindex(1), key ? key : "") != LUA_TNIL) return 1;
-  if (key == NULL || *box == NULL) return 1;
+  if (key == NULL || s == NULL) return 1;
   if (strcmp(key, "signals") == 0) {
-    lua_createtable(L, (*box)->n, 0);
-    for (i = 0; i < (*box)->n; i++) {
-      lua_pushstring(L, tide_signal_name((*box)->h[i].signum));
+    lua_createtable(L, s->n, 0);
+    for (i = 0; i < s->n; i++) {
+      lua_pushstring(L, tide_signal_name(s->h[i].signum));
       lua_rawseti(L, -2, i + 1);
     }
     return 1;
   }
-  return tide_feed_field(L, &(*box)->feed, key) ? 1 : 0;
+  tide_feed_field(L, &s->feed, key);
+  return 1;
 }
 
 static int w_tostring(lua_State *L) {

@@ -1177,11 +1177,9 @@ void tide_stream_filter(lua_State *L, tide_stream *s, tide_filter *f) {
 
 /* source.closed: whether the stream was closed (nothing more is read). */
 static int src_index(lua_State *L) {
-  const char *k = lua_tostring(L, 2);
-  lua_pushvalue(L, 2);
-  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;  /* a method */
-  if (k && strcmp(k, "closed") == 0) return lua_pushboolean(L, source_stream(L, 1) == NULL), 1;
-  return 1;  /* nil */
+  const char *k = tide_lua_index_key(L);
+  if (k && strcmp(k, "closed") == 0) lua_pushboolean(L, source_stream(L, 1) == NULL);
+  return 1;  /* a method, closed, or nil */
 }
 
 static const luaL_Reg source_methods[] = {

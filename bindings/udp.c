@@ -330,13 +330,12 @@ static int u_gc(lua_State *L) { udp_close(L, 1, 0); return 0; }
 
 /* Methods, then the fields port, family, queued, dropped and errors. */
 static int u_index(lua_State *L) {
-  ludp **box = luaL_checkudata(L, 1, UDP_MT);
-  const char *key = lua_tostring(L, 2);
-  if (lua_getfield(L, lua_upvalueindex(1), key ? key : "") != LUA_TNIL) return 1;
-  if (key == NULL || *box == NULL) return 1;
-  if (strcmp(key, "port") == 0) lua_pushinteger(L, (*box)->port);
-  else if (strcmp(key, "family") == 0) lua_pushinteger(L, (*box)->family);
-  else return tide_feed_field(L, &(*box)->feed, key) ? 1 : 0;
+  ludp *u = *(ludp **)luaL_checkudata(L, 1, UDP_MT);
+  const char *key = tide_lua_index_key(L);
+  if (key == NULL || u == NULL) return 1;
+  if (strcmp(key, "port") == 0) lua_pushinteger(L, u->port);
+  else if (strcmp(key, "family") == 0) lua_pushinteger(L, u->family);
+  else tide_feed_field(L, &u->feed, key);
   return 1;
 }
 

@@ -151,6 +151,17 @@ void tide_lua_newclass(lua_State *L, const char *name, const luaL_Reg *meta,
   lua_pop(L, 1);  /* remove the metatable */
 }
 
+/* [-0, +1, -] The first step of an __index closure made by
+ * tide_lua_newclass (the methods table is upvalue 1): pushes the method
+ * named by the key at 2 and returns NULL when there is one, or when the
+ * key is no string (the value pushed, nil, is then the answer); else
+ * returns the key, nil on top, for the caller's fields. */
+const char *tide_lua_index_key(lua_State *L) {
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL || lua_type(L, 2) != LUA_TSTRING) return NULL;
+  return lua_tostring(L, 2);
+}
+
 /* [-0, +1, m] Pushes the metatable of error objects. */
 static void push_error_mt(lua_State *L) {
   if (luaL_newmetatable(L, TIDE_ERROR_MT)) {
