@@ -58,6 +58,16 @@ static void finish(lua_State *L, combine *c, int res, tide_state state, int firs
   detach_all(c);
 }
 
+/* [-0, +0, m] Once every input of all() or settled() is in: fulfils the
+ * result (at top+1) with the outcomes (the table at top+3), in order. */
+static void finish_all(lua_State *L, combine *c, int top) {
+  int i;
+  lua_settop(L, top + 3);
+  luaL_checkstack(L, c->n, "too many promises");
+  for (i = 1; i <= c->n; i++) lua_rawgeti(L, top + 3, i);
+  finish(L, c, top + 1, TIDE_FULFILLED, top + 4, c->n);
+}
+
 static void node_cb(tide_listener *l, tide_promise *src) {
   cnode *node = (cnode *)l;
   combine *c = node->c;
@@ -78,12 +88,7 @@ static void node_cb(tide_listener *l, tide_promise *src) {
       lua_settop(L, top + 4 + (n > 0) - 1 + (n == 0));
       if (n == 0) lua_pushnil(L);
       lua_rawseti(L, top + 3, node->index);     /* outcomes[i] = first value */
-      if (c->remaining == 0) {
-        lua_settop(L, top + 3);
-        luaL_checkstack(L, c->n, "too many promises");
-        for (i = 1; i <= c->n; i++) lua_rawgeti(L, top + 3, i);
-        finish(L, c, top + 1, TIDE_FULFILLED, top + 4, c->n);
-      }
+      if (c->remaining == 0) finish_all(L, c, top);
       break;
     case C_RACE:
       finish(L, c, top + 1, src->state, top + 4, n);
@@ -128,12 +133,7 @@ static void node_cb(tide_listener *l, tide_promise *src) {
       lua_pushinteger(L, n);
       lua_setfield(L, -2, "n");
       lua_rawseti(L, top + 3, node->index);
-      if (c->remaining == 0) {
-        lua_settop(L, top + 3);
-        luaL_checkstack(L, c->n, "too many promises");
-        for (i = 1; i <= c->n; i++) lua_rawgeti(L, top + 3, i);
-        finish(L, c, top + 1, TIDE_FULFILLED, top + 4, c->n);
-      }
+      if (c->remaining == 0) finish_all(L, c, top);
       break;
   }
 done:

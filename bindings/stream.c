@@ -848,24 +848,25 @@ static void read_opts(lua_State *L, int idx, size_t *max, double *timeout) {
   }
 }
 
+/* [-0, +1, m] Starts read `op` with the options at `idx` (read_opts;
+ * `max` when they set no limit) and pushes its promise; `delim_idx` as for
+ * begin_read. */
+static int read_with_opts(lua_State *L, int op, size_t max, int idx, int delim_idx) {
+  double timeout;
+  read_opts(L, idx, &max, &timeout);
+  return begin_read(L, op, max, delim_idx, timeout);
+}
+
 /* s:read([timeout | {max=, timeout=}]) -> promise of the bytes that came
  * (at least one, at most max), nil at the end. */
 static int s_read(lua_State *L) {
-  size_t max = MAX_LIMIT;
-  double timeout;
-  if (lua_type(L, 2) == LUA_TNUMBER) return begin_read(L, OP_CHUNK, max, 0, tide_lua_checkseconds(L, 2));
-  read_opts(L, 2, &max, &timeout);
-  return begin_read(L, OP_CHUNK, max, 0, timeout);
+  if (lua_type(L, 2) == LUA_TNUMBER) return begin_read(L, OP_CHUNK, MAX_LIMIT, 0, tide_lua_checkseconds(L, 2));
+  return read_with_opts(L, OP_CHUNK, MAX_LIMIT, 2, 0);
 }
 
 /* s:read_line([max | {max=, timeout=}]) -> promise of the next line
  * without its "\n" or "\r\n"; nil at the end. */
-static int s_read_line(lua_State *L) {
-  size_t max = TIDE_STREAM_LIMIT;
-  double timeout;
-  read_opts(L, 2, &max, &timeout);
-  return begin_read(L, OP_LINE, max, 0, timeout);
-}
+static int s_read_line(lua_State *L) { return read_with_opts(L, OP_LINE, TIDE_STREAM_LIMIT, 2, 0); }
 
 /* s:read_exactly(n [, timeout]) -> promise of n bytes; nil at the end,
  * an "EOF" error when the stream ends inside them. */
@@ -877,22 +878,15 @@ static int s_read_exactly(lua_State *L) {
 /* s:read_until(delim [, max | {max=, timeout=}]) -> promise of the bytes
  * before the next `delim` (which is consumed); nil at the end. */
 static int s_read_until(lua_State *L) {
-  size_t max = TIDE_STREAM_LIMIT, dlen;
-  double timeout;
+  size_t dlen;
   luaL_checklstring(L, 2, &dlen);
   luaL_argcheck(L, dlen > 0, 2, "empty delimiter");
-  read_opts(L, 3, &max, &timeout);
-  return begin_read(L, OP_UNTIL, max, 2, timeout);
+  return read_with_opts(L, OP_UNTIL, TIDE_STREAM_LIMIT, 3, 2);
 }
 
 /* s:read_all([max | {max=, timeout=}]) -> promise of every byte up to the
  * end of the stream ("" when none); an EMSGSIZE error past max. */
-static int s_read_all(lua_State *L) {
-  size_t max = DEFAULT_ALL_LIMIT;
-  double timeout;
-  read_opts(L, 2, &max, &timeout);
-  return begin_read(L, OP_ALL, max, 0, timeout);
-}
+static int s_read_all(lua_State *L) { return read_with_opts(L, OP_ALL, DEFAULT_ALL_LIMIT, 2, 0); }
 
 /* ---------------------------------------------------------------- writes */
 
