@@ -14,8 +14,9 @@
  * keep them (free lists shared by a whole class, carved from common
  * chunks, did: an echo server's RSS grew by half in five minutes of
  * random message sizes, and stayed flat with plain malloc). A state's
- * allocator is used only by the thread that runs that state (one state
- * per thread, nothing shared), so it takes no lock.
+ * allocator is used only by the thread that runs that state (one thread
+ * per state, and no value shared between states: see docs/pool.md), so
+ * it takes no lock.
  *
  * The allocator frees itself: it counts the bytes the state holds, and
  * lua_close frees the state's main block last, so the count falls to zero

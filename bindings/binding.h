@@ -62,7 +62,6 @@ typedef struct tide_lua {
   int owns_rt;              /* the module created rt and frees it */
   int running;              /* inside tide.run / the binary's loop */
   int tracebacks_ref;       /* registry: weak table promise -> traceback */
-  int cancelled_ref;        /* registry: the tide.Cancelled value */
   int promise_mt_ref;       /* registry: the promise metatable */
   const void *promise_mt;   /* ... and its address, for quick checks */
   unsigned reported;        /* unhandled rejections reported */
@@ -71,12 +70,25 @@ typedef struct tide_lua {
   int tracking;             /* new tasks go into registry["tide.tracked"] */
 } tide_lua;
 
-/* User values of a promise userdata. */
+/* User values of a promise userdata: slots 1 and 2 mean the same in every
+ * promise, slots 3 and 4 have a name per kind of promise, used by the files
+ * that make that kind and by nobody else. tide_lp_new takes the last slot
+ * a promise uses (UV_EVENTS, UV_OWNER...), and adds lp->luv after it. */
 enum {
-  UV_VALUES = 1,            /* one value, or a table of nv values */
+  UV_VALUES = 1,            /* one value, or a table of nv values; a task:
+                               its function until it starts, then its coroutine */
   UV_EVENTS = 2,            /* table: event name -> function or list */
-  UV_A = 3,                 /* next: on_ok; task: the coroutine */
-  UV_B = 4                  /* next: on_err; combinators: their state */
+  /* LP_NEXT (promise.c) */
+  UV_ON_OK = 3,             /* the fulfilment handler, or nil */
+  UV_ON_ERR = 4,            /* the rejection handler, or nil */
+  /* LP_COMBINE (combine.c) */
+  UV_OUTCOMES = 3,          /* table of the inputs' outcomes */
+  UV_COMBINE = 4,           /* the `combine` userdata: one listener per input */
+  /* an I/O operation's promise (stream.c, udp.c, fs.c, signal.c, ioutil.c) */
+  UV_OWNER = 3,             /* the stream, socket, file or watcher it works
+                               on: alive while the operation waits */
+  UV_KEEP = 4               /* a value its C side points into (a read's
+                               delimiter, a datagram being sent) */
 };
 
 /* What kind of object an lpromise is (what its listener does). */
@@ -91,7 +103,7 @@ enum {
   LP_PACKED = 1u << 0,      /* UV_VALUES holds a table {n = count, ...} */
   LP_ONE = 1u << 2,         /* UV_VALUES holds the one value */
   LP_FINALLY = 1u << 1,     /* LP_NEXT: the handler is a finally handler */
-  LP_STREAM_OP = 1u << 3    /* a failed operation of the stream in UV_A: left
+  LP_STREAM_OP = 1u << 3    /* a failed operation of the stream in UV_OWNER: left
                                unhandled, its error goes to the stream (stream.c) */
 };
 
@@ -117,11 +129,14 @@ tide_lua *tide_lua_get(lua_State *L);
 tide_lua *tide_lua_of(tide_rt *rt);
 int tide_lua_open_rt(lua_State *L, tide_rt *rt);
 int tide_lua_traceback_handler(lua_State *L);
-int tide_lua_pcall(lua_State *L, int nargs, int nresults, int *has_tb);
+int tide_lua_pcall(lua_State *L, int nargs, int nresults);
 int tide_lua_pcallh(lua_State *L, int nargs, int nresults, int msgh);
 void tide_lua_push_error(lua_State *L, const char *code, const char *message);
 void tide_lua_push_uverror(lua_State *L, int status);
 void tide_lua_report(lua_State *L, const char *what, int tb_idx);
+void tide_lua_newclass(lua_State *L, const char *name, const luaL_Reg *meta,
+                       const luaL_Reg *methods, lua_CFunction index);
+const char *tide_lua_index_key(lua_State *L);
 int tide_open_util(lua_State *L);
 double tide_lua_checkseconds(lua_State *L, int idx);
 uint64_t tide_lua_ms(double seconds);
@@ -149,7 +164,7 @@ int tide_open_promise(lua_State *L);
 typedef struct ltask ltask;
 int tide_task_spawn(lua_State *L, int fn_idx, int nargs);
 int tide_open_task(lua_State *L);
-int tide_task_cancel(lua_State *L, lpromise *lp);
+int tide_lp_cancel(lua_State *L, lpromise *lp);   /* any promise: p:cancel() */
 lua_State *tide_task_thread(ltask *t);
 int tide_lua_run_task(lua_State *L, int nargs);
 int tide_task_cancel_due(lua_State *L);
@@ -183,10 +198,11 @@ int tide_open_zlib(lua_State *L);
 /* fields.c */
 int tide_open_fields(lua_State *L);
 
-/* ioutil.c — shared by udp.c, dns.c, signal.c and fs.c: operations that
- * hold their promise while libuv works, errors naming their subject, time
- * limits, and feeds (values a handle produces, handed out one per
- * promise, queued up to a bound). */
+/* ioutil.c — shared by the files of bindings/: operations that hold their
+ * promise while libuv works (tide_op_settle settles such a promise, then
+ * drops the operation's hold), errors naming their subject, time limits,
+ * and feeds (values a handle produces, handed out one per promise, queued
+ * up to a bound). */
 struct feed_wait;
 typedef struct tide_feed {
   uv_handle_t *handle;        /* private: referenced while a promise waits */
@@ -203,10 +219,15 @@ lua_State *tide_op_state(tide_rt *rt, lpromise *lp);
 void tide_op_settle(lua_State *L, lpromise *lp, tide_state state, int n);
 void tide_op_fail(lua_State *L, lpromise *lp, int status, const char *subject);
 void tide_lua_push_uverror_at(lua_State *L, int status, const char *subject);
+lua_Integer tide_opt_int(lua_State *L, int idx, const char *key, lua_Integer def,
+                         lua_Integer min, lua_Integer max);
+int tide_opt_bool(lua_State *L, int idx, const char *key);
+double tide_opt_seconds(lua_State *L, int idx, const char *key);
 double tide_lua_optseconds(lua_State *L, int idx);
 void tide_lua_timeout(lua_State *L, double seconds);
 void tide_feed_init(lua_State *L, tide_feed *f, uv_handle_t *handle, int arity, lua_Integer limit);
 void tide_feed_next(lua_State *L, tide_feed *f, int owner, double seconds);
+int tide_feed_lnext(lua_State *L, tide_feed *f);
 void tide_feed_push(lua_State *L, tide_feed *f);
 void tide_feed_fail(lua_State *L, tide_feed *f);
 void tide_feed_close(lua_State *L, tide_feed *f, int settle);
@@ -240,7 +261,7 @@ int tide_open_work(lua_State *L);
  * a pointer to it (NULL once it was freed); it points back to the
  * userdata's slot (NULL once the userdata was collected). Whatever waits
  * on a stream (a read, the drain of its writes, shutdown, close) is a held
- * promise whose user value UV_A is the stream's userdata, so a stream with
+ * promise whose user value UV_OWNER is the stream's userdata, so a stream with
  * an operation in flight is never collected; queued writes pin it with a
  * registry reference of their own. */
 enum {
@@ -359,6 +380,7 @@ void tide_stream_close(lua_State *L, tide_stream *s, double linger);
 void tide_stream_abort(tide_stream *s);
 int tide_server_listen(lua_State *L, tide_stream *s, int backlog);
 int tide_server_serve(lua_State *L, int server_idx, int handler_idx);
+int tide_server_open(lua_State *L, void (*listen)(lua_State *L, int idx), int serve);
 int tide_stream_defer_error(lua_State *L, int p_idx, int err_idx);
 int tide_servers_close(lua_State *L, double grace);
 void tide_stream_filter(lua_State *L, tide_stream *s, tide_filter *f);
@@ -367,11 +389,11 @@ void tide_stream_end(lua_State *L, tide_stream *s, int err_idx);
 int tide_open_stream(lua_State *L);
 
 /* connect.c — connecting a tcp or pipe stream: name resolution, one
- * attempt per address until one succeeds, a time limit, cancellation. */
-void tide_connect_tcp(lua_State *L, const char *host, int port, double timeout,
-                      const tide_stream_opts *o);
-void tide_connect_pipe(lua_State *L, const char *path, double timeout,
-                       const tide_stream_opts *o);
+ * attempt per address until one succeeds, a time limit, cancellation;
+ * `opts_idx` is the connect's options table (stream options, timeout) or
+ * nil. */
+void tide_connect_tcp(lua_State *L, const char *host, int port, int opts_idx);
+void tide_connect_pipe(lua_State *L, const char *path, int opts_idx);
 
 /* tcp.c, pipe.c, stdio.c, process.c — tide.tcp, tide.pipe, tide.stdin /
  * stdout / stderr, tide.process */

@@ -1,15 +1,16 @@
 /* combine.c — promises made of other promises: tide.all, tide.race,
  * tide.any, tide.settled and tide.timeout.
  *
- * The result is a promise userdata (kind LP_COMBINE). Its user value UV_B
- * is a `combine` userdata with one listener node per input; UV_A is a
+ * The result is a promise userdata (kind LP_COMBINE). Its user value
+ * UV_COMBINE is a `combine` userdata with one listener node per input;
+ * UV_OUTCOMES is a
  * table collecting per-input outcomes. The result is held once per
  * registered node; once it settles, the nodes still registered are
  * removed (the inputs are not cancelled, except by tide.timeout).
  *
  * Stack discipline: helpers state their effect as [-o, +p, x]; node_cb runs
  * on the main thread and leaves its stack as it found it. Ownership: the
- * `combine` userdata is reachable from the result (UV_B), which its
+ * `combine` userdata is reachable from the result (UV_COMBINE), which its
  * registered nodes hold, so node memory lives as long as a node can fire.
  */
 #include "binding.h"
@@ -44,8 +45,7 @@ static void detach_all(combine *c) {
     tide_listener_remove(&c->nodes[i].l);
     /* tide.timeout: the timer, or the promise timed out (unless shielded) */
     if (c->mode == C_TIMEOUT && !(c->shield && i == 0)) {
-      if (((lpromise *)src)->kind == LP_TASK) tide_task_cancel(c->result->p.rt ? tide_lua_of(src->rt)->L : NULL, (lpromise *)src);
-      else tide_promise_cancel(src);
+      tide_lp_cancel(c->result->p.rt ? tide_lua_of(src->rt)->L : NULL, (lpromise *)src);
     }
     tide_lp_drop(c->result);
   }
@@ -58,6 +58,16 @@ static void finish(lua_State *L, combine *c, int res, tide_state state, int firs
   detach_all(c);
 }
 
+/* [-0, +0, m] Once every input of all() or settled() is in: fulfils the
+ * result (at top+1) with the outcomes (the table at top+3), in order. */
+static void finish_all(lua_State *L, combine *c, int top) {
+  int i;
+  lua_settop(L, top + 3);
+  luaL_checkstack(L, c->n, "too many promises");
+  for (i = 1; i <= c->n; i++) lua_rawgeti(L, top + 3, i);
+  finish(L, c, top + 1, TIDE_FULFILLED, top + 4, c->n);
+}
+
 static void node_cb(tide_listener *l, tide_promise *src) {
   cnode *node = (cnode *)l;
   combine *c = node->c;
@@ -68,7 +78,7 @@ static void node_cb(tide_listener *l, tide_promise *src) {
   int ok = src->state == TIDE_FULFILLED;
   tide_lp_push(L, r);                           /* top+1: the result */
   tide_lp_push(L, (lpromise *)src);             /* top+2: the input */
-  lua_getiuservalue(L, top + 1, UV_A);          /* top+3: outcomes */
+  lua_getiuservalue(L, top + 1, UV_OUTCOMES);          /* top+3: outcomes */
   n = tide_lp_push_values(L, top + 2);          /* top+4...: its values */
   c->remaining--;
   if (r->p.state != TIDE_PENDING) goto done;
@@ -78,12 +88,7 @@ static void node_cb(tide_listener *l, tide_promise *src) {
       lua_settop(L, top + 4 + (n > 0) - 1 + (n == 0));
       if (n == 0) lua_pushnil(L);
       lua_rawseti(L, top + 3, node->index);     /* outcomes[i] = first value */
-      if (c->remaining == 0) {
-        lua_settop(L, top + 3);
-        luaL_checkstack(L, c->n, "too many promises");
-        for (i = 1; i <= c->n; i++) lua_rawgeti(L, top + 3, i);
-        finish(L, c, top + 1, TIDE_FULFILLED, top + 4, c->n);
-      }
+      if (c->remaining == 0) finish_all(L, c, top);
       break;
     case C_RACE:
       finish(L, c, top + 1, src->state, top + 4, n);
@@ -128,12 +133,7 @@ static void node_cb(tide_listener *l, tide_promise *src) {
       lua_pushinteger(L, n);
       lua_setfield(L, -2, "n");
       lua_rawseti(L, top + 3, node->index);
-      if (c->remaining == 0) {
-        lua_settop(L, top + 3);
-        luaL_checkstack(L, c->n, "too many promises");
-        for (i = 1; i <= c->n; i++) lua_rawgeti(L, top + 3, i);
-        finish(L, c, top + 1, TIDE_FULFILLED, top + 4, c->n);
-      }
+      if (c->remaining == 0) finish_all(L, c, top);
       break;
   }
 done:
@@ -143,7 +143,7 @@ done:
 
 /* [-0, +1, m] Pushes a combine result for `n` inputs. */
 static combine *combine_new(lua_State *L, int mode, int n) {
-  lpromise *r = tide_lp_new(L, sizeof(lpromise), LP_COMBINE, 4);
+  lpromise *r = tide_lp_new(L, sizeof(lpromise), LP_COMBINE, UV_COMBINE);
   combine *c = lua_newuserdatauv(L, sizeof(combine) + sizeof(cnode) * (size_t)(n > 0 ? n - 1 : 0), 0);
   int i;
   memset(c, 0, sizeof(combine) + sizeof(cnode) * (size_t)(n > 0 ? n - 1 : 0));
@@ -151,9 +151,9 @@ static combine *combine_new(lua_State *L, int mode, int n) {
   c->mode = mode;
   c->n = c->remaining = n;
   for (i = 0; i < n; i++) { c->nodes[i].c = c; c->nodes[i].index = i + 1; }
-  lua_setiuservalue(L, -2, UV_B);
+  lua_setiuservalue(L, -2, UV_COMBINE);
   lua_createtable(L, n, 0);
-  lua_setiuservalue(L, -2, UV_A);
+  lua_setiuservalue(L, -2, UV_OUTCOMES);
   return c;
 }
 
@@ -161,7 +161,7 @@ static combine *combine_new(lua_State *L, int mode, int n) {
  * not a promise counts as a promise fulfilled with it. */
 static void attach(lua_State *L, combine *c, int res, int i, int idx) {
   if (tide_lp_test(L, idx) == NULL) {
-    tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+    tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);
     tide_lp_settle(L, -1, TIDE_FULFILLED, idx, 1);
     idx = lua_gettop(L);
   }
@@ -237,7 +237,7 @@ static int l_timeout(lua_State *L) {
   c = combine_new(L, C_TIMEOUT, 2);
   c->shield = shield;
   res = lua_gettop(L);
-  sleep = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+  sleep = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);
   tide_lp_hold(L, -1);
   err = tide_sleep(tl->rt, &sleep->p, ms);
   tide_lp_drop(sleep);

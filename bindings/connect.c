@@ -76,13 +76,8 @@ static void finish(creq *c) {
 /* [-0, +0, m] Rejects the request with libuv error `err` naming its
  * subject, and ends it. */
 static void fail(lua_State *L, creq *c, int err) {
-  lpromise *lp = c->lp;
-  tide_lua_push_uverror_at(L, err, c->subject);
-  tide_lp_push(L, lp);
-  tide_lp_settle(L, -1, TIDE_REJECTED, -2, 1);
-  lua_pop(L, 2);  /* remove the promise and the error */
+  tide_op_fail(L, c->lp, err, c->subject);
   finish(c);
-  tide_lp_drop(lp);
 }
 
 static void connect_cb(uv_connect_t *req, int status);
@@ -137,12 +132,9 @@ static void connect_cb(uv_connect_t *req, int status) {
     return;
   }
   if (status == 0 && (status = tide_stream_apply(s, &c->opts)) == 0) {
-    tide_lp_push(L, lp);
     tide_stream_push(L, s, 0);
-    tide_lp_settle(L, -2, TIDE_FULFILLED, -1, 1);
-    lua_pop(L, 2);  /* remove the stream and the promise */
+    tide_op_settle(L, lp, TIDE_FULFILLED, 1);
     finish(c);
-    tide_lp_drop(lp);
   } else {
     tide_stream_abort(s);
     c->err = status;
@@ -205,7 +197,7 @@ static creq *creq_new(lua_State *L, int kind, const char *subject, double timeou
   c->opts = *o;
   memcpy(c->subject, subject, len + 1);
   c->gai.data = c;
-  c->lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+  c->lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);
   tide_lp_hold(L, -1);
   tide_promise_on_cancel(&c->lp->p, creq_cancel, c);
   if (timeout >= 0 && tide_timer_init(c->io->rt, &c->timer) == 0) {
@@ -216,16 +208,28 @@ static creq *creq_new(lua_State *L, int kind, const char *subject, double timeou
   return c;
 }
 
+/* [-0, +0, v] Reads the options table of a connect at `idx` (none when
+ * nil): the stream options into *o, and the time limit, returned (-1 for
+ * none). */
+static double connect_opts(lua_State *L, int idx, tide_stream_opts *o) {
+  tide_stream_opts_init(o);
+  if (lua_isnoneornil(L, idx)) return -1;
+  tide_stream_opts_get(L, idx, o);
+  return tide_opt_seconds(L, idx, "timeout");
+}
+
 /* [-0, +1, m] Pushes the promise of a tcp stream connected to `host`
- * (a name or a numeric IPv4/IPv6 address) and `port`. */
-void tide_connect_tcp(lua_State *L, const char *host, int port, double timeout,
-                      const tide_stream_opts *o) {
+ * (a name or a numeric IPv4/IPv6 address) and `port`, with the options
+ * at `opts_idx` ({timeout=, nodelay=, ...} or nil). */
+void tide_connect_tcp(lua_State *L, const char *host, int port, int opts_idx) {
   struct addrinfo hints;
+  tide_stream_opts o;
+  double timeout = connect_opts(L, opts_idx, &o);
   char portstr[16];
   creq *c;
   int err;
   lua_pushfstring(L, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
-  c = creq_new(L, TIDE_STREAM_TCP, lua_tostring(L, -1), timeout, o);
+  c = creq_new(L, TIDE_STREAM_TCP, lua_tostring(L, -1), timeout, &o);
   lua_remove(L, -2);  /* remove the subject */
   if (tide_addr_parse(host, port, &c->addrs[0]) == 0) {
     c->naddrs = 1;
@@ -246,10 +250,11 @@ void tide_connect_tcp(lua_State *L, const char *host, int port, double timeout,
 }
 
 /* [-0, +1, m] Pushes the promise of a pipe stream connected to the Unix
- * domain socket at `path`. */
-void tide_connect_pipe(lua_State *L, const char *path, double timeout,
-                       const tide_stream_opts *o) {
-  creq *c = creq_new(L, TIDE_STREAM_PIPE, path, timeout, o);
+ * domain socket at `path`, with the options at `opts_idx` as above. */
+void tide_connect_pipe(lua_State *L, const char *path, int opts_idx) {
+  tide_stream_opts o;
+  double timeout = connect_opts(L, opts_idx, &o);
+  creq *c = creq_new(L, TIDE_STREAM_PIPE, path, timeout, &o);
   c->naddrs = 1;
   attempt(L, c);
 }

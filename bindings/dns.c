@@ -34,24 +34,20 @@ int tide_addr_parse(const char *host, int port, struct sockaddr_storage *ss) {
 /* [-0, +2, m] Pushes the address string and the port of `sa` (nil, nil
  * for a family other than IPv4 and IPv6). Returns its family: 4, 6 or 0. */
 int tide_addr_push(lua_State *L, const struct sockaddr *sa) {
+  const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+  const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
   char name[INET6_ADDRSTRLEN];
-  if (sa != NULL && sa->sa_family == AF_INET) {
-    const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-    uv_ip4_name(in, name, sizeof(name));
-    lua_pushstring(L, name);
-    lua_pushinteger(L, ntohs(in->sin_port));
-    return 4;
+  int family = sa == NULL ? 0 : sa->sa_family == AF_INET ? 4 : sa->sa_family == AF_INET6 ? 6 : 0;
+  if (family == 0) {
+    lua_pushnil(L);
+    lua_pushnil(L);
+    return 0;
   }
-  if (sa != NULL && sa->sa_family == AF_INET6) {
-    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-    uv_ip6_name(in6, name, sizeof(name));
-    lua_pushstring(L, name);
-    lua_pushinteger(L, ntohs(in6->sin6_port));
-    return 6;
-  }
-  lua_pushnil(L);
-  lua_pushnil(L);
-  return 0;
+  if (family == 4) uv_ip4_name(in, name, sizeof(name));
+  else uv_ip6_name(in6, name, sizeof(name));
+  lua_pushstring(L, name);
+  lua_pushinteger(L, ntohs(family == 4 ? in->sin_port : in6->sin6_port));
+  return family;
 }
 
 /* -------------------------------------------------------------- requests */
@@ -76,7 +72,7 @@ static void dns_cancel(tide_promise *p, void *data) {
 static dnsreq *dnsreq_new(lua_State *L, const char *subject) {
   tide_lua *tl = tide_lua_get(L);
   size_t len = strlen(subject);
-  lpromise *lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+  lpromise *lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);
   dnsreq *r = malloc(sizeof(dnsreq) + len);
   if (r == NULL) luaL_error(L, "not enough memory");
   r->rt = tl->rt;
@@ -101,6 +97,27 @@ static void dnsreq_started(lua_State *L, dnsreq *r, int err) {
   tide_promise_on_cancel(&r->lp->p, dns_cancel, r);
 }
 
+/* In the callback of request `r`: the main state when its promise is to
+ * be fulfilled (the caller pushes the values and calls tide_op_settle),
+ * or NULL when there is nothing more to do: the promise was cancelled,
+ * the Lua side is gone, or `status` is a failure (rejected here). */
+static lua_State *dnsreq_result(dnsreq *r, int status) {
+  lua_State *L = tide_op_state(r->rt, r->lp);
+  if (L != NULL && status < 0) {
+    tide_op_fail(L, r->lp, status, r->subject);
+    return NULL;
+  }
+  return L;
+}
+
+/* The end of request `r`'s callback: frees it and runs what its
+ * settlement queued. */
+static void dnsreq_end(dnsreq *r) {
+  tide_rt *rt = r->rt;
+  free(r);
+  tide_rt_drain(rt);
+}
+
 /* ---------------------------------------------------------------- lookup */
 
 static int family_number(int af) { return af == AF_INET6 ? 6 : 4; }
@@ -121,37 +138,34 @@ static void add_address(lua_State *L, int list, int seen, const struct addrinfo 
   lua_pop(L, 2);  /* remove the lookup result and the address */
 }
 
+/* [-0, +0, m] Fulfils the lookup `r` with the addresses of `res` and
+ * their family, or rejects it with EAI_NODATA when none is IPv4 or IPv6. */
+static void lookup_settle(lua_State *L, dnsreq *r, const struct addrinfo *res) {
+  const struct addrinfo *ai;
+  int top = lua_gettop(L), family = 0;
+  lua_newtable(L);                            /* top+1: the list */
+  lua_newtable(L);                            /* top+2: seen */
+  for (ai = res; ai != NULL; ai = ai->ai_next) {
+    if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) continue;
+    if (family == 0) family = family_number(ai->ai_family);
+    add_address(L, top + 1, top + 2, ai);
+  }
+  lua_pop(L, 1);  /* remove seen */
+  if (family == 0) {
+    lua_pop(L, 1);  /* remove the empty list */
+    tide_op_fail(L, r->lp, UV_EAI_NODATA, r->subject);
+  } else {
+    lua_pushinteger(L, family);
+    tide_op_settle(L, r->lp, TIDE_FULFILLED, 2);
+  }
+}
+
 static void lookup_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
   dnsreq *r = req->data;
-  tide_rt *rt = r->rt;
-  lua_State *L = tide_op_state(rt, r->lp);
-  const struct addrinfo *ai;
-  int top, family = 0;
-  if (L != NULL) {
-    if (status < 0) {
-      tide_op_fail(L, r->lp, status, r->subject);
-    } else {
-      top = lua_gettop(L);
-      lua_newtable(L);                            /* top+1: the list */
-      lua_newtable(L);                            /* top+2: seen */
-      for (ai = res; ai != NULL; ai = ai->ai_next) {
-        if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) continue;
-        if (family == 0) family = family_number(ai->ai_family);
-        add_address(L, top + 1, top + 2, ai);
-      }
-      lua_pop(L, 1);  /* remove seen */
-      if (family == 0) {
-        lua_pop(L, 1);  /* remove the empty list */
-        tide_op_fail(L, r->lp, UV_EAI_NODATA, r->subject);
-      } else {
-        lua_pushinteger(L, family);
-        tide_op_settle(L, r->lp, TIDE_FULFILLED, 2);
-      }
-    }
-  }
+  lua_State *L = dnsreq_result(r, status);
+  if (L != NULL) lookup_settle(L, r, res);
   uv_freeaddrinfo(res);
-  free(r);
-  tide_rt_drain(rt);
+  dnsreq_end(r);
 }
 
 /* [-0, +0, v] The `family` option of the table at `idx`: AF_UNSPEC, or
@@ -167,15 +181,6 @@ static int opt_family(lua_State *L, int idx) {
     luaL_argerror(L, idx, "family must be 4 or 6");
   lua_pop(L, 1);  /* remove the family */
   return f == 4 ? AF_INET : AF_INET6;
-}
-
-/* [-0, +0, v] The `timeout` option of the table at `idx`, -1 for none. */
-static double opt_timeout(lua_State *L, int idx) {
-  double s;
-  lua_getfield(L, idx, "timeout");
-  s = lua_isnil(L, -1) ? -1 : tide_lua_checkseconds(L, -1);
-  lua_pop(L, 1);  /* remove the timeout */
-  return s;
 }
 
 /* tide.dns.lookup(name [, {family = 4|6, timeout = s}]) -> promise of
@@ -197,12 +202,12 @@ static int l_lookup(lua_State *L) {
   if (!lua_isnoneornil(L, 2)) {
     luaL_checktype(L, 2, LUA_TTABLE);
     hints.ai_family = opt_family(L, 2);
-    timeout = opt_timeout(L, 2);
+    timeout = tide_opt_seconds(L, 2, "timeout");
   }
   lua_settop(L, 1);
   if (tide_addr_parse(name, 0, &ss) == 0
       && (hints.ai_family == AF_UNSPEC || hints.ai_family == ss.ss_family)) {
-    tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);  /* a number: no lookup */
+    tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);  /* a number: no lookup */
     lua_createtable(L, 1, 0);
     lua_pushvalue(L, 1);
     lua_rawseti(L, -2, 1);
@@ -222,19 +227,13 @@ static int l_lookup(lua_State *L) {
 
 static void reverse_cb(uv_getnameinfo_t *req, int status, const char *host, const char *service) {
   dnsreq *r = req->data;
-  tide_rt *rt = r->rt;
-  lua_State *L = tide_op_state(rt, r->lp);
+  lua_State *L = dnsreq_result(r, status);
   (void)service;
   if (L != NULL) {
-    if (status < 0) {
-      tide_op_fail(L, r->lp, status, r->subject);
-    } else {
-      lua_pushstring(L, host);
-      tide_op_settle(L, r->lp, TIDE_FULFILLED, 1);
-    }
+    lua_pushstring(L, host);
+    tide_op_settle(L, r->lp, TIDE_FULFILLED, 1);
   }
-  free(r);
-  tide_rt_drain(rt);
+  dnsreq_end(r);
 }
 
 /* tide.dns.reverse(address [, {timeout = s}]) -> promise of the host name
@@ -250,7 +249,7 @@ static int l_reverse(lua_State *L) {
     return luaL_argerror(L, 1, "not a numeric IPv4 or IPv6 address");
   if (!lua_isnoneornil(L, 2)) {
     luaL_checktype(L, 2, LUA_TTABLE);
-    timeout = opt_timeout(L, 2);
+    timeout = tide_opt_seconds(L, 2, "timeout");
   }
   lua_settop(L, 1);
   r = dnsreq_new(L, addr);

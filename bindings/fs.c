@@ -237,7 +237,7 @@ static fsop *op_new(lua_State *L, lfile *file, int file_idx) {
   lpromise *lp;
   fsop *op;
   file_idx = lua_absindex(L, file_idx);
-  lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 3);
+  lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_OWNER);
   if ((op = calloc(1, sizeof(*op))) == NULL) luaL_error(L, "not enough memory");
   op->rt = tl->rt;
   op->lp = lp;
@@ -246,7 +246,7 @@ static fsop *op_new(lua_State *L, lfile *file, int file_idx) {
   op->req.data = op;
   if (file) {
     lua_pushvalue(L, file_idx);
-    lua_setiuservalue(L, -2, 3);
+    lua_setiuservalue(L, -2, UV_OWNER);
   }
   return op;
 }
@@ -315,7 +315,7 @@ static int f_close(lua_State *L) {
     tide_lp_push(L, f->closer);
     return 1;
   }
-  tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 3);
+  tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_OWNER);
   if (f->fd < 0 || f->closing) {
     tide_lp_settle(L, 2, TIDE_FULFILLED, 3, 0);
     return 1;
@@ -323,7 +323,7 @@ static int f_close(lua_State *L) {
   f->closing = 1;
   f->closer = lua_touserdata(L, 2);  /* until the descriptor is closed */
   lua_pushvalue(L, 1);
-  lua_setiuservalue(L, 2, 3);  /* keeps the file */
+  lua_setiuservalue(L, 2, UV_OWNER);  /* keeps the file */
   tide_lp_hold(L, 2);          /* held until closed */
   if (f->inflight == 0) start_close(L, f);
   return 1;
@@ -407,11 +407,11 @@ static int f_stat(lua_State *L) {
 }
 
 static int f_index(lua_State *L) {
-  lfile **box = luaL_checkudata(L, 1, FILE_MT);
-  const char *key = lua_tostring(L, 2);
-  if (lua_getfield(L, lua_upvalueindex(1), key ? key : "") != LUA_TNIL) return 1;
-  if (key && *box && strcmp(key, "path") == 0) lua_pushstring(L, (*box)->path);
-  else if (key && *box && strcmp(key, "closed") == 0) lua_pushboolean(L, (*box)->fd < 0 || (*box)->closing);
+  lfile *f = *(lfile **)luaL_checkudata(L, 1, FILE_MT);
+  const char *key = tide_lua_index_key(L);
+  if (key == NULL || f == NULL) return 1;
+  if (strcmp(key, "path") == 0) lua_pushstring(L, f->path);
+  else if (strcmp(key, "closed") == 0) lua_pushboolean(L, f->fd < 0 || f->closing);
   return 1;
 }
 
@@ -668,7 +668,7 @@ static int job_start(lua_State *L, fsjob *j) {
   j->rt = tl->rt;
   j->loop = tide_rt_loop(tl->rt);
   j->work.data = j;
-  j->lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+  j->lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);
   err = uv_queue_work(j->loop, &j->work, job_work, job_done);
   if (err != 0) {
     tide_lua_push_uverror_at(L, err, j->path);
@@ -797,9 +797,7 @@ static int l_watch(lua_State *L) {
   unsigned flags = 0;
   if (!lua_isnoneornil(L, 2)) {
     luaL_checktype(L, 2, LUA_TTABLE);
-    lua_getfield(L, 2, "queue");
-    queue = luaL_optinteger(L, -1, queue);
-    luaL_argcheck(L, queue >= 0, 2, "queue must be >= 0");
+    queue = tide_opt_int(L, 2, "queue", queue, 0, LUA_MAXINTEGER);
     if (lua_getfield(L, 2, "recursive") != LUA_TNIL && lua_toboolean(L, -1)) {
 #ifdef __linux__
       /* inotify watches one directory; libuv would ignore the flag */
@@ -832,10 +830,7 @@ static int l_watch(lua_State *L) {
  * event being "rename" (created, deleted, moved) or "change"; fulfilled
  * with nothing when the watcher closes first. */
 static int w_next(lua_State *L) {
-  lwatch *w = check_watch(L, 1);
-  double timeout = tide_lua_optseconds(L, 2);
-  tide_feed_next(L, &w->feed, 1, timeout);
-  return 1;
+  return tide_feed_lnext(L, &check_watch(L, 1)->feed);
 }
 
 /* w:close(): stops watching. */
@@ -843,18 +838,17 @@ static int w_close(lua_State *L) { watch_close(L, 1, 1); return 0; }
 static int w_gc(lua_State *L) { watch_close(L, 1, 0); return 0; }
 
 static int w_index(lua_State *L) {
-  lwatch **box = luaL_checkudata(L, 1, WATCH_MT);
-  const char *key = lua_tostring(L, 2);
+  lwatch *w = *(lwatch **)luaL_checkudata(L, 1, WATCH_MT);
+  const char *key = tide_lua_index_key(L);
   char path[4096];
   size_t len = sizeof(path);
-  if (lua_getfield(L, lua_upvalueindex(1), key ? key : "") != LUA_TNIL) return 1;
-  if (key == NULL || *box == NULL) return 1;
+  if (key == NULL || w == NULL) return 1;
   if (strcmp(key, "path") == 0) {
-    if (uv_fs_event_getpath(&(*box)->h, path, &len) == 0) lua_pushlstring(L, path, len);
-    else lua_pushnil(L);
+    if (uv_fs_event_getpath(&w->h, path, &len) == 0) lua_pushlstring(L, path, len);
     return 1;
   }
-  return tide_feed_field(L, &(*box)->feed, key) ? 1 : 0;
+  tide_feed_field(L, &w->feed, key);
+  return 1;
 }
 
 static int w_tostring(lua_State *L) {
@@ -908,24 +902,11 @@ static const luaL_Reg fs_funcs[] = {
   {NULL, NULL}
 };
 
-/* [-0, +0, m] Creates the metatable `name` with `meta` and an __index
- * closure of `index` over the `methods`. */
-static void new_class(lua_State *L, const char *name, const luaL_Reg *meta,
-                      const luaL_Reg *methods, lua_CFunction index) {
-  luaL_newmetatable(L, name);
-  luaL_setfuncs(L, meta, 0);
-  lua_newtable(L);
-  luaL_setfuncs(L, methods, 0);
-  lua_pushcclosure(L, index, 1);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);  /* remove the metatable */
-}
-
 /* [-0, +0, m] Adds tide.fs to the module table at the top. */
 int tide_open_fs(lua_State *L) {
   int i;
-  new_class(L, FILE_MT, file_meta, file_methods, f_index);
-  new_class(L, WATCH_MT, watch_meta, watch_methods, w_index);
+  tide_lua_newclass(L, FILE_MT, file_meta, file_methods, f_index);
+  tide_lua_newclass(L, WATCH_MT, watch_meta, watch_methods, w_index);
   luaL_newlib(L, fs_funcs);
   for (i = 0; path_ops[i].name; i++) {
     lua_pushinteger(L, path_ops[i].kind);

@@ -305,7 +305,7 @@ static int start_chunk_p(lua_State *L) {
   int status = c->file ? luaL_loadfile(L, c->src) : luaL_loadstring(L, c->src);  /* 2 */
   if (status == LUA_ERRMEM) return lua_error(L);
   if (status != LUA_OK) {
-    tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);  /* 3 */
+    tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);  /* 3 */
     tide_lp_settle(L, 3, TIDE_REJECTED, 2, 1);
   } else {
     tide_task_spawn(L, 2, 0);  /* the task replaces the function at 2 */
@@ -339,7 +339,7 @@ int tide_dostring(tide_rt *rt, const char *chunk, tide_done_cb done, void *data)
 
 /* ------------------------------------------------------- host functions */
 
-enum { HC_RESULTS = 3 };  /* user value: the host's results {n = count, ...} */
+enum { HC_RESULTS = 3 };  /* user value after UV_EVENTS: the host's results {n = count, ...} */
 
 typedef struct {
   tide_async_fn fn;
@@ -464,7 +464,7 @@ static int host_call(lua_State *L) {
     return 0;
   }
   luaL_checkstack(L, 4, "too many arguments");
-  hc = (hostcall *)tide_lp_new(L, sizeof(hostcall), LP_PLAIN, 3);
+  hc = (hostcall *)tide_lp_new(L, sizeof(hostcall), LP_PLAIN, HC_RESULTS);
   lua_insert(L, 1);                          /* the promise below the arguments */
   if (!lua_getstack(L, 0, &ar) || !lua_getinfo(L, "f", &ar))  /* this function */
     return luaL_error(L, "tide: host function not found on the stack");

@@ -1,7 +1,8 @@
-/* ioutil.c — what the I/O bindings udp.c, dns.c, signal.c and fs.c share:
- * operations that hold their promise while libuv works on them, error
- * objects that name their subject ("ENOENT: no such file or directory:
- * /x"), time limits through tide.timeout, and feeds: the values a handle
+/* ioutil.c — what the I/O bindings share: operations that hold their
+ * promise while libuv works on them, error objects that name their subject
+ * ("ENOENT: no such file or directory: /x"), the fields of options tables
+ * (one reading and one error message for every binding), time limits
+ * through tide.timeout, and feeds: the values a handle
  * produces (datagrams, file changes, signals), queued up to a bound and
  * handed out one per promise.
  *
@@ -17,12 +18,13 @@
  *    touches no Lua memory: tide_op_state tells it.
  *  - A feed keeps its queued values in a registry table (queue_ref) and
  *    its waiting promises in a C list; each waiting promise is held, and
- *    holds the object that owns the feed in user value 3, so a handle is
+ *    holds the object that owns the feed in user value UV_OWNER, so a handle is
  *    never collected while somebody waits on it. The feed's handle is
  *    referenced (keeps the loop alive) exactly while a promise waits.
  */
 #include "binding.h"
 
+#include <math.h>
 #include <string.h>
 
 /* ------------------------------------------------------------ operations */
@@ -76,6 +78,56 @@ void tide_lua_push_uverror_at(lua_State *L, int status, const char *subject) {
   lua_remove(L, -2);  /* remove the message */
   lua_pushstring(L, subject);
   lua_setfield(L, -2, "subject");
+}
+
+/* -------------------------------------------------------------- options */
+
+/* [-0, +1, m] What an option's value at the top is, for its error: a
+ * number itself, else its type. */
+static const char *got(lua_State *L) {
+  return lua_type(L, -1) == LUA_TNUMBER ? luaL_tolstring(L, -1, NULL) : luaL_typename(L, -1);
+}
+
+/* [-0, +0, v] Field `key` of the options table at `idx`: an integer from
+ * `min` to `max`, or `def` (unchecked) when absent. Anything else raises
+ * "option 'key': integer from min to max expected, got ...". */
+lua_Integer tide_opt_int(lua_State *L, int idx, const char *key, lua_Integer def,
+                         lua_Integer min, lua_Integer max) {
+  lua_Integer v;
+  int isint;
+  if (lua_getfield(L, idx, key) == LUA_TNIL) {
+    lua_pop(L, 1);  /* remove the nil */
+    return def;
+  }
+  v = lua_tointegerx(L, -1, &isint);
+  if (!isint || v < min || v > max)
+    luaL_error(L, "option '%s': integer from %I to %I expected, got %s", key, min, max, got(L));
+  lua_pop(L, 1);  /* remove the value */
+  return v;
+}
+
+/* [-0, +0, v] Field `key` of the options table at `idx` as a boolean
+ * (false when absent). */
+int tide_opt_bool(lua_State *L, int idx, const char *key) {
+  int b;
+  lua_getfield(L, idx, key);
+  b = lua_toboolean(L, -1);
+  lua_pop(L, 1);  /* remove the value */
+  return b;
+}
+
+/* [-0, +0, v] Field `key` of the options table at `idx` as a duration in
+ * seconds (a finite number >= 0), -1 when absent. */
+double tide_opt_seconds(lua_State *L, int idx, const char *key) {
+  double s = -1;
+  int isnum;
+  if (lua_getfield(L, idx, key) != LUA_TNIL) {
+    s = lua_tonumberx(L, -1, &isnum);
+    if (!isnum || !(s >= 0 && isfinite(s)))
+      luaL_error(L, "option '%s': seconds (a finite number >= 0) expected, got %s", key, got(L));
+  }
+  lua_pop(L, 1);  /* remove the value */
+  return s;
 }
 
 /* ---------------------------------------------------------- time limits */
@@ -179,16 +231,16 @@ void tide_feed_next(lua_State *L, tide_feed *f, int owner, double seconds) {
   int top;
   owner = lua_absindex(L, owner);
   if (f->count > 0) {
-    tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+    tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);
     top = lua_gettop(L);
     feed_shift(L, f);
     tide_lp_settle(L, top, TIDE_FULFILLED, top + 1, f->arity);
     lua_settop(L, top);
     return;
   }
-  w = (feed_wait *)tide_lp_new(L, sizeof(feed_wait), LP_PLAIN, 3);
+  w = (feed_wait *)tide_lp_new(L, sizeof(feed_wait), LP_PLAIN, UV_OWNER);
   lua_pushvalue(L, owner);
-  lua_setiuservalue(L, -2, 3);  /* the promise keeps the owner alive */
+  lua_setiuservalue(L, -2, UV_OWNER);  /* the promise keeps the owner alive */
   w->feed = f;
   w->prev = f->tail;
   if (f->tail) f->tail->next = w; else f->head = w;
@@ -256,6 +308,14 @@ void tide_feed_close(lua_State *L, tide_feed *f, int settle) {
   luaL_unref(L, LUA_REGISTRYINDEX, f->queue_ref);
   f->queue_ref = LUA_NOREF;
   f->count = f->first = 0;
+}
+
+/* [-0, +1, v] owner:next([timeout]) of the feed owner at index 1 (a
+ * watcher, a socket) whose feed is `f`: pushes the promise of its next
+ * item, limited to the seconds at 2 (if any). Returns 1. */
+int tide_feed_lnext(lua_State *L, tide_feed *f) {
+  tide_feed_next(L, f, 1, tide_lua_optseconds(L, 2));
+  return 1;
 }
 
 /* [-0, +(0|1), -] For __index: pushes the counter of `f` named `key`

@@ -20,15 +20,11 @@ static void listen_opts(lua_State *L, int idx) {
   tide_stream_opts o;
   tide_stream *s;
   const char *path;
-  lua_Integer backlog;
-  int err;
+  int backlog, err;
   luaL_checktype(L, idx, LUA_TTABLE);
   lua_getfield(L, idx, "path");
   if ((path = lua_tostring(L, -1)) == NULL) luaL_error(L, "option 'path': string expected");
-  lua_getfield(L, idx, "backlog");
-  backlog = luaL_optinteger(L, -1, DEFAULT_BACKLOG);
-  if (backlog < 1 || backlog > 65535) luaL_error(L, "option 'backlog': integer from 1 to 65535 expected");
-  lua_pop(L, 1);  /* remove the backlog; the path stays until the end */
+  backlog = (int)tide_opt_int(L, idx, "backlog", DEFAULT_BACKLOG, 1, 65535);  /* the path stays until the end */
   tide_stream_opts_init(&o);
   tide_stream_opts_get(L, idx, &o);
   if ((s = tide_stream_alloc(io, TIDE_STREAM_PIPE)) == NULL) luaL_error(L, "not enough memory");
@@ -38,7 +34,7 @@ static void listen_opts(lua_State *L, int idx) {
     tide_stream_opened(s);
     tide_stream_push(L, s, 1);  /* from here the GC closes it on error */
     s->opts = o;
-    if ((err = uv_pipe_bind(&s->h.pipe, path)) == 0) err = tide_server_listen(L, s, (int)backlog);
+    if ((err = uv_pipe_bind(&s->h.pipe, path)) == 0) err = tide_server_listen(L, s, backlog);
   }
   if (err != 0) {
     tide_lua_push_uverror_at(L, err, path);
@@ -49,34 +45,15 @@ static void listen_opts(lua_State *L, int idx) {
 
 /* tide.pipe.listen{path=, backlog=, high_water=, low_water=, read_buffer=}
  * -> server listening on the Unix domain socket `path`. */
-static int l_listen(lua_State *L) {
-  lua_settop(L, 1);
-  listen_opts(L, 1);
-  return 1;
-}
+static int l_listen(lua_State *L) { return tide_server_open(L, listen_opts, 0); }
 
 /* tide.pipe.serve(opts, handler) -> server: listens as listen does and runs
  * handler(conn) in a new task for each connection (see tide.tcp.serve). */
-static int l_serve(lua_State *L) {
-  lua_settop(L, 2);
-  luaL_checktype(L, 2, LUA_TFUNCTION);
-  listen_opts(L, 1);
-  tide_server_serve(L, 3, 2);
-  return 1;
-}
+static int l_serve(lua_State *L) { return tide_server_open(L, listen_opts, 1); }
 
 /* tide.pipe.connect(path [, {timeout=, ...}]) -> promise of a stream. */
 static int l_connect(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  tide_stream_opts o;
-  double timeout = -1;
-  tide_stream_opts_init(&o);
-  if (!lua_isnoneornil(L, 2)) {
-    tide_stream_opts_get(L, 2, &o);
-    lua_getfield(L, 2, "timeout");
-    timeout = tide_lua_optseconds(L, -1);
-  }
-  tide_connect_pipe(L, path, timeout, &o);
+  tide_connect_pipe(L, luaL_checkstring(L, 1), 2);
   return 1;
 }
 

@@ -31,6 +31,14 @@
 #define PROCESS_MT "tide.process"
 #define EXEC_LIMIT (16 * 1024 * 1024)
 
+/* User values of a process userdata. */
+enum {
+  PROC_STDIN = 1,           /* ... PROC_STDIN + 2: the stdio streams, or nil */
+  PROC_EXIT = 4,            /* the exit promise */
+  PROC_PID = 5,             /* the pid, which stays after the exit */
+  PROC_NUV = 5
+};
+
 extern char **environ;
 
 typedef struct lproc {
@@ -79,7 +87,6 @@ static void exit_cb(uv_process_t *h, int64_t status, int signum) {
   list_remove(p);
   uv_close((uv_handle_t *)h, proc_close_cb);
   if (L == NULL) return;
-  tide_lp_push(L, p->exit);
   if (signum) {
     const char *name = tide_signal_name(signum);
     lua_pushnil(L);
@@ -89,9 +96,7 @@ static void exit_cb(uv_process_t *h, int64_t status, int signum) {
     lua_pushinteger(L, (lua_Integer)status);
     lua_pushnil(L);
   }
-  tide_lp_settle(L, -3, TIDE_FULFILLED, -2, 2);
-  lua_pop(L, 3);  /* remove the promise, code and signal */
-  tide_lp_drop(p->exit);
+  tide_op_settle(L, p->exit, TIDE_FULFILLED, 2);
   tide_rt_drain(rt);
 }
 
@@ -251,7 +256,7 @@ static int l_spawn(lua_State *L) {
   if ((p = calloc(1, sizeof(*p))) == NULL) return luaL_error(L, "not enough memory");
   p->io = tide_io_ref(io);
   p->h.data = p;
-  ud = lua_newuserdatauv(L, sizeof(*ud), 5);          /* 6: the process */
+  ud = lua_newuserdatauv(L, sizeof(*ud), PROC_NUV);   /* 6: the process */
   luaL_setmetatable(L, PROCESS_MT);
   err = uv_spawn(io->loop, &p->h, &po);
   if (err != 0) {
@@ -268,16 +273,16 @@ static int l_spawn(lua_State *L) {
   p->ud = ud;
   p->pid = p->h.pid;
   list_add(lua_touserdata(L, lua_upvalueindex(1)), p);
-  for (i = 3; i <= 5; i++) {
-    lua_pushvalue(L, i);
-    lua_setiuservalue(L, 6, i - 2);
+  for (i = 0; i < 3; i++) {
+    lua_pushvalue(L, 3 + i);
+    lua_setiuservalue(L, 6, PROC_STDIN + i);
   }
   lua_pushinteger(L, p->pid);
-  lua_setiuservalue(L, 6, 5);
-  exitp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+  lua_setiuservalue(L, 6, PROC_PID);
+  exitp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);
   tide_lp_hold(L, -1);
   p->exit = exitp;
-  lua_setiuservalue(L, 6, 4);
+  lua_setiuservalue(L, 6, PROC_EXIT);
   return 1;
 }
 
@@ -291,7 +296,7 @@ static int p_wait(lua_State *L) {
   double timeout;
   check_proc(L);
   timeout = tide_lua_optseconds(L, 2);
-  lua_getiuservalue(L, 1, 4);
+  lua_getiuservalue(L, 1, PROC_EXIT);
   tide_lua_timeout(L, timeout);
   return 1;
 }
@@ -319,9 +324,9 @@ static int p_kill(lua_State *L) {
 static int p_tbc_close(lua_State *L) {
   lproc *p = *check_proc(L);
   int i;
-  for (i = 1; i <= 3; i++) {
+  for (i = 0; i < 3; i++) {
     tide_stream **sud;
-    lua_getiuservalue(L, 1, i);
+    lua_getiuservalue(L, 1, PROC_STDIN + i);
     sud = luaL_testudata(L, -1, TIDE_STREAM_MT);
     if (sud && *sud) tide_stream_close(L, *sud, 0);
     lua_pop(L, 1);  /* remove the stream */
@@ -353,23 +358,20 @@ static int list_gc(lua_State *L) {
 
 static int p_index(lua_State *L) {
   lproc *p = *(lproc **)lua_touserdata(L, 1);
-  const char *k = lua_tostring(L, 2);
+  const char *k = tide_lua_index_key(L);
   static const char *const fields[] = {"stdin", "stdout", "stderr"};
   int i;
-  lua_pushvalue(L, 2);
-  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL || k == NULL) return 1;  /* a method */
+  if (k == NULL) return 1;  /* a method */
   for (i = 0; i < 3; i++) {
     if (strcmp(k, fields[i]) == 0) {
-      if (lua_getiuservalue(L, 1, i + 1) != LUA_TUSERDATA) lua_pushnil(L);
+      if (lua_getiuservalue(L, 1, PROC_STDIN + i) != LUA_TUSERDATA) lua_pushnil(L);
       return 1;
     }
   }
   if (strcmp(k, "pid") == 0) {
-    lua_getiuservalue(L, 1, 5);
+    lua_getiuservalue(L, 1, PROC_PID);
   } else if (strcmp(k, "exited") == 0) {
     lua_pushboolean(L, p == NULL || p->exited);
-  } else {
-    lua_pushnil(L);
   }
   return 1;
 }
@@ -430,19 +432,16 @@ static const luaL_Reg proc_methods[] = {
   {NULL, NULL}
 };
 
+static const luaL_Reg proc_meta[] = {
+  {"__gc", p_gc},
+  {"__close", p_tbc_close},
+  {"__tostring", p_tostring},
+  {NULL, NULL}
+};
+
 /* [-0, +0, m] Adds tide.process to the module table at the top. */
 int tide_open_process(lua_State *L) {
-  luaL_newmetatable(L, PROCESS_MT);
-  luaL_newlib(L, proc_methods);
-  lua_pushcclosure(L, p_index, 1);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, p_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, p_tbc_close);
-  lua_setfield(L, -2, "__close");
-  lua_pushcfunction(L, p_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);  /* remove the metatable */
+  tide_lua_newclass(L, PROCESS_MT, proc_meta, proc_methods, p_index);
   lua_createtable(L, 0, 2);                            /* tide.process */
   ((proc_list *)lua_newuserdatauv(L, sizeof(proc_list), 0))->head = NULL;
   lua_createtable(L, 0, 1);

@@ -69,8 +69,9 @@ static int lp_store(tide_promise *p, const tide_value *values, int n) {
 static const tide_promise_ops lp_ops = {lp_retain, lp_release, lp_store};
 
 /* [-0, +1, m] Pushes a new pending promise userdata of `size` bytes (at
- * least sizeof(lpromise)) with `nuv` user values, plus one more for its
- * unretained listeners (lp->luv, see binding.h). */
+ * least sizeof(lpromise)) with user values up to slot `nuv` (UV_EVENTS,
+ * UV_OWNER...: see binding.h), plus one more for its unretained listeners
+ * (lp->luv). */
 lpromise *tide_lp_new(lua_State *L, size_t size, int kind, int nuv) {
   tide_lua *tl = tide_lua_get(L);
   lpromise *lp = lua_newuserdatauv(L, size, nuv + 1);
@@ -337,7 +338,7 @@ static void next_cb(tide_listener *l, tide_promise *src) {
   lua_pushnil(L);
   lua_setiuservalue(L, top + 1, UV_VALUES);  /* drop the link to the source */
   lua_pushcfunction(L, tide_lua_traceback_handler);  /* top+3 */
-  if (lua_getiuservalue(L, top + 1, src->state == TIDE_FULFILLED ? UV_A : UV_B) == LUA_TNIL) {
+  if (lua_getiuservalue(L, top + 1, src->state == TIDE_FULFILLED ? UV_ON_OK : UV_ON_ERR) == LUA_TNIL) {
     copy_outcome(L, top + 1, top + 2);    /* no handler: pass it on */
   } else {                                /* top+4: the handler */
     nargs = is_finally ? 0 : tide_lp_push_values(L, top + 2);
@@ -365,10 +366,10 @@ static int chain(lua_State *L, int ok_idx, int err_idx, unsigned flags) {
   if (err_idx && err_idx != ok_idx && (t = lua_type(L, err_idx)) != LUA_TFUNCTION && t != LUA_TNIL)
     luaL_typeerror(L, err_idx, "function or nil");
   lua_settop(L, 3);
-  d = tide_lp_new(L, sizeof(lpromise), LP_NEXT, 4);  /* at 4 */
+  d = tide_lp_new(L, sizeof(lpromise), LP_NEXT, UV_ON_ERR);  /* at 4 */
   d->flags |= flags;
-  if (ok_idx) { lua_pushvalue(L, ok_idx); lua_setiuservalue(L, 4, UV_A); }
-  if (err_idx) { lua_pushvalue(L, err_idx); lua_setiuservalue(L, 4, UV_B); }
+  if (ok_idx) { lua_pushvalue(L, ok_idx); lua_setiuservalue(L, 4, UV_ON_OK); }
+  if (err_idx) { lua_pushvalue(L, err_idx); lua_setiuservalue(L, 4, UV_ON_ERR); }
   /* Unretained: the source keeps d, d keeps the source (UV_VALUES while
    * pending); no registry reference while the source is pending. */
   d->l.flags = TIDE_LISTENER_UNRETAINED;
@@ -447,7 +448,7 @@ static void event_cb(tide_rt *rt, tide_job *job) {
       lua_rawgeti(L, top + 4, k);
       luaL_checkstack(L, n, "too many event values");
       for (i = 2; i <= n + 1; i++) lua_rawgeti(L, top + 2, i);
-      if (tide_lua_pcall(L, n, 0, NULL) != LUA_OK) {
+      if (tide_lua_pcall(L, n, 0) != LUA_OK) {
         lua_rawgeti(L, top + 2, 1);
         lua_pushfstring(L, "error in '%s' listener: ", lua_tostring(L, -1));
         lua_pushvalue(L, -4);  /* the error */
@@ -545,7 +546,7 @@ static int p_result(lua_State *L) {
 
 static int p_cancel(lua_State *L) {
   lpromise *lp = tide_lp_check(L, 1);
-  lua_pushboolean(L, tide_task_cancel(L, lp));
+  lua_pushboolean(L, tide_lp_cancel(L, lp));
   return 1;
 }
 
@@ -592,21 +593,21 @@ int tide_lp_is_cancelled_value(lua_State *L, int idx) {
 
 /* tide.promise() -> a pending promise. */
 static int l_promise(lua_State *L) {
-  tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+  tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);
   return 1;
 }
 
 /* tide.resolved(...) / tide.rejected(err) -> a settled promise. */
 static int l_resolved(lua_State *L) {
   int n = lua_gettop(L);
-  tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+  tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);
   tide_lp_settle(L, -1, TIDE_FULFILLED, 1, n);
   return 1;
 }
 
 static int l_rejected(lua_State *L) {
   lua_settop(L, 1);
-  tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+  tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);
   tide_lp_settle(L, 2, TIDE_REJECTED, 1, 1);
   return 1;
 }

@@ -201,9 +201,9 @@ static int l_signal(lua_State *L) {
   lpromise *lp;
   lsigset *s;
   lua_settop(L, 0);
-  lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 3);             /* 1 */
+  lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_OWNER);             /* 1 */
   s = set_new(L, SIGNAL_BOX_MT, signums, n, once_cb, 1);          /* 2 */
-  lua_setiuservalue(L, 1, 3);  /* the promise keeps the box */
+  lua_setiuservalue(L, 1, UV_OWNER);  /* the promise keeps the box */
   s->lp = lp;
   tide_lp_hold(L, 1);          /* until a signal comes or it is cancelled */
   tide_promise_on_cancel(&lp->p, once_cancel, s);
@@ -238,10 +238,8 @@ static int l_signals(lua_State *L) {
   lua_Integer queue = 64;
   lsigset *s;
   if (lua_gettop(L) > 0 && lua_istable(L, lua_gettop(L))) {  /* options last */
-    lua_getfield(L, -1, "queue");
-    queue = luaL_optinteger(L, -1, queue);
-    luaL_argcheck(L, queue >= 0, lua_gettop(L) - 1, "queue must be >= 0");
-    lua_pop(L, 2);  /* remove the queue and the options */
+    queue = tide_opt_int(L, -1, "queue", queue, 0, LUA_MAXINTEGER);
+    lua_pop(L, 1);  /* remove the options */
   }
   n = check_signals(L, signums, MAX_SIGNALS);
   lua_settop(L, 0);
@@ -253,10 +251,7 @@ static int l_signals(lua_State *L) {
 /* w:next([timeout]) -> promise of the name of the next arrival; fulfilled
  * with nothing when the watcher closes first. */
 static int w_next(lua_State *L) {
-  lsigset *s = check_watcher(L, 1);
-  double timeout = tide_lua_optseconds(L, 2);
-  tide_feed_next(L, &s->feed, 1, timeout);
-  return 1;
+  return tide_feed_lnext(L, &check_watcher(L, 1)->feed);
 }
 
 /* [-0, +0, m] Closes the watcher at 1, settling its waiting promises when
@@ -276,20 +271,20 @@ static int w_gc(lua_State *L) { watcher_close(L, 0); return 0; }
 /* Methods, then the fields signals (the list of names), queued, dropped
  * and errors. */
 static int w_index(lua_State *L) {
-  lsigset **box = luaL_checkudata(L, 1, SIGNALS_MT);
-  const char *key = lua_tostring(L, 2);
+  lsigset *s = *(lsigset **)luaL_checkudata(L, 1, SIGNALS_MT);
+  const char *key = tide_lua_index_key(L);
   int i;
-  if (lua_getfield(L, lua_upvalueindex(1), key ? key : "") != LUA_TNIL) return 1;
-  if (key == NULL || *box == NULL) return 1;
+  if (key == NULL || s == NULL) return 1;
   if (strcmp(key, "signals") == 0) {
-    lua_createtable(L, (*box)->n, 0);
-    for (i = 0; i < (*box)->n; i++) {
-      lua_pushstring(L, tide_signal_name((*box)->h[i].signum));
+    lua_createtable(L, s->n, 0);
+    for (i = 0; i < s->n; i++) {
+      lua_pushstring(L, tide_signal_name(s->h[i].signum));
       lua_rawseti(L, -2, i + 1);
     }
     return 1;
   }
-  return tide_feed_field(L, &(*box)->feed, key) ? 1 : 0;
+  tide_feed_field(L, &s->feed, key);
+  return 1;
 }
 
 static int w_tostring(lua_State *L) {
@@ -320,12 +315,7 @@ int tide_open_signal(lua_State *L) {
   lua_pushcfunction(L, box_gc);
   lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);  /* remove the box metatable */
-  luaL_newmetatable(L, SIGNALS_MT);
-  luaL_setfuncs(L, watcher_meta, 0);
-  luaL_newlib(L, watcher_methods);
-  lua_pushcclosure(L, w_index, 1);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);  /* remove the watcher metatable */
+  tide_lua_newclass(L, SIGNALS_MT, watcher_meta, watcher_methods, w_index);
   lua_pushcfunction(L, l_signal);
   lua_setfield(L, -2, "signal");
   lua_pushcfunction(L, l_signals);

@@ -46,7 +46,7 @@
  *    it was freed); the stream points back to the userdata's slot (NULL
  *    once collected). Memory is freed in the last close callback.
  *  - A pending read, a waiting write, a shutdown and a close are held
- *    promises (tide_lp_hold) with the stream's userdata in user value UV_A,
+ *    promises (tide_lp_hold) with the stream's userdata in user value UV_OWNER,
  *    so the stream stays alive while they wait. Queued writes hold one
  *    registry reference to the userdata (s->pin) and one per write to the
  *    strings it sends. A serving server is pinned until it closes.
@@ -73,6 +73,14 @@
 #define DEFAULT_LINGER 10.0
 /* read_all's limit when not told otherwise. */
 #define DEFAULT_ALL_LIMIT ((size_t)16 << 20)
+
+/* User values of a server's userdata (a stream's has none). */
+enum {
+  SRV_HANDLER = 1,          /* serve: the handler each connection's task runs */
+  SRV_CONNS = 2,            /* serve: its live handlers, conn -> task */
+  SRV_NUV = 2
+};
+
 /* read_err / write_err of a custom stream that ended with a Lua value
  * (kept in rerr_ref / werr_ref): no libuv error has this code. */
 #define S_ERR_VALUE (-0x7fffff)
@@ -106,7 +114,7 @@ struct tide_sread {
   int op;
   size_t n;                 /* OP_EXACTLY: the count; OP_LINE, _UNTIL, _ALL: the limit */
   size_t scanned;           /* bytes already searched for the delimiter */
-  const char *delim;        /* OP_UNTIL: kept alive by user value UV_B */
+  const char *delim;        /* OP_UNTIL: kept alive by user value UV_KEEP */
   size_t dlen;
 };
 
@@ -188,20 +196,10 @@ void tide_stream_opts_init(tide_stream_opts *o) {
   o->keepalive = -1;
 }
 
-/* [-0, +0, v] A byte count field of the table at `idx`, or `def`. */
+/* [-0, +0, v] A byte count field of the table at `idx` from `min` to
+ * MAX_LIMIT, or `def`. */
 static size_t opt_size(lua_State *L, int idx, const char *key, size_t def, size_t min) {
-  lua_Integer v;
-  int isint;
-  if (lua_getfield(L, idx, key) == LUA_TNIL) {
-    lua_pop(L, 1);  /* remove the nil */
-    return def;
-  }
-  v = lua_tointegerx(L, -1, &isint);
-  if (!isint || v < (lua_Integer)min || (size_t)v > MAX_LIMIT)
-    luaL_error(L, "option '%s': integer from %d to 2^40 expected, got %s", key, (int)min,
-               luaL_typename(L, -1));
-  lua_pop(L, 1);  /* remove the value */
-  return (size_t)v;
+  return (size_t)tide_opt_int(L, idx, key, (lua_Integer)def, (lua_Integer)min, (lua_Integer)MAX_LIMIT);
 }
 
 /* [-0, +0, v] Reads the stream options of the table at `idx` (none when
@@ -267,7 +265,7 @@ void tide_stream_opened(tide_stream *s) {
 /* [-0, +1, m] Pushes a new userdata owning stream `s` (a server when
  * `server`); returns its slot. */
 tide_stream **tide_stream_push(lua_State *L, tide_stream *s, int server) {
-  tide_stream **ud = lua_newuserdatauv(L, sizeof(*ud), server ? 2 : 0);
+  tide_stream **ud = lua_newuserdatauv(L, sizeof(*ud), server ? SRV_NUV : 0);
   *ud = s;
   s->ud = ud;
   luaL_setmetatable(L, server ? TIDE_SERVER_MT : TIDE_STREAM_MT);
@@ -302,12 +300,7 @@ static void finalize(tide_stream *s) {
       if (s->write_err == 0) s->write_err = UV_ECANCELED;
       settle_waiters(L, s);
     }
-    if (s->closed) {
-      tide_lp_push(L, s->closed);
-      tide_lp_settle(L, -1, TIDE_FULFILLED, -1, 0);
-      lua_pop(L, 1);  /* remove the promise */
-      tide_lp_drop(s->closed);
-    }
+    if (s->closed) tide_op_settle(L, s->closed, TIDE_FULFILLED, 0);
     if (s->room) room_release(L, s);
     luaL_unref(L, LUA_REGISTRYINDEX, s->pin);
     luaL_unref(L, LUA_REGISTRYINDEX, s->impl_ref);
@@ -549,10 +542,7 @@ static void settle_waiter(lua_State *L, tide_stream *s, tide_state st) {
   tide_sread *r = s->pending;
   s->pending = NULL;
   if (s->timer_use == TM_READ) timer_stop(s);
-  tide_lp_push(L, &r->base);
-  tide_lp_settle(L, -1, st, -2, 1);
-  lua_pop(L, 2);  /* remove the promise and the value */
-  tide_lp_drop(&r->base);
+  tide_op_settle(L, &r->base, st, 1);
   if (s->under) update(L, s->under);
 }
 
@@ -718,7 +708,7 @@ static void read_cancel(tide_promise *p, void *data) {
 
 /* [-0, +1, m] Pushes a promise rejected with a tide error. */
 static int push_rejected(lua_State *L, const char *code, const char *msg, int status) {
-  tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+  tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);
   if (code) tide_lua_push_error(L, code, msg);
   else tide_lua_push_uverror(L, status);
   tide_lp_settle(L, -2, TIDE_REJECTED, -1, 1);
@@ -729,10 +719,10 @@ static int push_rejected(lua_State *L, const char *code, const char *msg, int st
 /* [-0, +1, m] Pushes a promise rejected with the write error of `s` (the
  * userdata at index 1): unhandled, the error goes to the stream. */
 static int push_write_err(lua_State *L, tide_stream *s) {
-  lpromise *lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 4);
+  lpromise *lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_KEEP);
   lp->flags |= LP_STREAM_OP;
   lua_pushvalue(L, 1);
-  lua_setiuservalue(L, -2, UV_A);
+  lua_setiuservalue(L, -2, UV_OWNER);
   push_err(L, s->write_err, s->werr_ref);
   tide_lp_settle(L, -2, TIDE_REJECTED, -1, 1);
   lua_pop(L, 1);  /* remove the error */
@@ -742,7 +732,7 @@ static int push_write_err(lua_State *L, tide_stream *s) {
 /* [-0, +1, m] Pushes a promise rejected with the deferred write error of
  * `s`, which is raised this once. */
 static int push_deferred(lua_State *L, tide_stream *s) {
-  tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+  tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->deferred_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, s->deferred_ref);
   s->deferred_ref = LUA_NOREF;
@@ -753,7 +743,7 @@ static int push_deferred(lua_State *L, tide_stream *s) {
 }
 
 /* [-0, +0, m] A write or shutdown of the stream (or a send of the UDP
- * socket: tide_udp_defer_error) in UV_A of the promise at
+ * socket: tide_udp_defer_error) in UV_OWNER of the promise at
  * `p_idx` failed with the error at `err_idx` and nobody handled it: the
  * stream keeps the error for its next operation (once; later failures of
  * the same stream are the same story). Returns 0 when the stream is gone
@@ -761,7 +751,7 @@ static int push_deferred(lua_State *L, tide_stream *s) {
 int tide_stream_defer_error(lua_State *L, int p_idx, int err_idx) {
   tide_stream **ud, *s;
   int r;
-  lua_getiuservalue(L, p_idx, UV_A);
+  lua_getiuservalue(L, p_idx, UV_OWNER);
   if (luaL_testudata(L, -1, "tide.udp")) {  /* a send of a UDP socket */
     r = tide_udp_defer_error(L, lua_gettop(L), err_idx);
     lua_pop(L, 1);  /* remove the socket */
@@ -785,13 +775,13 @@ static int push_done(lua_State *L, tide_stream *s) {
 }
 
 /* [-0, +1, m] Pushes a new pending promise held for stream `s` (the
- * userdata at `ud_idx`, kept in UV_A while it waits). */
+ * userdata at `ud_idx`, kept in UV_OWNER while it waits). */
 static lpromise *push_held(lua_State *L, int ud_idx, size_t size) {
   lpromise *lp;
   ud_idx = lua_absindex(L, ud_idx);
-  lp = tide_lp_new(L, size, LP_PLAIN, 4);
+  lp = tide_lp_new(L, size, LP_PLAIN, UV_KEEP);
   lua_pushvalue(L, ud_idx);
-  lua_setiuservalue(L, -2, UV_A);
+  lua_setiuservalue(L, -2, UV_OWNER);
   tide_lp_hold(L, -1);
   return lp;
 }
@@ -809,14 +799,14 @@ static int begin_read(lua_State *L, int op, size_t n, int delim_idx, double time
     return luaL_error(L, "another read is pending on this stream (one reader at a time)");
   if (s == NULL || (s->flags & S_CLOSING)) return luaL_error(L, "attempt to use a closed stream");
   if (s->deferred_ref != LUA_NOREF) return push_deferred(L, s);
-  r = (tide_sread *)tide_lp_new(L, sizeof(tide_sread), LP_PLAIN, 4);
+  r = (tide_sread *)tide_lp_new(L, sizeof(tide_sread), LP_PLAIN, UV_KEEP);
   idx = lua_gettop(L);
   r->op = op;
   r->n = n;
   if (delim_idx) {
     r->delim = lua_tolstring(L, delim_idx, &r->dlen);
     lua_pushvalue(L, delim_idx);
-    lua_setiuservalue(L, idx, UV_B);
+    lua_setiuservalue(L, idx, UV_KEEP);
   }
   s->flags |= S_STARTED;
   if (outcome(L, s, r, buffered(s), s->len, s->read_err, &st, &used)) {
@@ -827,7 +817,7 @@ static int begin_read(lua_State *L, int op, size_t n, int delim_idx, double time
     return 1;
   }
   lua_pushvalue(L, 1);
-  lua_setiuservalue(L, idx, UV_A);  /* the stream lives while the read waits */
+  lua_setiuservalue(L, idx, UV_OWNER);  /* the stream lives while the read waits */
   tide_lp_hold(L, idx);
   s->pending = r;
   tide_promise_on_cancel(&r->base.p, read_cancel, s);
@@ -859,24 +849,25 @@ static void read_opts(lua_State *L, int idx, size_t *max, double *timeout) {
   }
 }
 
+/* [-0, +1, m] Starts read `op` with the options at `idx` (read_opts;
+ * `max` when they set no limit) and pushes its promise; `delim_idx` as for
+ * begin_read. */
+static int read_with_opts(lua_State *L, int op, size_t max, int idx, int delim_idx) {
+  double timeout;
+  read_opts(L, idx, &max, &timeout);
+  return begin_read(L, op, max, delim_idx, timeout);
+}
+
 /* s:read([timeout | {max=, timeout=}]) -> promise of the bytes that came
  * (at least one, at most max), nil at the end. */
 static int s_read(lua_State *L) {
-  size_t max = MAX_LIMIT;
-  double timeout;
-  if (lua_type(L, 2) == LUA_TNUMBER) return begin_read(L, OP_CHUNK, max, 0, tide_lua_checkseconds(L, 2));
-  read_opts(L, 2, &max, &timeout);
-  return begin_read(L, OP_CHUNK, max, 0, timeout);
+  if (lua_type(L, 2) == LUA_TNUMBER) return begin_read(L, OP_CHUNK, MAX_LIMIT, 0, tide_lua_checkseconds(L, 2));
+  return read_with_opts(L, OP_CHUNK, MAX_LIMIT, 2, 0);
 }
 
 /* s:read_line([max | {max=, timeout=}]) -> promise of the next line
  * without its "\n" or "\r\n"; nil at the end. */
-static int s_read_line(lua_State *L) {
-  size_t max = TIDE_STREAM_LIMIT;
-  double timeout;
-  read_opts(L, 2, &max, &timeout);
-  return begin_read(L, OP_LINE, max, 0, timeout);
-}
+static int s_read_line(lua_State *L) { return read_with_opts(L, OP_LINE, TIDE_STREAM_LIMIT, 2, 0); }
 
 /* s:read_exactly(n [, timeout]) -> promise of n bytes; nil at the end,
  * an "EOF" error when the stream ends inside them. */
@@ -888,22 +879,15 @@ static int s_read_exactly(lua_State *L) {
 /* s:read_until(delim [, max | {max=, timeout=}]) -> promise of the bytes
  * before the next `delim` (which is consumed); nil at the end. */
 static int s_read_until(lua_State *L) {
-  size_t max = TIDE_STREAM_LIMIT, dlen;
-  double timeout;
+  size_t dlen;
   luaL_checklstring(L, 2, &dlen);
   luaL_argcheck(L, dlen > 0, 2, "empty delimiter");
-  read_opts(L, 3, &max, &timeout);
-  return begin_read(L, OP_UNTIL, max, 2, timeout);
+  return read_with_opts(L, OP_UNTIL, TIDE_STREAM_LIMIT, 3, 2);
 }
 
 /* s:read_all([max | {max=, timeout=}]) -> promise of every byte up to the
  * end of the stream ("" when none); an EMSGSIZE error past max. */
-static int s_read_all(lua_State *L) {
-  size_t max = DEFAULT_ALL_LIMIT;
-  double timeout;
-  read_opts(L, 2, &max, &timeout);
-  return begin_read(L, OP_ALL, max, 0, timeout);
-}
+static int s_read_all(lua_State *L) { return read_with_opts(L, OP_ALL, DEFAULT_ALL_LIMIT, 2, 0); }
 
 /* ---------------------------------------------------------------- writes */
 
@@ -928,17 +912,13 @@ static void settle_waiters(lua_State *L, tide_stream *s) {
   tide_swait *w;
   while ((w = s->waiters) != NULL) {
     unlink_waiter(w);
-    tide_lp_push(L, &w->base);
     if (s->write_err) {
-      w->base.flags |= LP_STREAM_OP;  /* its UV_A is the stream */
+      w->base.flags |= LP_STREAM_OP;  /* its UV_OWNER is the stream */
       push_err(L, s->write_err, s->werr_ref);
-      tide_lp_settle(L, -2, TIDE_REJECTED, -1, 1);
-      lua_pop(L, 2);  /* remove the error and the promise */
+      tide_op_settle(L, &w->base, TIDE_REJECTED, 1);
     } else {
-      tide_lp_settle(L, -1, TIDE_FULFILLED, -1, 0);
-      lua_pop(L, 1);  /* remove the promise */
+      tide_op_settle(L, &w->base, TIDE_FULFILLED, 0);
     }
-    tide_lp_drop(&w->base);
   }
 }
 
@@ -1059,7 +1039,7 @@ static void custom_send(lua_State *L, tide_stream *s, int idx, size_t len) {
   idx = lua_absindex(L, idx);
   impl_get(L, s, "write");
   lua_pushvalue(L, idx);
-  if (tide_lua_pcall(L, 1, 1, NULL) != LUA_OK) {
+  if (tide_lua_pcall(L, 1, 1) != LUA_OK) {
     lua_pop(L, 1);  /* remove the traceback: the error object carries one */
     lua_pushvalue(L, -1);  /* the error, as the value to keep */
   } else if (lua_isnil(L, -1)) {
@@ -1091,9 +1071,9 @@ static void custom_send(lua_State *L, tide_stream *s, int idx, size_t len) {
  * promise (nil becomes the fulfilled one). */
 static int custom_shutdown(lua_State *L, tide_stream *s) {
   if (impl_get(L, s, "shutdown") == LUA_TNIL) return lua_pop(L, 1), push_done(L, s);
-  if (tide_lua_pcall(L, 0, 1, NULL) != LUA_OK) {
+  if (tide_lua_pcall(L, 0, 1) != LUA_OK) {
     lua_pop(L, 1);  /* remove the traceback */
-    tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+    tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);
     lua_insert(L, -2);
     tide_lp_settle(L, -2, TIDE_REJECTED, -1, 1);
     lua_pop(L, 1);  /* remove the error */
@@ -1109,7 +1089,7 @@ static void custom_close(tide_stream *s) {
   int top;
   if (L == NULL || s->impl_ref == LUA_NOREF) return;
   top = lua_gettop(L);
-  if (impl_get(L, s, "close") != LUA_TNIL && tide_lua_pcall(L, 0, 0, NULL) != LUA_OK)
+  if (impl_get(L, s, "close") != LUA_TNIL && tide_lua_pcall(L, 0, 0) != LUA_OK)
     tide_lua_report(L, "error in stream impl.close: ", lua_gettop(L));
   lua_settop(L, top);
 }
@@ -1118,10 +1098,7 @@ static void custom_close(tide_stream *s) {
 static void room_release(lua_State *L, tide_stream *s) {
   lpromise *lp = s->room;
   s->room = NULL;
-  tide_lp_push(L, lp);
-  tide_lp_settle(L, -1, TIDE_FULFILLED, -1, 0);
-  lua_pop(L, 1);  /* remove the promise */
-  tide_lp_drop(lp);
+  tide_op_settle(L, lp, TIDE_FULFILLED, 0);
 }
 
 /* [-0, +0, v] The stream of the source at `idx`, or NULL once closed. */
@@ -1141,7 +1118,7 @@ static int src_push(lua_State *L) {
   feed(L, s, p, len);
   if (s->pending || s->len < s->opts.read_limit || s->read_err) return push_done(L, s);
   if (s->room == NULL) {
-    s->room = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+    s->room = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);
     tide_lp_hold(L, -1);
     return 1;
   }
@@ -1205,11 +1182,9 @@ static int src_flush(lua_State *L) {
 
 /* source.closed: whether the stream was closed (nothing more is read). */
 static int src_index(lua_State *L) {
-  const char *k = lua_tostring(L, 2);
-  lua_pushvalue(L, 2);
-  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;  /* a method */
-  if (k && strcmp(k, "closed") == 0) return lua_pushboolean(L, source_stream(L, 1) == NULL), 1;
-  return 1;  /* nil */
+  const char *k = tide_lua_index_key(L);
+  if (k && strcmp(k, "closed") == 0) lua_pushboolean(L, source_stream(L, 1) == NULL);
+  return 1;  /* a method, closed, or nil */
 }
 
 static const luaL_Reg source_methods[] = {
@@ -1263,9 +1238,6 @@ static int l_stream(lua_State *L) {
   return 2;
 }
 
-/* s:write(data) -> promise: `data` is a string or a list of strings. The
- * promise is settled at once while the queued bytes stay under the
- * high-water mark, else when they came down to the low-water mark. */
 /* ----------------------------------------------------------------- cork
  *
  * A task that answers several requests without waiting (pipelined HTTP,
@@ -1377,6 +1349,11 @@ static int cork_add(lua_State *L, tide_stream *s, const uv_buf_t *bufs, int nbuf
   return 0;
 }
 
+/* s:write(data) -> promise: `data` is a string or a list of strings. The
+ * promise is settled at once while the queued bytes stay under the
+ * high-water mark, else when they came down to the low-water mark.
+ * Small writes of a running task go to the cork (above); the bytes the
+ * kernel does not take at once are queued with libuv. */
 static int s_write(lua_State *L) {
   tide_stream *s = *(tide_stream **)luaL_checkudata(L, 1, TIDE_STREAM_MT);
   uv_buf_t small[8], *bufs = small;
@@ -1491,17 +1468,13 @@ static void shutdown_cb(uv_shutdown_t *req, int status) {
   free(req);
   s->shutdown = NULL;
   if (L == NULL) return;
-  tide_lp_push(L, lp);
   if (status == 0) {
-    tide_lp_settle(L, -1, TIDE_FULFILLED, -1, 0);
-    lua_pop(L, 1);  /* remove the promise */
+    tide_op_settle(L, lp, TIDE_FULFILLED, 0);
   } else {
-    lp->flags |= LP_STREAM_OP;  /* its UV_A is the stream */
+    lp->flags |= LP_STREAM_OP;  /* its UV_OWNER is the stream */
     tide_lua_push_uverror(L, status);
-    tide_lp_settle(L, -2, TIDE_REJECTED, -1, 1);
-    lua_pop(L, 2);  /* remove the error and the promise */
+    tide_op_settle(L, lp, TIDE_REJECTED, 1);
   }
-  tide_lp_drop(lp);
   if (!close_if_flushed(s)) update(L, s);
   tide_rt_drain(rt);
 }
@@ -1574,7 +1547,7 @@ void tide_stream_abort(tide_stream *s) { close_now(s); }
 static void cancel_handlers(lua_State *L, tide_stream *s) {
   int top = lua_gettop(L), n = 0, i;
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->pin);
-  lua_getiuservalue(L, -1, 2);
+  lua_getiuservalue(L, -1, SRV_CONNS);
   lua_newtable(L);  /* the tasks, gathered first: cancelling changes nothing now, */
   lua_pushnil(L);   /* but the table is not ours to iterate while it does */
   while (lua_next(L, top + 2) != 0) {
@@ -1582,7 +1555,7 @@ static void cancel_handlers(lua_State *L, tide_stream *s) {
   }
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, top + 3, i);
-    tide_task_cancel(L, tide_lp_check(L, -1));
+    tide_lp_cancel(L, tide_lp_check(L, -1));
     lua_pop(L, 1);  /* remove the task */
   }
   lua_settop(L, top);
@@ -1741,7 +1714,7 @@ static void handlers_gone(tide_stream *s) {
  * server lets the server finish closing. */
 static void handler_done(lua_State *L, tide_stream *srv, int idx, int conn_idx) {
   idx = lua_absindex(L, idx);
-  lua_getiuservalue(L, idx, 2);
+  lua_getiuservalue(L, idx, SRV_CONNS);
   lua_pushvalue(L, conn_idx);
   lua_pushnil(L);
   lua_rawset(L, -3);  /* handlers[conn] = nil */
@@ -1772,14 +1745,14 @@ static int serve_conn_k(lua_State *L, int status, lua_KContext ctx) {
 static void serve_one(lua_State *L, tide_stream *s) {
   int top = lua_gettop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->pin);        /* top+1: the server */
-  lua_getiuservalue(L, top + 1, 2);                 /* top+2: its handlers */
+  lua_getiuservalue(L, top + 1, SRV_CONNS);         /* top+2: its handlers */
   if (accept_one(L, s) != 0) {                      /* top+3: the connection */
     tide_lua_report(L, "serve: accept failed: ", 0);
     lua_settop(L, top);
     return;
   }
   lua_pushcfunction(L, serve_conn);                 /* top+4 */
-  lua_getiuservalue(L, top + 1, 1);                 /* the handler */
+  lua_getiuservalue(L, top + 1, SRV_HANDLER);       /* the handler */
   lua_pushvalue(L, top + 3);
   lua_pushvalue(L, top + 1);
   tide_task_spawn(L, top + 4, 3);                   /* top+4: the task */
@@ -1874,9 +1847,9 @@ int tide_server_serve(lua_State *L, int server_idx, int handler_idx) {
   tide_stream *s = *(tide_stream **)luaL_checkudata(L, server_idx, TIDE_SERVER_MT);
   server_idx = lua_absindex(L, server_idx);
   lua_pushvalue(L, handler_idx);
-  lua_setiuservalue(L, server_idx, 1);
+  lua_setiuservalue(L, server_idx, SRV_HANDLER);
   lua_newtable(L);
-  lua_setiuservalue(L, server_idx, 2);  /* its live handlers: conn -> task */
+  lua_setiuservalue(L, server_idx, SRV_CONNS);  /* its live handlers: conn -> task */
   s->flags |= S_SERVE;
   pin(L, s, server_idx);
   if (s->flags & S_READY) {  /* a connection came before: take it now */
@@ -1884,6 +1857,18 @@ int tide_server_serve(lua_State *L, int server_idx, int handler_idx) {
     serve_one(L, s);
   }
   return 0;
+}
+
+/* [-0, +1, e] tide.tcp/pipe.listen(opts) (`serve` 0) and .serve(opts,
+ * handler) (`serve` 1): `listen` binds and listens as the options table at
+ * 1 says and pushes the server; serve then hands each connection to a new
+ * task running the handler at 2. Returns 1 (the server). */
+int tide_server_open(lua_State *L, void (*listen)(lua_State *L, int idx), int serve) {
+  lua_settop(L, serve ? 2 : 1);
+  if (serve) luaL_checktype(L, 2, LUA_TFUNCTION);
+  listen(L, 1);
+  if (serve) tide_server_serve(L, 3, 2);
+  return 1;
 }
 
 /* server:accept([timeout]) -> promise of the next connection's stream,
@@ -1896,7 +1881,7 @@ static int srv_accept(lua_State *L) {
   if (s != NULL && s->pending != NULL) return luaL_error(L, "another accept is pending on this server");
   if (s != NULL && (s->flags & S_SERVE)) return luaL_error(L, "this server hands its connections to its handler");
   if (s == NULL || (s->flags & S_CLOSING)) {
-    tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+    tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);
     lua_pushnil(L);
     tide_lp_settle(L, -2, TIDE_FULFILLED, -1, 1);
     lua_pop(L, 1);  /* remove the nil */
@@ -1904,7 +1889,7 @@ static int srv_accept(lua_State *L) {
   }
   if (s->flags & S_READY) {  /* a connection is waiting */
     s->flags &= ~S_READY;
-    tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+    tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);
     err = accept_one(L, s);
     tide_lp_settle(L, -2, err ? TIDE_REJECTED : TIDE_FULFILLED, -1, 1);
     lua_pop(L, 1);  /* remove the stream or the error */
@@ -2063,27 +2048,17 @@ static const luaL_Reg server_methods[] = {
   {NULL, NULL}
 };
 
-/* [-0, +0, m] Creates the metatable `name` with `methods`; the methods
- * table is left in registry[name .. ".methods"] for other files to add
- * their own (tcp.c adds nodelay and keepalive). */
-static void new_metatable(lua_State *L, const char *name, const luaL_Reg *methods) {
-  luaL_newmetatable(L, name);
-  lua_pushfstring(L, "%s.methods", name);
-  lua_newtable(L);
-  luaL_setfuncs(L, methods, 0);
-  lua_pushvalue(L, -1);
-  lua_insert(L, -3);  /* methods, key, methods */
-  lua_settable(L, LUA_REGISTRYINDEX);  /* registry[key] = methods */
-  lua_pushcclosure(L, s_index, 1);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, s_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, s_tbc_close);
-  lua_setfield(L, -2, "__close");
-  lua_pushcfunction(L, s_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);  /* remove the metatable */
-}
+static const luaL_Reg stream_meta[] = {  /* streams' and servers' */
+  {"__gc", s_gc},
+  {"__close", s_tbc_close},
+  {"__tostring", s_tostring},
+  {NULL, NULL}
+};
+
+static const luaL_Reg source_meta[] = {
+  {"__gc", src_gc},
+  {NULL, NULL}
+};
 
 /* [-0, +0, m] Creates the runtime's io state (the shared read buffer and
  * the fulfilled promise of writes that need not wait) and the stream and
@@ -2104,19 +2079,14 @@ int tide_open_stream(lua_State *L) {
   lua_setmetatable(L, -2);
   io->rt = tide_lua_get(L)->rt;
   io->loop = tide_rt_loop(io->rt);
-  tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+  tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);
   tide_lp_settle(L, -1, TIDE_FULFILLED, -1, 0);
   io->done_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &io_key);  /* registry[&io_key] = box */
-  new_metatable(L, TIDE_STREAM_MT, stream_methods);
-  new_metatable(L, TIDE_SERVER_MT, server_methods);
-  luaL_newmetatable(L, SOURCE_MT);
-  luaL_newlib(L, source_methods);
-  lua_pushcclosure(L, src_index, 1);  /* methods, then the field closed */
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, src_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);  /* remove the metatable */
+  /* registry[TIDE_STREAM_MT ".methods"] takes tcp.c's methods */
+  tide_lua_newclass(L, TIDE_STREAM_MT, stream_meta, stream_methods, s_index);
+  tide_lua_newclass(L, TIDE_SERVER_MT, stream_meta, server_methods, s_index);
+  tide_lua_newclass(L, SOURCE_MT, source_meta, source_methods, src_index);  /* methods, then the field closed */
   lua_pushcfunction(L, l_stream);
   lua_setfield(L, mod, "stream");
   return 0;

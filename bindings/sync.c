@@ -69,17 +69,12 @@ static void waiter_timer_cb(tide_listener *l, tide_promise *src) {
   tide_lua *tl = tide_lua_of(src->rt);
   int stopped = w->timing == W_STOPPED;
   lua_State *L;
-  int top;
   tide_promise_dispose(&w->sleep);
   w->timing = W_NONE;
   if (tl == NULL || stopped) return;  /* the Lua side is gone, or stopped */
   L = tl->L;
-  top = lua_gettop(L);
-  tide_lp_push(L, &w->lp);                      /* top+1: the waiter */
-  tide_lua_push_error(L, "ETIMEDOUT", "timed out");  /* top+2 */
-  tide_lp_settle(L, top + 1, TIDE_REJECTED, top + 2, 1);
-  lua_settop(L, top);
-  tide_lp_drop(&w->lp);  /* the hold taken when it began to wait */
+  tide_lua_push_error(L, "ETIMEDOUT", "timed out");
+  tide_op_settle(L, &w->lp, TIDE_REJECTED, 1);  /* drops the hold taken when it began to wait */
 }
 
 /* [-0, +0, v] The time limit at index 1: seconds, or a table with field
@@ -113,7 +108,7 @@ static int l_waiter(lua_State *L) {
   waiter *w;
   int err;
   lua_settop(L, 0);
-  w = (waiter *)tide_lp_new(L, sizeof(waiter), LP_PLAIN, 2);
+  w = (waiter *)tide_lp_new(L, sizeof(waiter), LP_PLAIN, UV_EVENTS);
   if (seconds >= 0) {
     tide_promise_init(tl->rt, &w->sleep, NULL);
     if ((err = tide_sleep(tl->rt, &w->sleep, tide_lua_ms(seconds))) != 0) {

@@ -281,8 +281,7 @@ static int await_k(lua_State *co, int status, lua_KContext ctx) {
  * another promise's producer is stopped (a timer, a read, a pool job). */
 static void release_source(lua_State *L, tide_promise *src) {
   if (src->state != TIDE_PENDING || tide_promise_listeners(src) != 0) return;
-  if (((lpromise *)src)->kind == LP_TASK) tide_task_cancel(L, (lpromise *)src);
-  else tide_promise_cancel(src);
+  tide_lp_cancel(L, (lpromise *)src);
 }
 
 /* [-0, +0, v] Raises tide.Cancelled in the cancelled task running `L`
@@ -342,7 +341,7 @@ static ltask *task_new(lua_State *L, int fn_idx, int nargs, int status, size_t s
   ltask *t;
   lua_State *co;
   fn_idx = lua_absindex(L, fn_idx);
-  t = (ltask *)tide_lp_new(L, size, LP_TASK, 2);
+  t = (ltask *)tide_lp_new(L, size, LP_TASK, UV_EVENTS);
   co = lua_newthread(L);
   t->co = co;
   lua_setiuservalue(L, -2, UV_VALUES);              /* the task owns co */
@@ -402,7 +401,7 @@ static int l_timer(lua_State *L) {
   if (nargs > 0) {
     d = (ldelayed *)task_new(L, 2, nargs, T_DELAYED, sizeof(ldelayed));
   } else {
-    d = (ldelayed *)tide_lp_new(L, sizeof(ldelayed), LP_TASK, 2);
+    d = (ldelayed *)tide_lp_new(L, sizeof(ldelayed), LP_TASK, UV_EVENTS);
     lua_pushvalue(L, 2);
     lua_setiuservalue(L, -2, UV_VALUES);      /* the function, until the start */
     d->t.status = T_DELAYED;
@@ -422,17 +421,20 @@ static int l_timer(lua_State *L) {
   return 1;
 }
 
-/* Requests the cancellation of the promise or task at `lp` (see
- * docs/lua-api.md); returns whether it had any effect: 0 for a finished
- * task or one cancelled already. */
 /* The coroutine of task `t`. */
 lua_State *tide_task_thread(ltask *t) { return t->co; }
 
-int tide_task_cancel(lua_State *L, lpromise *lp) {
-  tide_lua *tl = tide_lua_get(L);
+/* Requests the cancellation of any promise `lp` (p:cancel(), see
+ * docs/lua-api.md "Cancellation"): a task is cancelled at its next await,
+ * any other promise has its producer stopped (tide_promise_cancel). `L`
+ * is used for tasks only. Returns whether it had any effect: 0 for a
+ * settled promise, a finished task or one cancelled already. */
+int tide_lp_cancel(lua_State *L, lpromise *lp) {
+  tide_lua *tl;
   ltask *t = (ltask *)lp;
   tide_promise *src;
   if (lp->kind != LP_TASK) return tide_promise_cancel(&lp->p) == 0;
+  tl = tide_lua_get(L);
   if (t->status == T_DONE || t->cancel) return 0;
   t->cancel = 1;
   switch (t->status) {
@@ -543,7 +545,7 @@ int tide_lua_run_task(lua_State *L, int nargs) {
   tl->L = saved;
   tl->running = 0;
   if (t->base.p.state == TIDE_PENDING) {
-    tide_task_cancel(L, &t->base);
+    tide_lp_cancel(L, &t->base);
     lua_pushliteral(L, "tide.run: the task can never finish: it waits on a promise "
                        "that nothing left in the loop can settle");
     lua_pushnil(L);

@@ -18,22 +18,6 @@
 
 #define DEFAULT_BACKLOG 1024
 
-/* [-0, +0, v] An integer field of the table at `idx` in [min, max], or
- * `def` when absent. */
-static int opt_int(lua_State *L, int idx, const char *key, int def, int min, int max) {
-  lua_Integer v;
-  int isint;
-  if (lua_getfield(L, idx, key) == LUA_TNIL) {
-    lua_pop(L, 1);  /* remove the nil */
-    return def;
-  }
-  v = lua_tointegerx(L, -1, &isint);
-  if (!isint || v < min || v > max)
-    luaL_error(L, "option '%s': integer from %d to %d expected", key, min, max);
-  lua_pop(L, 1);  /* remove the value */
-  return (int)v;
-}
-
 /* [-0, +0, e] Raises the error object of `err`, naming `subject`. */
 static int raise_at(lua_State *L, int err, const char *subject) {
   tide_lua_push_uverror_at(L, err, subject);
@@ -62,7 +46,7 @@ static void resolve_now(lua_State *L, const char *host, int port, struct sockadd
 
 /* [-0, +1, e] Binds and listens as the options table at `idx` says;
  * pushes the server. */
-static tide_stream *listen_opts(lua_State *L, int idx) {
+static void listen_opts(lua_State *L, int idx) {
   tide_io *io = tide_io_get(L);
   struct sockaddr_storage ss;
   tide_stream_opts o;
@@ -76,8 +60,8 @@ static tide_stream *listen_opts(lua_State *L, int idx) {
     lua_pushliteral(L, "127.0.0.1");
   }
   if ((host = lua_tostring(L, -1)) == NULL) luaL_error(L, "option 'host': string expected");
-  port = opt_int(L, idx, "port", 0, 0, 65535);
-  backlog = opt_int(L, idx, "backlog", DEFAULT_BACKLOG, 1, 65535);
+  port = (int)tide_opt_int(L, idx, "port", 0, 0, 65535);
+  backlog = (int)tide_opt_int(L, idx, "backlog", DEFAULT_BACKLOG, 1, 65535);
   /* workers of `tide --workers n` share their ports */
   if (lua_getfield(L, idx, "reuseport") == LUA_TNIL) reuseport = getenv("TIDE_WORKER") != NULL;
   else reuseport = lua_toboolean(L, -1);
@@ -87,10 +71,14 @@ static tide_stream *listen_opts(lua_State *L, int idx) {
   resolve_now(L, host, port, &ss);
   lua_pushfstring(L, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);  /* the subject */
   top = lua_gettop(L);
-  if ((s = tide_stream_alloc(io, TIDE_STREAM_TCP)) == NULL) return luaL_error(L, "not enough memory"), NULL;
+  if ((s = tide_stream_alloc(io, TIDE_STREAM_TCP)) == NULL) {
+    luaL_error(L, "not enough memory");
+    return;
+  }
   if ((err = uv_tcp_init_ex(io->loop, &s->h.tcp, ss.ss_family)) != 0) {
     free(s);
-    return raise_at(L, err, lua_tostring(L, top)), NULL;
+    raise_at(L, err, lua_tostring(L, top));
+    return;
   }
   tide_stream_opened(s);
   tide_stream_push(L, s, 1);  /* from here the GC closes it on error */
@@ -104,44 +92,25 @@ static tide_stream *listen_opts(lua_State *L, int idx) {
   if (err != 0) raise_at(L, err, lua_tostring(L, top));
   lua_replace(L, top - 1);  /* the server over the host */
   lua_settop(L, top - 1);
-  return s;
 }
 
 /* tide.tcp.listen{host=, port=, backlog=, reuseport=, nodelay=, keepalive=,
  * high_water=, low_water=, read_buffer=} -> server. host defaults to
  * 127.0.0.1, port to 0 (a free port: see server.port). */
-static int l_listen(lua_State *L) {
-  lua_settop(L, 1);
-  listen_opts(L, 1);
-  return 1;
-}
+static int l_listen(lua_State *L) { return tide_server_open(L, listen_opts, 0); }
 
 /* tide.tcp.serve(opts, handler) -> server: listens as listen does and runs
  * handler(conn) in a new task for each connection; conn is closed when
  * the handler returns, an error is reported with its traceback. */
-static int l_serve(lua_State *L) {
-  lua_settop(L, 2);
-  luaL_checktype(L, 2, LUA_TFUNCTION);
-  listen_opts(L, 1);
-  tide_server_serve(L, 3, 2);
-  return 1;
-}
+static int l_serve(lua_State *L) { return tide_server_open(L, listen_opts, 1); }
 
 /* tide.tcp.connect(host, port [, {timeout=, nodelay=, keepalive=, ...}])
  * -> promise of a connected stream. */
 static int l_connect(lua_State *L) {
   const char *host = luaL_checkstring(L, 1);
   lua_Integer port = luaL_checkinteger(L, 2);
-  tide_stream_opts o;
-  double timeout = -1;
   luaL_argcheck(L, port > 0 && port <= 65535, 2, "port from 1 to 65535 expected");
-  tide_stream_opts_init(&o);
-  if (!lua_isnoneornil(L, 3)) {
-    tide_stream_opts_get(L, 3, &o);
-    lua_getfield(L, 3, "timeout");
-    timeout = tide_lua_optseconds(L, -1);
-  }
-  tide_connect_tcp(L, host, (int)port, timeout, &o);
+  tide_connect_tcp(L, host, (int)port, 3);
   return 1;
 }
 

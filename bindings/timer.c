@@ -54,7 +54,7 @@ static int real_sleep(lua_State *L, tide_lua *tl, uint64_t ms) {
     return lua_error(L);
   }
   r->t.data = r;
-  r->lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+  r->lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);
   tide_lp_hold(L, -1);  /* held until it fires or is cancelled */
   tide_promise_on_cancel(&r->lp->p, rsleep_cancel_cb, r);
   tide_timer_start(&r->t, rsleep_cb, ms);
@@ -73,7 +73,7 @@ static int l_sleep(lua_State *L) {
     if (lua_getfield(L, 2, "real") != LUA_TNIL && lua_toboolean(L, -1)) return real_sleep(L, tl, ms);
     lua_pop(L, 1);  /* remove opts.real */
   }
-  lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+  lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);
   tide_lp_hold(L, -1);  /* lets the timer retain it */
   err = tide_sleep(tl->rt, &lp->p, ms);
   tide_lp_drop(lp);
@@ -217,17 +217,15 @@ static const luaL_Reg clock_methods[] = {
   {NULL, NULL}
 };
 
+static const luaL_Reg clock_meta[] = {
+  {"__close", c_close},
+  {"__tostring", c_tostring},
+  {NULL, NULL}
+};
+
 /* [-0, +0, m] Adds the timer functions to the module table at the top. */
 int tide_open_timer(lua_State *L) {
-  if (luaL_newmetatable(L, CLOCK_MT)) {
-    luaL_newlib(L, clock_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, c_close);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, c_tostring);
-    lua_setfield(L, -2, "__tostring");
-  }
-  lua_pop(L, 1);  /* remove the metatable */
+  tide_lua_newclass(L, CLOCK_MT, clock_meta, clock_methods, NULL);
   lua_pushcfunction(L, l_virtual_clock);
   lua_setfield(L, -2, "virtual_clock");
   lua_pushcfunction(L, l_sleep);

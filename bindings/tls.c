@@ -35,6 +35,10 @@
 #define CONTEXT_MT "tide.ssl.context"
 #define SESSION_MT "tide.ssl.session"
 #define MAX_SNI 64
+
+/* The one user value of a context (the contexts of its SNI names, which
+ * live as long as it) and of a session (its context). */
+enum { CTX_SNI = 1, SESSION_CTX = 1 };
 #define RECORD_MAX 16384      /* the most plaintext one TLS record carries */
 
 typedef struct sni_entry {
@@ -247,7 +251,7 @@ static void read_sni(lua_State *L, tls_ctx *c, int ud) {
     lua_rawseti(L, -4, c->nsni);  /* keep[n] = sub */
     lua_pop(L, 1);  /* remove the context, keep the name for lua_next */
   }
-  lua_setiuservalue(L, ud, 1);
+  lua_setiuservalue(L, ud, CTX_SNI);
   lua_pop(L, 1);  /* remove the sni table */
   SSL_CTX_set_tlsext_servername_callback(c->ctx, servername_cb);
   SSL_CTX_set_tlsext_servername_arg(c->ctx, c);
@@ -289,7 +293,7 @@ static int l_context(lua_State *L) {
   int t, ud;
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
-  c = lua_newuserdatauv(L, sizeof(*c), 1);
+  c = lua_newuserdatauv(L, sizeof(*c), CTX_SNI);
   memset(c, 0, sizeof(*c));
   ud = lua_gettop(L);
   luaL_setmetatable(L, CONTEXT_MT);
@@ -355,12 +359,12 @@ static int ctx_session(lua_State *L) {
   const char *name = luaL_optstring(L, 3, NULL);
   unsigned char ip[16];
   int is_ip = name && (inet_pton(AF_INET, name, ip) == 1 || inet_pton(AF_INET6, name, ip) == 1);
-  tls_session *t = lua_newuserdatauv(L, sizeof(*t), 1);
+  tls_session *t = lua_newuserdatauv(L, sizeof(*t), SESSION_CTX);
   memset(t, 0, sizeof(*t));
   t->transport_ref = LUA_NOREF;
   luaL_setmetatable(L, SESSION_MT);
   lua_pushvalue(L, 1);
-  lua_setiuservalue(L, -2, 1);  /* the context lives as long as the session */
+  lua_setiuservalue(L, -2, SESSION_CTX);  /* the context lives as long as the session */
   t->server = server;
   if ((t->ssl = SSL_new(c->ctx)) == NULL) return raise_tls(L, "cannot create a session");
   t->rbio = BIO_new(BIO_s_mem());

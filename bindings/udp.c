@@ -106,27 +106,6 @@ static void recv_cb(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
   tide_rt_drain(u->rt);
 }
 
-/* [-0, +0, v] Field `key` of the options at `idx` as a boolean. */
-static int opt_bool(lua_State *L, int idx, const char *key) {
-  int b;
-  lua_getfield(L, idx, key);
-  b = lua_toboolean(L, -1);
-  lua_pop(L, 1);  /* remove the field */
-  return b;
-}
-
-/* [-0, +0, v] Field `key` of the options at `idx` as an integer in
- * lo..hi, or `def` when absent. */
-static lua_Integer opt_int(lua_State *L, int idx, const char *key, lua_Integer def, lua_Integer lo, lua_Integer hi) {
-  lua_Integer v;
-  lua_getfield(L, idx, key);
-  if (lua_isnil(L, -1)) v = def;
-  else if (!lua_isinteger(L, -1) || (v = lua_tointeger(L, -1)) < lo || v > hi)
-    return luaL_argerror(L, idx, lua_pushfstring(L, "%s must be an integer in %I..%I", key, lo, hi));
-  lua_pop(L, 1);  /* remove the field */
-  return v;
-}
-
 /* [-0, +0, e] Raises the error object of `err` about `subject` when it is
  * a failure. */
 static void check_uv(lua_State *L, int err, const char *subject) {
@@ -156,15 +135,15 @@ static int l_bind(lua_State *L) {
     default: return luaL_argerror(L, 1, "host must be a string");
   }
   lua_pop(L, 1);  /* remove the host (a string the options table keeps) */
-  port = (int)opt_int(L, 1, "port", 0, 0, 65535);
-  queue = opt_int(L, 1, "queue", 1024, 0, LUA_MAXINTEGER);
-  ttl = (int)opt_int(L, 1, "ttl", 0, 1, 255);
-  mttl = (int)opt_int(L, 1, "multicast_ttl", 0, 1, 255);
+  port = (int)tide_opt_int(L, 1, "port", 0, 0, 65535);
+  queue = tide_opt_int(L, 1, "queue", 1024, 0, LUA_MAXINTEGER);
+  ttl = (int)tide_opt_int(L, 1, "ttl", 0, 1, 255);
+  mttl = (int)tide_opt_int(L, 1, "multicast_ttl", 0, 1, 255);
   lua_getfield(L, 1, "multicast_loop");
   mloop = lua_isnil(L, -1) ? -1 : lua_toboolean(L, -1);
   lua_pop(L, 1);  /* remove multicast_loop */
-  if (opt_bool(L, 1, "reuseaddr")) flags |= UV_UDP_REUSEADDR;
-  if (opt_bool(L, 1, "ipv6only")) flags |= UV_UDP_IPV6ONLY;
+  if (tide_opt_bool(L, 1, "reuseaddr")) flags |= UV_UDP_REUSEADDR;
+  if (tide_opt_bool(L, 1, "ipv6only")) flags |= UV_UDP_IPV6ONLY;
   check_addr(L, 1, host, port, &ss);
 
   box = lua_newuserdatauv(L, sizeof(ludp *), 0);
@@ -183,7 +162,7 @@ static int l_bind(lua_State *L) {
   tide_feed_init(L, &u->feed, (uv_handle_t *)&u->h, 3, queue);
   lua_pushfstring(L, "%s:%d", host, port);  /* the subject of errors */
   err = uv_udp_bind(&u->h, (const struct sockaddr *)&ss, (unsigned)flags);
-  if (err == 0 && opt_bool(L, 1, "broadcast")) err = uv_udp_set_broadcast(&u->h, 1);
+  if (err == 0 && tide_opt_bool(L, 1, "broadcast")) err = uv_udp_set_broadcast(&u->h, 1);
   if (err == 0 && ttl) err = uv_udp_set_ttl(&u->h, ttl);
   if (err == 0 && mttl) err = uv_udp_set_multicast_ttl(&u->h, mttl);
   if (err == 0 && mloop >= 0) err = uv_udp_set_multicast_loop(&u->h, mloop);
@@ -249,10 +228,10 @@ static int u_send(lua_State *L) {
     lua_call(L, 6, 1);
     return 1;
   }
-  lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 4);   /* 5 */
+  lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_KEEP);   /* 5 */
   lp->flags |= LP_STREAM_OP;              /* unhandled, its error goes to recv */
   lua_pushvalue(L, 1);
-  lua_setiuservalue(L, 5, UV_A);          /* keeps the socket */
+  lua_setiuservalue(L, 5, UV_OWNER);          /* keeps the socket */
   err = uv_udp_try_send(&u->h, &buf, 1, (const struct sockaddr *)&ss);
   if (err >= 0) {                         /* sent at once */
     tide_lp_settle(L, 5, TIDE_FULFILLED, 6, 0);
@@ -266,7 +245,7 @@ static int u_send(lua_State *L) {
     err = uv_udp_send(&s->req, &u->h, &buf, 1, (const struct sockaddr *)&ss, send_cb);
     if (err == 0) {
       lua_pushvalue(L, 2);
-      lua_setiuservalue(L, 5, UV_B);      /* keeps the data */
+      lua_setiuservalue(L, 5, UV_KEEP);      /* keeps the data */
       tide_lp_hold(L, 5);
       return 1;
     }
@@ -287,7 +266,7 @@ static int u_recv(lua_State *L) {
   ludp *u = check_udp(L, 1);
   double timeout = tide_lua_optseconds(L, 2);
   if (u->deferred_ref != LUA_NOREF) {  /* a send nobody awaited failed */
-    tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
+    tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);
     lua_rawgeti(L, LUA_REGISTRYINDEX, u->deferred_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, u->deferred_ref);
     u->deferred_ref = LUA_NOREF;
@@ -351,13 +330,12 @@ static int u_gc(lua_State *L) { udp_close(L, 1, 0); return 0; }
 
 /* Methods, then the fields port, family, queued, dropped and errors. */
 static int u_index(lua_State *L) {
-  ludp **box = luaL_checkudata(L, 1, UDP_MT);
-  const char *key = lua_tostring(L, 2);
-  if (lua_getfield(L, lua_upvalueindex(1), key ? key : "") != LUA_TNIL) return 1;
-  if (key == NULL || *box == NULL) return 1;
-  if (strcmp(key, "port") == 0) lua_pushinteger(L, (*box)->port);
-  else if (strcmp(key, "family") == 0) lua_pushinteger(L, (*box)->family);
-  else return tide_feed_field(L, &(*box)->feed, key) ? 1 : 0;
+  ludp *u = *(ludp **)luaL_checkudata(L, 1, UDP_MT);
+  const char *key = tide_lua_index_key(L);
+  if (key == NULL || u == NULL) return 1;
+  if (strcmp(key, "port") == 0) lua_pushinteger(L, u->port);
+  else if (strcmp(key, "family") == 0) lua_pushinteger(L, u->family);
+  else tide_feed_field(L, &u->feed, key);
   return 1;
 }
 
@@ -392,12 +370,7 @@ static const luaL_Reg udp_funcs[] = {
 
 /* [-0, +0, m] Adds tide.udp to the module table at the top. */
 int tide_open_udp(lua_State *L) {
-  luaL_newmetatable(L, UDP_MT);
-  luaL_setfuncs(L, udp_meta, 0);
-  luaL_newlib(L, udp_methods);
-  lua_pushcclosure(L, u_index, 1);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);  /* remove the metatable */
+  tide_lua_newclass(L, UDP_MT, udp_meta, udp_methods, u_index);
   if (luaL_loadbuffer(L, send_named_lua, sizeof(send_named_lua) - 1, "=[tide.udp.send]") != LUA_OK)
     return lua_error(L);
   lua_setfield(L, LUA_REGISTRYINDEX, "tide.udp.send_named");

@@ -96,9 +96,8 @@ int tide_lua_traceback_handler(lua_State *L) {
  * arguments under tide_lua_traceback_handler. On error it leaves the error
  * value and its traceback string (nil when memory failed) and returns the
  * status. */
-int tide_lua_pcall(lua_State *L, int nargs, int nresults, int *unused) {
+int tide_lua_pcall(lua_State *L, int nargs, int nresults) {
   int base = lua_gettop(L) - nargs, status;
-  (void)unused;
   lua_pushcfunction(L, tide_lua_traceback_handler);
   lua_insert(L, base);  /* handler below the function */
   status = tide_lua_pcallh(L, nargs, nresults, base);
@@ -129,6 +128,38 @@ static int error_tostring(lua_State *L) {
   else if (code) lua_pushstring(L, code);
   else lua_pushliteral(L, "tide error");
   return 1;
+}
+
+/* [-0, +0, m] Creates the metatable `name` of a userdata class: the
+ * metamethods `meta` (or none), and an __index over the functions
+ * `methods`: a closure of `index` with the methods table as its upvalue
+ * (it answers methods first, then the fields it computes), or the methods
+ * table itself when `index` is NULL. The methods table is also
+ * registry[name .. ".methods"], for other files to add their own (tcp.c
+ * adds nodelay and keepalive to streams). */
+void tide_lua_newclass(lua_State *L, const char *name, const luaL_Reg *meta,
+                       const luaL_Reg *methods, lua_CFunction index) {
+  luaL_newmetatable(L, name);
+  if (meta) luaL_setfuncs(L, meta, 0);
+  lua_newtable(L);
+  luaL_setfuncs(L, methods, 0);
+  lua_pushfstring(L, "%s.methods", name);
+  lua_pushvalue(L, -2);
+  lua_settable(L, LUA_REGISTRYINDEX);  /* registry[key] = methods */
+  if (index) lua_pushcclosure(L, index, 1);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);  /* remove the metatable */
+}
+
+/* [-0, +1, -] The first step of an __index closure made by
+ * tide_lua_newclass (the methods table is upvalue 1): pushes the method
+ * named by the key at 2 and returns NULL when there is one, or when the
+ * key is no string (the value pushed, nil, is then the answer); else
+ * returns the key, nil on top, for the caller's fields. */
+const char *tide_lua_index_key(lua_State *L) {
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL || lua_type(L, 2) != LUA_TSTRING) return NULL;
+  return lua_tostring(L, 2);
 }
 
 /* [-0, +1, m] Pushes the metatable of error objects. */

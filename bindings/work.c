@@ -288,7 +288,7 @@ static int job_body(lua_State *L) {
   n = tide_marshal_decode(L, job->buf.data + job->code_len, job->buf.len - job->code_len);
   if (n < 0) return lua_error(L);
   w->current = job;
-  if (tide_lua_pcall(L, n, LUA_MULTRET, NULL) != LUA_OK) {
+  if (tide_lua_pcall(L, n, LUA_MULTRET) != LUA_OK) {
     w->current = NULL;
     /* error at base, traceback at base + 1 */
     push_message(L, base);                                      /* base+2 */
@@ -497,7 +497,7 @@ static int submit(lua_State *L, const char *fname, int fn_idx, int first, int n,
   push_bytecode(L, fn_idx, fn_idx);                             /* code */
   code = lua_tolstring(L, -1, &code_len);
   conf = current_conf(L, st);
-  lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);           /* promise */
+  lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);           /* promise */
   lp_idx = lua_gettop(L);
   tide_lp_hold(L, lp_idx);  /* lets the pool retain it */
   if ((job = calloc(1, sizeof(*job))) == NULL) {

@@ -31,7 +31,9 @@ struct tide_rt {
   /* Drain before the loop blocks and after it wakes. */
   uv_prepare_t prepare;
   uv_check_t check;
-  /* Hold count keeps `keepalive` (an idle-free timer) referenced. */
+  /* `keepalive`: an async handle nobody sends to, so it never wakes the
+   * loop; referenced while `holds` (tide_rt_hold) is above 0, it keeps the
+   * loop running for work that comes from outside (a host's thread). */
   uv_async_t keepalive;
   unsigned holds;
 

@@ -1,4 +1,4 @@
--- Specs of tide's promises: the rules of DESIGN.md "Simple promises".
+-- Specs of tide's promises: the rules of docs/lua-api.md, "Promises".
 local tide = require "tide"
 
 describe("tide.promise", function()

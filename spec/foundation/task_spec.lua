@@ -1,4 +1,4 @@
--- Specs of tasks: DESIGN.md "Tasks: coroutines that await".
+-- Specs of tasks: docs/lua-api.md, "Tasks" (coroutines that await).
 local tide = require "tide"
 
 describe("tide tasks", function()

@@ -40,6 +40,25 @@ describe("tide.udp", function()
       assert.equal("EADDRINUSE: address already in use: 127.0.0.1:" .. a.port, tostring(err))
     end))
 
+    it("names a wrong option, what it takes and what it got, as every binding does", function()
+      local function message(f, ...)
+        local ok, err = pcall(f, ...)
+        assert.is_false(ok)
+        return err
+      end
+      assert.matches("option 'ttl': integer from 1 to 255 expected, got 300",
+        message(tide.udp.bind, { host = "127.0.0.1", ttl = 300 }), 1, true)
+      assert.matches("option 'queue': integer from 0 to", message(tide.udp.bind, { queue = -1 }), 1, true)
+      assert.matches("option 'backlog': integer from 1 to 65535 expected, got 0",
+        message(tide.tcp.listen, { backlog = 0 }), 1, true)
+      assert.matches("option 'backlog': integer from 1 to 65535 expected, got string",
+        message(tide.pipe.listen, { path = "/nonexistent/x", backlog = "many" }), 1, true)
+      assert.matches("option 'timeout': seconds (a finite number >= 0) expected, got -1",
+        message(tide.dns.lookup, "localhost", { timeout = -1 }), 1, true)
+      assert.matches("option 'timeout': seconds (a finite number >= 0) expected, got -1",
+        message(tide.tcp.connect, "127.0.0.1", 1, { timeout = -1 }), 1, true)
+    end)
+
     it("shares a port with reuseaddr", async(function()
       local a <close> = tide.udp.bind{ host = "127.0.0.1", reuseaddr = true }
       local b <close> = tide.udp.bind{ host = "127.0.0.1", port = a.port, reuseaddr = true }
