@@ -5,18 +5,19 @@
  * table, closure and short string is one, and the collector frees them in
  * bursts of one size, which overflows glibc's per-thread caches and sends
  * most calls down malloc's slow paths (12-16% of the CPU time of the
- * promise, timer and HTTP benchmarks). Blocks up to POOL_MAX bytes come
- * from slabs instead: SLAB bytes holding blocks of one size class, with
- * the blocks freed in them kept for reuse; larger ones go to malloc. Lua
- * tells the size of every block it frees or resizes, so blocks carry no
- * header. A slab whose blocks all came back goes back to malloc (but one
- * per class), so a state that once held many blocks of a size does not
- * keep them (free lists shared by a whole class, carved from common
- * chunks, did: an echo server's RSS grew by half in five minutes of
- * random message sizes, and stayed flat with plain malloc). A state's
- * allocator is used only by the thread that runs that state (one thread
- * per state, and no value shared between states: see docs/pool.md), so
- * it takes no lock.
+ * promise, timer and HTTP benchmarks). Blocks up to POOL_MAX bytes, freed,
+ * go to per-size free lists instead, and the next blocks of that size come
+ * from there; Lua tells the size of every block it frees or resizes, so
+ * the lists need no header. Every block is malloc's, rounded up to its
+ * size class: the lists keep at most as many bytes as the state holds (or
+ * KEEP_MIN), which takes a collection's bursts, and past that the blocks
+ * go back to malloc. (Lists without a bound, of blocks carved from shared
+ * chunks, kept every block a state ever freed: an echo server's RSS grew
+ * from 5.6 to 8.6 MB in five minutes of random message sizes, where it
+ * stays within 4% now; slabs returned once empty fragmented more.) A
+ * state's allocator is used only by the thread that runs that state (one
+ * thread per state, and no value shared between states: see
+ * docs/pool.md), so it takes no lock.
  *
  * The allocator frees itself: it counts the bytes the state holds, and
  * lua_close frees the state's main block last, so the count falls to zero
@@ -47,23 +48,12 @@
 #ifndef POOL_MAX
 #define POOL_MAX POOL_LIMIT         /* larger blocks go to malloc */
 #endif
-#define SLAB (16 * 1024)            /* size and alignment of a slab */
-
-/* A slab: SLAB bytes aligned to SLAB, holding blocks of one size class
- * after this header; a block finds its slab by masking its address. */
-typedef struct slab {
-  struct slab *prev, *next;         /* in its class's partial or full list */
-  void *free;                       /* its freed blocks */
-  char *bump;                       /* the part never handed out yet */
-  unsigned live;                    /* blocks handed out and not freed */
-  unsigned full;                    /* in the full list */
-} slab;
-#define SLAB_HEAD ((sizeof(slab) + GRAIN - 1) / GRAIN * GRAIN)
+#define KEEP_MIN (256 * 1024)       /* the lists may keep this much, or */
+                                    /* as much as the state holds */
 
 typedef struct tide_alloc {
-  slab *partial[NCLASSES];          /* slabs with room, per class */
-  slab *full[NCLASSES];             /* slabs without, to free at close */
-  unsigned char empty[NCLASSES];    /* slabs of the class with no block out */
+  void *free[NCLASSES];             /* freed blocks kept, one list per size */
+  size_t kept;                      /* bytes the lists hold */
   size_t total;                     /* bytes the state holds */
   int live;                         /* the state was made: free at total 0 */
   int warn_on;                      /* warn(): on after "@on" */
@@ -72,82 +62,38 @@ typedef struct tide_alloc {
 
 static size_t class_of(size_t size) { return (size - 1) / GRAIN; }
 
-static void slab_unlink(slab **list, slab *s) {
-  if (s->prev) s->prev->next = s->next;
-  else *list = s->next;
-  if (s->next) s->next->prev = s->prev;
-}
-
-static void slab_push(slab **list, slab *s) {
-  s->prev = NULL;
-  if ((s->next = *list) != NULL) s->next->prev = s;
-  *list = s;
-}
-
+/* A block of `size`'s class: a kept one, or a new one from malloc. */
 static void *pool_get(tide_alloc *a, size_t size) {
-  size_t c = class_of(size), bsize = (c + 1) * GRAIN;
-  slab *s = a->partial[c];
-  void *b;
-  if (s == NULL) {
-    if ((s = aligned_alloc(SLAB, SLAB)) == NULL) return NULL;
-    s->free = NULL;
-    s->bump = (char *)s + SLAB_HEAD;
-    s->live = 0;
-    s->full = 0;
-    slab_push(&a->partial[c], s);
-    a->empty[c]++;
-  }
-  if (s->live++ == 0) a->empty[c]--;
-  if ((b = s->free) != NULL) {
-    s->free = *(void **)b;
-  } else {
-    b = s->bump;
-    s->bump += bsize;
-  }
-  if (s->free == NULL && (size_t)((char *)s + SLAB - s->bump) < bsize) {
-    slab_unlink(&a->partial[c], s);  /* no room left */
-    slab_push(&a->full[c], s);
-    s->full = 1;
-  }
+  size_t c = class_of(size);
+  void *b = a->free[c];
+  if (b == NULL) return malloc((c + 1) * GRAIN);
+  a->free[c] = *(void **)b;
+  a->kept -= (c + 1) * GRAIN;
   return b;
 }
 
-/* A slab whose blocks all came back is freed, but for one per class,
- * kept against a burst that would take a new one at once. */
+/* Keeps a freed block for the next of its class, or gives it back to
+ * malloc when the lists hold more than the state itself (and KEEP_MIN). */
 static void pool_put(tide_alloc *a, void *b, size_t size) {
   size_t c = class_of(size);
-  slab *s = (slab *)((uintptr_t)b & ~(uintptr_t)(SLAB - 1));
-  *(void **)b = s->free;
-  s->free = b;
-  if (s->full) {
-    slab_unlink(&a->full[c], s);
-    slab_push(&a->partial[c], s);
-    s->full = 0;
+  if (a->kept > KEEP_MIN && a->kept > a->total) {
+    free(b);
+    return;
   }
-  if (--s->live == 0) {
-    if (a->empty[c] > 0) {
-      slab_unlink(&a->partial[c], s);
-      free(s);
-    } else {
-      a->empty[c]++;
-    }
-  }
+  *(void **)b = a->free[c];
+  a->free[c] = b;
+  a->kept += (c + 1) * GRAIN;
 }
 
-static void slabs_free(slab *s) {
-  slab *next;
-  for (; s != NULL; s = next) {
-    next = s->next;
-    free(s);
-  }
-}
-
-/* Gives the slabs and the allocator itself back to malloc. */
+/* Gives the kept blocks and the allocator itself back to malloc. */
 static void alloc_destroy(tide_alloc *a) {
   size_t c;
+  void *b;
   for (c = 0; c < NCLASSES; c++) {
-    slabs_free(a->partial[c]);
-    slabs_free(a->full[c]);
+    while ((b = a->free[c]) != NULL) {
+      a->free[c] = *(void **)b;
+      free(b);
+    }
   }
   free(a);
 }
@@ -176,8 +122,7 @@ static void *alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   }
   b = nsize <= POOL_MAX ? pool_get(a, nsize) : malloc(nsize);
   /* Lua counts on shrinking never failing: keep the old block, which is
-   * big enough (one from malloc then ends in a free list, and is lost when
-   * the state closes: only when memory ran out). */
+   * big enough (every block is malloc's, so any list may keep it). */
   if (b == NULL) {
     if (nsize > osize) return NULL;
     a->total -= osize - nsize;
