@@ -120,7 +120,9 @@ describe("tide.virtual_clock", function()
         tide.sleep(0.05, { real = true }):await()
         return since(t0)
       end)
-      assert.is_true(real >= 0.05)
+      -- A timer counts from the loop's time, taken when the turn began: it
+      -- may fire a little less than 50 ms of real time after the call.
+      assert.is_true(real >= 0.04, tostring(real))
       assert.equal(0, virtual)
     end)
   end)
