@@ -289,6 +289,8 @@ typedef struct tide_io {
   int done_ref;                   /* a fulfilled promise: writes that need not wait */
   unsigned refs;                  /* C objects pointing here */
   int lua_gone;                   /* the Lua state closed: callbacks touch no Lua */
+  char *spare_cork;               /* a sent cork's buffer, for the next one */
+  size_t spare_cap;
   char scratch[TIDE_STREAM_LIMIT];  /* libuv reads land here (alloc_cb, read_cb) */
 } tide_io;
 

@@ -172,8 +172,13 @@ tide_io *tide_io_ref(tide_io *io) {
   return io;
 }
 
+static void io_free(tide_io *io) {
+  free(io->spare_cork);
+  free(io);
+}
+
 void tide_io_unref(tide_io *io) {
-  if (--io->refs == 0 && io->lua_gone) free(io);
+  if (--io->refs == 0 && io->lua_gone) io_free(io);
 }
 
 /* __gc of the box holding the io state: the Lua side is gone. */
@@ -182,7 +187,7 @@ static int io_gc(lua_State *L) {
   tide_io *io = *box;
   *box = NULL;
   io->lua_gone = 1;
-  if (io->refs == 0) free(io);
+  if (io->refs == 0) io_free(io);
   return 0;
 }
 
@@ -1250,8 +1255,25 @@ static int l_stream(lua_State *L) {
  * the stream's write error, as for queued writes. Anything else that
  * writes, shuts down or closes sends the cork first, so order is kept.
  * stdio streams are never corked: print and io.write reach the same file
- * descriptor directly. */
+ * descriptor directly. A cork's buffer goes back to the runtime once sent
+ * (one kept as the spare the next cork takes), so an idle stream holds
+ * none: a buffer kept per stream was 4 KiB of every keep-alive
+ * connection. */
 #define CORK_MAX (16 * 1024)
+
+/* The cork of `s` was sent: its buffer becomes the runtime's spare, or
+ * goes when there is one. */
+static void cork_done(tide_stream *s) {
+  tide_io *io = s->io;
+  if (io->spare_cork == NULL) {
+    io->spare_cork = s->cork;
+    io->spare_cap = s->cork_cap;
+  } else {
+    free(s->cork);
+  }
+  s->cork = NULL;
+  s->cork_cap = 0;
+}
 
 /* Sends the corked bytes: to the kernel, and what it does not take to
  * libuv's queue (the buffer goes with the write request). */
@@ -1268,6 +1290,7 @@ static void cork_flush(tide_stream *s) {
     lua_State *L = live_state(s->io);
     if (L == NULL) return;
     lua_pushlstring(L, s->cork, len);
+    cork_done(s);
     custom_send(L, s, -1, len);
     lua_pop(L, 1);  /* remove the bytes */
     return;
@@ -1282,7 +1305,10 @@ static void cork_flush(tide_stream *s) {
       return;
     }
     s->bytes_written += (size_t)n;
-    if ((size_t)n == len) return;
+    if ((size_t)n == len) {
+      cork_done(s);
+      return;
+    }
   }
   if ((w = malloc(sizeof(*w))) == NULL) {
     s->write_err = UV_ENOMEM;
@@ -1329,6 +1355,11 @@ static void cork_job_cb(tide_rt *rt, tide_job *job) {
  * writes them itself). */
 static int cork_add(lua_State *L, tide_stream *s, const uv_buf_t *bufs, int nbufs, size_t total) {
   int i;
+  if (s->cork == NULL && s->io->spare_cork != NULL) {  /* the spare */
+    s->cork = s->io->spare_cork;
+    s->cork_cap = s->io->spare_cap;
+    s->io->spare_cork = NULL;
+  }
   if (s->cork_len + total > s->cork_cap) {
     size_t cap = s->cork_cap ? 2 * s->cork_cap : 4096;
     char *c;
