@@ -183,6 +183,9 @@ int tide_open_zlib(lua_State *L);
 /* fields.c */
 int tide_open_fields(lua_State *L);
 
+/* resp.c */
+int tide_open_resp(lua_State *L);
+
 /* ioutil.c — shared by udp.c, dns.c, signal.c and fs.c: operations that
  * hold their promise while libuv works, errors naming their subject, time
  * limits, and feeds (values a handle produces, handed out one per

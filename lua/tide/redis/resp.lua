@@ -30,6 +30,7 @@ local concat = table.concat
 local type, tostring, tonumber, error, setmetatable = type, tostring, tonumber, error, setmetatable
 local mtype = math.type
 local tide_error = tide.error
+local scan = tide.resp
 
 -- The sentinel that stands for a nil inside an array.
 local null = setmetatable({}, {
@@ -92,6 +93,7 @@ local function parser(limits)
     buf = "", pos = 1,          -- unparsed bytes are buf[pos..]
     stack = {}, depth = 0,      -- arrays being filled: {t, n, i}
     parts = nil, have = 0, need = 0,  -- a large bulk being gathered
+    q = false, qi = 0, qn = 0, qcmd = false,  -- replies parsed ahead by tide.resp
   }, Parser)
   for k, v in pairs(DEFAULTS) do
     local l = limits and limits[k]
@@ -130,10 +132,34 @@ function Parser:buffered()
   return #self.buf - self.pos + 1
 end
 
+-- Parses in one call (tide.resp, bindings/resp.c) as many whole plain
+-- replies (or commands) as the buffer holds, from where the Lua parser
+-- stands: they queue up in self.q[self.qi + 1 .. self.qn] and next() or
+-- next_command() hands them out. Returns the queue, or nil when the next
+-- reply is not one tide.resp takes whole (cut by the end of the buffer,
+-- an error reply, a RESP3 type, bad input): this file's parser, which
+-- owns the protocol's contract, takes it.
+local function refill(self, commands)
+  local q, n, pos = scan(self.buf, self.pos, null, self.max_bulk, self.max_array,
+    self.max_depth, self.max_line, commands)
+  if n == 0 then return nil end
+  self.pos, self.q, self.qi, self.qn, self.qcmd = pos, q, 0, n, commands
+  return q
+end
+
 -- Returns true and the next whole reply, or false when it has not all
 -- come yet; a RESP3 push comes as true, the push's table, true. Raises
 -- an EPROTO error object on bad input.
 function Parser:next()
+  local q = self.q
+  if not q and self.depth == 0 and not self.parts and self.pos <= #self.buf then q = refill(self, false) end
+  if q then
+    local i = self.qi + 1
+    local v = q[i]
+    if i == self.qn then self.q = false else self.qi = i end
+    if v == null then v = nil end  -- a nil bulk string or array at the top
+    return true, v
+  end
   if self.parts then return false end
   local buf, pos = self.buf, self.pos
   local stack, depth = self.stack, self.depth
@@ -144,23 +170,16 @@ function Parser:next()
       self.pos, self.depth = pos, depth
       return false
     end
-    local e, n
-    if t == 36 then  -- the common case, in one call: "$<digits>\r\n"
-      local _, he, digs = find(buf, "^%$(%d+)\r\n", pos)
-      if he and #digs < 19 then e, n = he - 1, tonumber(digs) end
-    end
+    local e = find(buf, "\r\n", pos, true)
     if not e then
-      e = find(buf, "\r\n", pos, true)
-      if not e then
-        if len - pos >= self.max_line then proto("line longer than %d bytes", self.max_line) end
-        self.pos, self.depth = pos, depth
-        return false
-      end
-      if e - pos > self.max_line then proto("line longer than %d bytes", self.max_line) end
+      if len - pos >= self.max_line then proto("line longer than %d bytes", self.max_line) end
+      self.pos, self.depth = pos, depth
+      return false
     end
-    local value
+    if e - pos > self.max_line then proto("line longer than %d bytes", self.max_line) end
+    local value, n
     if t == 36 or t == 33 or t == 61 then  -- $ bulk string, RESP3 ! blob error, = verbatim
-      n = n or header_int(buf, pos + 1, e - 1, "bulk length")
+      n = header_int(buf, pos + 1, e - 1, "bulk length")
       if n < 0 then
         if n ~= -1 then proto("bad bulk length %d", n) end
         if depth > 0 then value = null end
@@ -275,51 +294,36 @@ function Parser:next()
   end
 end
 
+-- `v` when it is a command: a list of strings; raises EPROTO otherwise.
+local function command(v)
+  if type(v) ~= "table" then proto("a command must be an array of bulk strings") end
+  for i = 1, #v do
+    if type(v[i]) ~= "string" then proto("a command must be an array of bulk strings") end
+  end
+  return v
+end
+
 -- For servers: returns true and the next command as a list of strings,
 -- or false when it has not all come yet. A command is an array of bulk
 -- strings, or an inline command (a line of words, as telnet sends). The
 -- parser should be made with max_depth = 1. Raises EPROTO on bad input.
--- The whole command at buf[pos..] when it is all there and plain (an
--- array of short bulk strings, every length well formed): its words and
--- the position after it; else nil, and the general parser decides.
-local function whole_command(buf, pos, max_array)
-  local _, e, count = find(buf, "^%*(%d+)\r\n", pos)
-  if not e or #count > 9 then return nil end
-  local n = tonumber(count)
-  if n > max_array then return nil end
-  local words, p = {}, e + 1
-  for i = 1, n do
-    local _, he, l = find(buf, "^%$(%d+)\r\n", p)
-    if not he or #l > 9 then return nil end
-    l = tonumber(l)
-    if l >= GATHER then return nil end
-    local stop = he + l  -- the last byte of the word
-    if byte(buf, stop + 1) ~= 13 or byte(buf, stop + 2) ~= 10 then return nil end
-    words[i] = sub(buf, he + 1, stop)
-    p = stop + 3
-  end
-  return words, p
-end
-
 function Parser:next_command()
+  local q = self.q
+  if not q and self.depth == 0 and not self.parts and self.pos <= #self.buf then q = refill(self, true) end
+  if q then
+    local i = self.qi + 1
+    local v = q[i]
+    if i == self.qn then self.q = false else self.qi = i end
+    if not self.qcmd then v = command(v ~= null and v or nil) end  -- queued by next()
+    return true, v
+  end
   if self.parts then return false end
   local buf, pos = self.buf, self.pos
   local t = byte(buf, pos)
-  if t == 42 and self.depth == 0 then
-    local words, after = whole_command(buf, pos, self.max_array)
-    if words then
-      self.pos = after
-      return true, words
-    end
-  end
   if t == nil or t == 42 or self.depth > 0 then
     local done, v = self:next()
     if not done then return false end
-    if type(v) ~= "table" then proto("a command must be an array of bulk strings") end
-    for i = 1, #v do
-      if type(v[i]) ~= "string" then proto("a command must be an array of bulk strings") end
-    end
-    return true, v
+    return true, command(v)
   end
   local e = find(buf, "\n", pos, true)
   if not e then
