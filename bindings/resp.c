@@ -1,5 +1,6 @@
 /* resp.c — tide.resp: parses as many whole RESP replies (or, for servers,
- * RESP commands) as a buffer holds, in one call. tide.redis.resp parsed
+ * RESP commands) as a buffer holds, in one call; and tide.resp_encode,
+ * the bytes of a command in one call. tide.redis.resp parsed
  * each reply in Lua with half a dozen C calls (find, sub, tonumber, byte),
  * each a few hundred instructions of call overhead; here a pipelined batch
  * of replies costs one call.
@@ -15,11 +16,13 @@
  * maps to exactly the values the Lua parser would give, so the two are
  * interchangeable reply by reply.
  *
- * Stack discipline: l_resp leaves its three results.
+ * Stack discipline: l_resp leaves its three results, l_encode its one or
+ * two.
  * Ownership: the table it returns is new; nothing is kept.
  */
 #include "binding.h"
 
+#include <stdio.h>
 #include <string.h>
 
 /* Nesting this deep is left to the Lua parser (which keeps arrays being
@@ -168,9 +171,63 @@ static int l_resp(lua_State *L) {
   return 3;
 }
 
-/* [-0, +0, m] Adds tide.resp to the module table at the top. */
+/* Appends the decimal digits of u to b. */
+static void add_count(luaL_Buffer *b, size_t u) {
+  char d[24];
+  int k = (int)sizeof(d);
+  do { d[--k] = (char)('0' + u % 10); u /= 10; } while (u > 0);
+  luaL_addlstring(b, d + k, sizeof(d) - (size_t)k);
+}
+
+/* resp_encode(...) -> bytes | nil, i
+ * The bytes of the command made of the arguments, nils counted: an array
+ * of bulk strings. Strings go as they are, integers in decimal, floats
+ * with 17 significant digits ("%.17g", as string.format gives them, so
+ * that they read back the same). Returns nil and the position of the
+ * first argument of another type, for the caller to name in its error. */
+static int l_encode(lua_State *L) {
+  int n = lua_gettop(L), i;
+  luaL_Buffer b;
+  for (i = 1; i <= n; i++) {  /* every argument a string, before the buffer takes the stack */
+    int t = lua_type(L, i);
+    if (t == LUA_TSTRING) continue;
+    if (t != LUA_TNUMBER) {
+      lua_pushnil(L);
+      lua_pushinteger(L, i);
+      return 2;
+    }
+    if (lua_isinteger(L, i)) {
+      lua_tolstring(L, i, NULL);  /* in place, in decimal */
+    } else {
+      char f[64];
+      int k = snprintf(f, sizeof(f), "%.17g", (double)lua_tonumber(L, i));
+      lua_pushlstring(L, f, (size_t)k);
+      lua_replace(L, i);
+    }
+  }
+  luaL_buffinit(L, &b);
+  luaL_addchar(&b, '*');
+  add_count(&b, (size_t)n);
+  luaL_addlstring(&b, "\r\n", 2);
+  for (i = 1; i <= n; i++) {
+    size_t len;
+    const char *a = lua_tolstring(L, i, &len);
+    luaL_addchar(&b, '$');
+    add_count(&b, len);
+    luaL_addlstring(&b, "\r\n", 2);
+    luaL_addlstring(&b, a, len);
+    luaL_addlstring(&b, "\r\n", 2);
+  }
+  luaL_pushresult(&b);
+  return 1;
+}
+
+/* [-0, +0, m] Adds tide.resp and tide.resp_encode to the module table at
+ * the top. */
 int tide_open_resp(lua_State *L) {
   lua_pushcfunction(L, l_resp);
   lua_setfield(L, -2, "resp");
+  lua_pushcfunction(L, l_encode);
+  lua_setfield(L, -2, "resp_encode");
   return 0;
 }

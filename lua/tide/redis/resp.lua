@@ -27,10 +27,11 @@ local tide = require "tide"
 
 local find, sub, byte, format = string.find, string.sub, string.byte, string.format
 local concat = table.concat
-local type, tostring, tonumber, error, setmetatable = type, tostring, tonumber, error, setmetatable
+local type, tonumber, error, setmetatable = type, tonumber, error, setmetatable
 local mtype = math.type
 local tide_error = tide.error
-local scan = tide.resp
+local scan, encode_c = tide.resp, tide.resp_encode
+local unpack, select = table.unpack, select
 
 -- The sentinel that stands for a nil inside an array.
 local null = setmetatable({}, {
@@ -145,6 +146,25 @@ local function refill(self, commands)
   if n == 0 then return nil end
   self.pos, self.q, self.qi, self.qn, self.qcmd = pos, q, 0, n, commands
   return q
+end
+
+-- For clients that take replies in batches: the plain replies (simple
+-- and bulk strings, integers, arrays of them; no error reply, no RESP3
+-- push) parsed ahead in one call, as the table q and the range i..n of
+-- it that holds them, a nil reply as `null`; they are taken out of the
+-- parser. Returns nil when the next reply is not one of them: next()
+-- takes it.
+function Parser:plain()
+  local q = self.q
+  if not q then
+    if self.depth > 0 or self.parts or self.pos > #self.buf then return nil end
+    q = refill(self, false)
+    if not q then return nil end
+  elseif self.qcmd then
+    return nil  -- commands queued by next_command(): next() hands them out
+  end
+  self.q = false
+  return q, self.qi + 1, self.qn
 end
 
 -- Returns true and the next whole reply, or false when it has not all
@@ -345,31 +365,22 @@ local LEN = setmetatable({}, { __index = function(t, n)
   return v
 end })
 
--- An argument as a string; raises on one that is neither a string nor a
--- number, naming it.
-local function arg(a, i, level)
+-- Raises the error of argument `a`, the `i`th of a command, which is
+-- neither a string nor a number.
+local function bad_argument(a, i, level)
   local ta = type(a)
-  if ta == "string" then return a end
-  if ta == "number" then
-    if mtype(a) == "integer" then return tostring(a) end
-    return format("%.17g", a)
-  end
   error(format("bad argument #%d to redis command (string or number expected, got %s)",
     i, ta == "table" and (a == null and "redis.null" or "table") or ta), level + 1)
 end
 
--- The bytes of one command: an array of bulk strings. `args` is a list of
--- `n` strings or numbers (integers as they are, floats with 17 digits);
--- anything else raises, naming the argument.
+-- The bytes of one command: an array of bulk strings, made in one call
+-- (tide.resp_encode). `args` is a list of `n` strings or numbers
+-- (integers as they are, floats with 17 digits); anything else raises,
+-- naming the argument.
 local function encode(args, n, level)
-  level = (level or 1) + 1
-  local out = { "*" .. n .. "\r\n" }
-  for i = 1, n do
-    local a = args[i]
-    if type(a) ~= "string" then a = arg(a, i, level) end
-    out[i + 1] = LEN[#a] .. a .. "\r\n"
-  end
-  return concat(out)
+  local bytes, i = encode_c(unpack(args, 1, n))
+  if not bytes then bad_argument(args[i], i, (level or 1) + 1) end
+  return bytes
 end
 
 -- A bulk string reply: "$<#s>\r\n<s>\r\n" (for servers).
@@ -380,13 +391,12 @@ end
 -- The same for up to three arguments given as values, without a table
 -- (the common commands: GET k, SET k v, INCR k).
 local function encode3(n, a, b, c, level)
-  level = (level or 1) + 1
-  if type(a) ~= "string" then a = arg(a, 1, level) end
-  if n == 1 then return "*1\r\n" .. LEN[#a] .. a .. "\r\n" end
-  if type(b) ~= "string" then b = arg(b, 2, level) end
-  if n == 2 then return "*2\r\n" .. LEN[#a] .. a .. "\r\n" .. LEN[#b] .. b .. "\r\n" end
-  if type(c) ~= "string" then c = arg(c, 3, level) end
-  return "*3\r\n" .. LEN[#a] .. a .. "\r\n" .. LEN[#b] .. b .. "\r\n" .. LEN[#c] .. c .. "\r\n"
+  local bytes, i
+  if n == 1 then bytes, i = encode_c(a)
+  elseif n == 2 then bytes, i = encode_c(a, b)
+  else bytes, i = encode_c(a, b, c) end
+  if not bytes then bad_argument(select(i, a, b, c), i, (level or 1) + 1) end
+  return bytes
 end
 
 return {
