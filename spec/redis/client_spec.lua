@@ -169,6 +169,20 @@ describe("tide.redis client", function()
       assert.is_true(tide.is_error(err, "ERR"))
       assert.is_true(err.redis)
       assert.has_error(function() r:set("k", {}) end)
+      -- the error names the argument, counted with the command's name,
+      -- and the line that called
+      local ok, e = pcall(function() r:call("SET", "k", nil) end)
+      assert.is_false(ok)
+      assert.matches("client_spec.lua:%d+: bad argument #3 to redis command %(string or number expected, got nil%)", e)
+      ok, e = pcall(function() r:set("k", redis.null) end)
+      assert.is_false(ok)
+      assert.matches("got redis.null", e)
+      assert.has_error(function() r:call(42) end, "bad argument #1 to 'call' (command name expected)")
+      -- numbers go as Redis reads them back
+      assert.equals("OK", r:set("f", 0.1):await())
+      assert.equals("0.10000000000000001", r:get("f"):await())
+      assert.equals("OK", r:set("i", math.mininteger):await())
+      assert.equals("-9223372036854775808", r:get("i"):await())
     end))
 
     it("sends the commands of many tasks together and answers each in order", test(VIRTUAL, function(t)

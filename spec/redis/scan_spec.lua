@@ -1,6 +1,7 @@
 -- tide.resp (bindings/resp.c): whole plain RESP replies and commands in
 -- one call, stopping before anything it leaves to tide.redis.resp's Lua
--- parser; and the parser's queue of what it parsed ahead.
+-- parser; tide.resp_encode; and the parser's queue of what it parsed
+-- ahead.
 local tide = require "tide"
 local resp = require "tide.redis.resp"
 local null = resp.null
@@ -157,6 +158,45 @@ describe("tide.resp", function()
       stops(bad, nil, true)
     end
     stops("*1\r\n$1\r\na\r\n", { max_depth = 1, max_bulk = 0 }, true)
+  end)
+end)
+
+describe("tide.resp_encode", function()
+  it("makes the bytes of a command from strings and numbers in one call", function()
+    assert.equals("*0\r\n", tide.resp_encode())
+    assert.equals("*2\r\n$3\r\nGET\r\n$0\r\n\r\n", tide.resp_encode("GET", ""))
+    assert.equals("*3\r\n$1\r\n0\r\n$20\r\n-9223372036854775808\r\n$3\r\na\0b\r\n",
+      tide.resp_encode(0, math.mininteger, "a\0b"))
+    -- floats with 17 digits, as string.format gives them: they read back equal
+    for _, x in ipairs{ 0.1, 1 / 3, -2.5, 1e300, 2^53 + 0.0, math.huge, -math.huge } do
+      local s = string.format("%.17g", x)
+      assert.equals("*1\r\n$" .. #s .. "\r\n" .. s .. "\r\n", tide.resp_encode(x))
+      if x ~= math.huge and x ~= -math.huge then assert.equals(x, tonumber(s)) end
+    end
+    local big = ("x"):rep(100000)  -- past the C buffer's first size
+    assert.equals("*2\r\n$3\r\nSET\r\n$100000\r\n" .. big .. "\r\n", tide.resp_encode("SET", big))
+  end)
+
+  it("returns nil and the position of the first argument of another type", function()
+    assert.same({ nil, 3 }, { tide.resp_encode("SET", "k", nil) })
+    assert.same({ nil, 1 }, { tide.resp_encode({}, "k") })
+    assert.same({ nil, 2 }, { tide.resp_encode("SET", true, {}) })
+    assert.same({ nil, 2 }, { tide.resp_encode("SET", null) })
+  end)
+
+  it("gives resp.encode's bytes for a list, and its errors", function()
+    local args = {}
+    for i = 1, 1000 do args[i] = i % 2 == 0 and i or tostring(i):rep(i % 7) end
+    local want = { "*1000\r\n" }
+    for i = 1, 1000 do
+      local a = tostring(args[i])
+      want[#want + 1] = "$" .. #a .. "\r\n" .. a .. "\r\n"
+    end
+    assert.equals(table.concat(want), resp.encode(args, 1000))
+    assert.equals("*1\r\n$3\r\nGET\r\n", resp.encode3(1, "GET"))
+    assert.equals("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n1\r\n", resp.encode3(3, "SET", "k", 1))
+    assert.has_error(function() resp.encode3(2, "GET", false) end,
+      "bad argument #2 to redis command (string or number expected, got boolean)")
   end)
 end)
 

@@ -12,6 +12,15 @@
 -- object; the caller must then drop the connection (the parser is left
 -- in an undefined state).
 --
+-- The common replies go faster: tide.resp (bindings/resp.c) parses as
+-- many whole plain replies (simple and bulk strings, integers, arrays of
+-- them) or commands as the buffer holds in one C call, and they queue up
+-- for next(), next_command() and plain(); it stops before anything else
+-- (a reply cut by the end of the bytes, an error reply, RESP3, bad input,
+-- a limit passed), which the Lua parser below takes. The Lua parser owns
+-- the contract; tide.resp gives the values it would give. Commands are
+-- encoded in one C call too (tide.resp_encode).
+--
 -- Replies map to Lua as tide.redis documents: simple and bulk strings as
 -- strings, integers as integers, arrays as tables (sequences), a nil bulk
 -- or nil array as nil at the top and as `null` inside an array, error
