@@ -171,54 +171,74 @@ static int l_resp(lua_State *L) {
   return 3;
 }
 
-/* Appends the decimal digits of u to b. */
-static void add_count(luaL_Buffer *b, size_t u) {
-  char d[24];
-  int k = (int)sizeof(d);
-  do { d[--k] = (char)('0' + u % 10); u /= 10; } while (u > 0);
-  luaL_addlstring(b, d + k, sizeof(d) - (size_t)k);
+/* The number of decimal digits of u. */
+static size_t digits(size_t u) {
+  size_t k = 1;
+  while (u >= 10) { u /= 10; k++; }
+  return k;
 }
+
+/* Writes the decimal digits of u, `k` of them, at p; returns the end. */
+static char *put_count(char *p, size_t u, size_t k) {
+  char *end = p + k;
+  do { *--end = (char)('0' + u % 10); u /= 10; } while (u > 0);
+  return p + k;
+}
+
+/* Commands up to this size are made on the C stack and pushed in one
+ * copy; larger ones in a buffer of their exact size. */
+#define RESP_SMALL 512
 
 /* resp_encode(...) -> bytes | nil, i
  * The bytes of the command made of the arguments, nils counted: an array
  * of bulk strings. Strings go as they are, integers in decimal, floats
  * with 17 significant digits ("%.17g", as string.format gives them, so
  * that they read back the same). Returns nil and the position of the
- * first argument of another type, for the caller to name in its error. */
+ * first argument of another type, for the caller to name in its error.
+ * Two passes: the arguments' types and lengths, then the bytes, written
+ * once where they go (luaL_addlstring per piece cost more than the rest). */
 static int l_encode(lua_State *L) {
   int n = lua_gettop(L), i;
+  size_t total, len;
+  char small[RESP_SMALL], *out, *p;
   luaL_Buffer b;
-  for (i = 1; i <= n; i++) {  /* every argument a string, before the buffer takes the stack */
+  total = 3 + digits((size_t)n);  /* "*<n>\r\n" */
+  for (i = 1; i <= n; i++) {
     int t = lua_type(L, i);
-    if (t == LUA_TSTRING) continue;
-    if (t != LUA_TNUMBER) {
+    if (t == LUA_TNUMBER) {
+      if (lua_isinteger(L, i)) {
+        lua_tolstring(L, i, NULL);  /* in place, in decimal */
+      } else {
+        char f[64];
+        int k = snprintf(f, sizeof(f), "%.17g", (double)lua_tonumber(L, i));
+        lua_pushlstring(L, f, (size_t)k);
+        lua_replace(L, i);
+      }
+    } else if (t != LUA_TSTRING) {
       lua_pushnil(L);
       lua_pushinteger(L, i);
       return 2;
     }
-    if (lua_isinteger(L, i)) {
-      lua_tolstring(L, i, NULL);  /* in place, in decimal */
-    } else {
-      char f[64];
-      int k = snprintf(f, sizeof(f), "%.17g", (double)lua_tonumber(L, i));
-      lua_pushlstring(L, f, (size_t)k);
-      lua_replace(L, i);
-    }
+    lua_tolstring(L, i, &len);
+    total += 5 + digits(len) + len;  /* "$<len>\r\n<bytes>\r\n" */
   }
-  luaL_buffinit(L, &b);
-  luaL_addchar(&b, '*');
-  add_count(&b, (size_t)n);
-  luaL_addlstring(&b, "\r\n", 2);
+  out = total <= sizeof(small) ? small : luaL_buffinitsize(L, &b, total);
+  p = out;
+  *p++ = '*';
+  p = put_count(p, (size_t)n, digits((size_t)n));
+  *p++ = '\r'; *p++ = '\n';
   for (i = 1; i <= n; i++) {
-    size_t len;
     const char *a = lua_tolstring(L, i, &len);
-    luaL_addchar(&b, '$');
-    add_count(&b, len);
-    luaL_addlstring(&b, "\r\n", 2);
-    luaL_addlstring(&b, a, len);
-    luaL_addlstring(&b, "\r\n", 2);
+    *p++ = '$';
+    p = put_count(p, len, digits(len));
+    *p++ = '\r'; *p++ = '\n';
+    memcpy(p, a, len);
+    p += len;
+    *p++ = '\r'; *p++ = '\n';
   }
-  luaL_pushresult(&b);
+  assert((size_t)(p - out) == total);
+  if (out == small) lua_pushlstring(L, small, total);
+  else luaL_pushresultsize(&b, total);
   return 1;
 }
 
