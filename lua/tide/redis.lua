@@ -327,7 +327,10 @@ local function reader(self, gen, s, parser)
           for k = from, to do
             local v = q[k]
             local e = pending[first]
-            if e == nil then error(tide_error("EPROTO", "a reply nobody asked for"), 0) end
+            if e == nil then
+              pending.first = first  -- what lost() rejects starts there
+              error(tide_error("EPROTO", "a reply nobody asked for"), 0)
+            end
             if not batches[e] then
               pending[first] = nil
               first = first + 1
@@ -421,7 +424,7 @@ local function put(self, bytes, e)
   end
   pending.last = last
   pending[last] = e
-  self.write(self.stream, bytes)
+  self.stream_write(self.stream, bytes)
   return true
 end
 
@@ -449,7 +452,7 @@ local function ready(self, s, parser)
   self.gen = self.gen + 1
   -- the stream's write method, looked up once (a stream's methods are
   -- found by a C __index)
-  self.stream, self.parser, self.state, self.write = s, parser, "ready", s.write
+  self.stream, self.parser, self.state, self.stream_write = s, parser, "ready", s.write
   spawn(reader, self, self.gen, s, parser)
   local backlog = self.backlog
   self.backlog = {}
@@ -491,7 +494,7 @@ end
 local function new(o)
   return setmetatable({
     opts = o, state = "down", gen = 0, stream = false, parser = false,
-    pending = { first = 1, last = 0 }, backlog = {}, idle = false, progress = 0, write = false,
+    pending = { first = 1, last = 0 }, backlog = {}, idle = false, progress = 0, stream_write = false,
     watching = false, watcher = false, broken = false, reconnects = 0, spare = {},
   }, mt)
 end
