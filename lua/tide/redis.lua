@@ -9,11 +9,12 @@
 -- and reconnection.
 --
 -- One connection carries the commands of every task. A command is
--- encoded and written at once; the stream holds the small writes of a
--- turn of the loop together (docs/io.md, "Writing"), so commands issued
--- by many tasks before they yield leave in one system call. Replies come
--- back in order: a FIFO of waiting entries (a promise, or a batch of an
--- explicit pipeline) matches them. A reader task reads while replies are
+-- encoded (one C call, tide.resp_encode) and written at once; the stream
+-- holds the small writes of a turn of the loop together (docs/io.md,
+-- "Writing"), so commands issued by many tasks before they yield leave in
+-- one system call. Replies come back in order: a FIFO of waiting entries
+-- (a promise, or a batch of an explicit pipeline) matches them, the plain
+-- replies of a read in one loop over what tide.resp parsed in one call. A reader task reads while replies are
 -- awaited and sleeps on a promise otherwise, so an idle client keeps no
 -- process alive.
 --
