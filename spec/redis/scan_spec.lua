@@ -65,6 +65,33 @@ describe("tide.resp", function()
     end
   end)
 
+  it("agrees with the Lua parser on random plain replies", function()
+    math.randomseed(12)  -- the same replies every run
+    local ints = { "0", "-1", "42", "007", "9223372036854775807", "-9223372036854775808" }
+    local function gen(depth)
+      local k = math.random(depth < 3 and 6 or 4)
+      if k == 1 then return "+" .. ("ab\r c\n"):sub(1, math.random(0, 6)) .. "\r\n"
+      elseif k == 2 then return ":" .. ints[math.random(#ints)] .. "\r\n"
+      elseif k == 3 then
+        local b = {}
+        for i = 1, math.random(0, 12) do b[i] = string.char(math.random(0, 255)) end
+        b = table.concat(b)
+        return "$" .. #b .. "\r\n" .. b .. "\r\n"
+      elseif k == 4 then return math.random(2) == 1 and "$-1\r\n" or "*-1\r\n"
+      else
+        local n, parts = math.random(0, 4), {}
+        for i = 1, n do parts[i] = gen(depth + 1) end
+        return "*" .. n .. "\r\n" .. table.concat(parts)
+      end
+    end
+    for _ = 1, 500 do
+      local r = gen(0)
+      local t, n, pos = scan(r)
+      assert.equals(1, n, r); assert.equals(#r + 1, pos)
+      assert.same(lua_value(r), t[1], r)
+    end
+  end)
+
   it("starts at init and tells where it stopped", function()
     local s = "xx:1\r\n$3\r\nab"
     local t, n, pos = scan(s, 3)
