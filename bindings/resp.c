@@ -122,7 +122,11 @@ static int reply(lua_State *L, const char *s, size_t len, size_t *pos, int depth
     if (!lua_checkstack(L, 3)) return 0;
     /* each element takes 4 bytes at least: a partial array of a huge
      * count allocates no more than its bytes justify */
-    hint = (lua_Unsigned)n <= (len - p) / 4 ? (int)n : (int)((len - p) / 4);
+    {
+      size_t most = (len - p) / 4;
+      if (most > (1u << 24)) most = 1u << 24;  /* only a size hint, kept within an int */
+      hint = (lua_Unsigned)n <= most ? (int)n : (int)most;
+    }
     lua_createtable(L, hint, 0);
     for (i = 1; i <= n; i++) {
       if (!reply(L, s, len, &p, depth + 1, lim)) {
