@@ -198,6 +198,9 @@ int tide_open_zlib(lua_State *L);
 /* fields.c */
 int tide_open_fields(lua_State *L);
 
+/* resp.c */
+int tide_open_resp(lua_State *L);
+
 /* ioutil.c — shared by the files of bindings/: operations that hold their
  * promise while libuv works (tide_op_settle settles such a promise, then
  * drops the operation's hold), errors naming their subject, time limits,

@@ -35,6 +35,7 @@ int luaopen_tide(lua_State *L) {
   tide_open_bytes(L);
   tide_open_zlib(L);
   tide_open_fields(L);
+  tide_open_resp(L);
   tide_open_udp(L);
   tide_open_dns(L);
   tide_open_signal(L);

@@ -9,11 +9,12 @@
 -- and reconnection.
 --
 -- One connection carries the commands of every task. A command is
--- encoded and written at once; the stream holds the small writes of a
--- turn of the loop together (docs/io.md, "Writing"), so commands issued
--- by many tasks before they yield leave in one system call. Replies come
--- back in order: a FIFO of waiting entries (a promise, or a batch of an
--- explicit pipeline) matches them. A reader task reads while replies are
+-- encoded (one C call, tide.resp_encode) and written at once; the stream
+-- holds the small writes of a turn of the loop together (docs/io.md,
+-- "Writing"), so commands issued by many tasks before they yield leave in
+-- one system call. Replies come back in order: a FIFO of waiting entries
+-- (a promise, or a batch of an explicit pipeline) matches them, the plain
+-- replies of a read in one loop over what tide.resp parsed in one call. A reader task reads while replies are
 -- awaited and sleeps on a promise otherwise, so an idle client keeps no
 -- process alive.
 --
@@ -36,7 +37,8 @@ local mtype, min = math.type, math.min
 
 local promise, spawn, now, sleep, tide_error, Error =
   tide.promise, tide.spawn, tide.now, tide.sleep, tide.error, tide.Error
-local encode, encode3, null = resp.encode, resp.encode3, resp.null
+local encode, null = resp.encode, resp.null
+local encode_c = tide.resp_encode
 
 local M = { null = null, resp = resp }
 
@@ -257,7 +259,9 @@ local function closed_error()
 end
 
 -- Entries waiting for replies: a promise (one reply), or a batch table
--- {p =, n =, i =, res =, tx =} collecting `n` replies.
+-- {p =, n =, i =, res =, finish =} collecting `n` replies, a key of
+-- `batches` (a table lookup tells them apart without a call to type()).
+local batches = setmetatable({}, { __mode = "k" })
 local function reject_entry(e, err)
   if type(e) == "table" then e.p:reject(err) else e:reject(err) end
 end
@@ -316,13 +320,44 @@ local function reader(self, gen, s, parser)
       self.progress = now()
       parser:feed(data)
       while true do
+        -- Plain replies parsed ahead in one call (no error, no push): the
+        -- common case, matched without looking at them.
+        local q, from, to = parser:plain()
+        if q then
+          local first = pending.first
+          for k = from, to do
+            local v = q[k]
+            local e = pending[first]
+            if e == nil then
+              pending.first = first  -- what lost() rejects starts there
+              error(tide_error("EPROTO", "a reply nobody asked for"), 0)
+            end
+            if not batches[e] then
+              pending[first] = nil
+              first = first + 1
+              if v == null then v = nil end
+              e:resolve(v)
+            else
+              local j = e.i + 1
+              e.i = j
+              e.res[j] = v
+              if j == e.n then
+                pending[first] = nil
+                first = first + 1
+                e.finish(e)  -- settles a promise: its callbacks run later
+              end
+            end
+          end
+          pending.first = first
+          goto next_reply
+        end
         local done, v, push = parser:next()
         if not done then break end
         if push then goto next_reply end  -- RESP3 pushes (tracking...) are not replies
         local first = pending.first
         local e = pending[first]
         if e == nil then error(tide_error("EPROTO", "a reply nobody asked for"), 0) end
-        if type(e) ~= "table" then
+        if not batches[e] then
           pending[first] = nil
           pending.first = first + 1
           if type(v) == "table" and getmetatable(v) == Error then e:reject(v) else e:resolve(v) end
@@ -390,7 +425,7 @@ local function put(self, bytes, e)
   end
   pending.last = last
   pending[last] = e
-  self.stream:write(bytes)
+  self.stream_write(self.stream, bytes)
   return true
 end
 
@@ -416,7 +451,9 @@ end
 -- The connection is up: starts its reader and sends what waited.
 local function ready(self, s, parser)
   self.gen = self.gen + 1
-  self.stream, self.parser, self.state = s, parser, "ready"
+  -- the stream's write method, looked up once (a stream's methods are
+  -- found by a C __index)
+  self.stream, self.parser, self.state, self.stream_write = s, parser, "ready", s.write
   spawn(reader, self, self.gen, s, parser)
   local backlog = self.backlog
   self.backlog = {}
@@ -458,7 +495,7 @@ end
 local function new(o)
   return setmetatable({
     opts = o, state = "down", gen = 0, stream = false, parser = false,
-    pending = { first = 1, last = 0 }, backlog = {}, idle = false, progress = 0,
+    pending = { first = 1, last = 0 }, backlog = {}, idle = false, progress = 0, stream_write = false,
     watching = false, watcher = false, broken = false, reconnects = 0, spare = {},
   }, mt)
 end
@@ -499,25 +536,24 @@ end
 local blocking_call
 
 -- r:call(name, ...) -> promise of the reply.
-function Client:call(...)
-  local n = select("#", ...)
-  local name, a, b = ...
-  if type(name) ~= "string" then error("bad argument #1 to 'call' (command name expected)", 2) end
-  local r = routes[name]
-  if r == nil then r = route(name) end
+function Client:call(name, ...)
+  local r = routes[name]  -- only names, strings, are keys
+  if r == nil then
+    if type(name) ~= "string" then error("bad argument #1 to 'call' (command name expected)", 2) end
+    r = route(name)
+  end
   local bytes
   if r then
     if r == "sub" then error("redis: use r:subscribe() and r:psubscribe() for " .. name, 2) end
-    local args = { ... }
+    local args, n = { name, ... }, select("#", ...) + 1
     if r == "block" then return blocking_call(self, args, n) end
     for i = 2, n do  -- XREAD blocks only with BLOCK
       if type(args[i]) == "string" and upper(args[i]) == "BLOCK" then return blocking_call(self, args, n) end
     end
     bytes = encode(args, n, 2)
-  elseif n <= 3 then
-    bytes = encode3(n, name, a, b, 2)
   else
-    bytes = encode({ ... }, n, 2)
+    bytes = encode_c(name, ...)  -- the common case: one call, no table
+    if not bytes then encode({ name, ... }, select("#", ...) + 1, 2) end  -- raises, naming the argument
   end
   local p = promise()
   send(self, bytes, p, 2)
@@ -580,6 +616,7 @@ function Client:pipeline(fn)
   local p = promise()
   if n == 0 then p:resolve({ n = 0 }); return p end
   local e = { p = p, n = n, i = 0, res = { n = n }, finish = function(e) e.p:resolve(e.res) end }
+  batches[e] = true
   send(self, concat(parts), e, 2)
   return p
 end
@@ -610,6 +647,7 @@ function Client:transaction(fn)
   local n = #parts
   local p = promise()
   local e = { p = p, n = n + 2, i = 0, res = {}, finish = finish_tx }
+  batches[e] = true
   send(self, MULTI .. concat(parts) .. EXEC, e, 2)
   return p
 end

@@ -99,6 +99,10 @@ function Parser:next() end
 ---@return boolean
 ---@return string[]?
 function Parser:next_command() end
+---The plain replies parsed ahead, `q[i..n]` (no error, no push; a nil as
+---`null`), taken out of the parser; nil when the next reply is not one.
+---@return any[]?, integer?, integer?
+function Parser:plain() end
 ---@return integer
 function Parser:buffered() end
 

@@ -535,6 +535,25 @@ function tide.charset(spec) end
 ---@param max_line? integer
 ---@return table?, integer|string, table|string
 function tide.fields(s, init, max_fields, max_line) end
+---Parses the whole plain RESP replies of `s` from `init` (simple and bulk
+---strings, integers, arrays of them; `null` for a nil) within the limits,
+---stopping before anything else: the replies, their count and the position
+---of the first byte not parsed. `commands`: arrays of bulk strings only.
+---@param s string
+---@param init integer
+---@param null any
+---@param max_bulk integer
+---@param max_array integer
+---@param max_depth integer
+---@param max_line integer
+---@param commands? boolean
+---@return any[], integer, integer
+function tide.resp(s, init, null, max_bulk, max_array, max_depth, max_line, commands) end
+---The bytes of the RESP command made of the arguments (strings, numbers), or
+---nil and the position of the first argument of another type.
+---@param ... string|number
+---@return string?, integer?
+function tide.resp_encode(...) end
 ---XORs `data[i..j]` with the 4-byte `key` repeated (WebSocket masking).
 ---@param data string
 ---@param key string

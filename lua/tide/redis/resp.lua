@@ -12,6 +12,15 @@
 -- object; the caller must then drop the connection (the parser is left
 -- in an undefined state).
 --
+-- The common replies go faster: tide.resp (bindings/resp.c) parses as
+-- many whole plain replies (simple and bulk strings, integers, arrays of
+-- them) or commands as the buffer holds in one C call, and they queue up
+-- for next(), next_command() and plain(); it stops before anything else
+-- (a reply cut by the end of the bytes, an error reply, RESP3, bad input,
+-- a limit passed), which the Lua parser below takes. The Lua parser owns
+-- the contract; tide.resp gives the values it would give. Commands are
+-- encoded in one C call too (tide.resp_encode).
+--
 -- Replies map to Lua as tide.redis documents: simple and bulk strings as
 -- strings, integers as integers, arrays as tables (sequences), a nil bulk
 -- or nil array as nil at the top and as `null` inside an array, error
@@ -27,9 +36,11 @@ local tide = require "tide"
 
 local find, sub, byte, format = string.find, string.sub, string.byte, string.format
 local concat = table.concat
-local type, tostring, tonumber, error, setmetatable = type, tostring, tonumber, error, setmetatable
+local type, tonumber, error, setmetatable = type, tonumber, error, setmetatable
 local mtype = math.type
 local tide_error = tide.error
+local scan, encode_c = tide.resp, tide.resp_encode
+local unpack, select = table.unpack, select
 
 -- The sentinel that stands for a nil inside an array.
 local null = setmetatable({}, {
@@ -92,6 +103,7 @@ local function parser(limits)
     buf = "", pos = 1,          -- unparsed bytes are buf[pos..]
     stack = {}, depth = 0,      -- arrays being filled: {t, n, i}
     parts = nil, have = 0, need = 0,  -- a large bulk being gathered
+    q = false, qi = 0, qn = 0, qcmd = false,  -- replies parsed ahead by tide.resp
   }, Parser)
   for k, v in pairs(DEFAULTS) do
     local l = limits and limits[k]
@@ -130,10 +142,53 @@ function Parser:buffered()
   return #self.buf - self.pos + 1
 end
 
+-- Parses in one call (tide.resp, bindings/resp.c) as many whole plain
+-- replies (or commands) as the buffer holds, from where the Lua parser
+-- stands: they queue up in self.q[self.qi + 1 .. self.qn] and next() or
+-- next_command() hands them out. Returns the queue, or nil when the next
+-- reply is not one tide.resp takes whole (cut by the end of the buffer,
+-- an error reply, a RESP3 type, bad input): this file's parser, which
+-- owns the protocol's contract, takes it.
+local function refill(self, commands)
+  local q, n, pos = scan(self.buf, self.pos, null, self.max_bulk, self.max_array,
+    self.max_depth, self.max_line, commands)
+  if n == 0 then return nil end
+  self.pos, self.q, self.qi, self.qn, self.qcmd = pos, q, 0, n, commands
+  return q
+end
+
+-- For clients that take replies in batches: the plain replies (simple
+-- and bulk strings, integers, arrays of them; no error reply, no RESP3
+-- push) parsed ahead in one call, as the table q and the range i..n of
+-- it that holds them, a nil reply as `null`; they are taken out of the
+-- parser. Returns nil when the next reply is not one of them: next()
+-- takes it.
+function Parser:plain()
+  local q = self.q
+  if not q then
+    if self.depth > 0 or self.parts or self.pos > #self.buf then return nil end
+    q = refill(self, false)
+    if not q then return nil end
+  elseif self.qcmd then
+    return nil  -- commands queued by next_command(): next() hands them out
+  end
+  self.q = false
+  return q, self.qi + 1, self.qn
+end
+
 -- Returns true and the next whole reply, or false when it has not all
 -- come yet; a RESP3 push comes as true, the push's table, true. Raises
 -- an EPROTO error object on bad input.
 function Parser:next()
+  local q = self.q
+  if not q and self.depth == 0 and not self.parts and self.pos <= #self.buf then q = refill(self, false) end
+  if q then
+    local i = self.qi + 1
+    local v = q[i]
+    if i == self.qn then self.q = false else self.qi = i end
+    if v == null then v = nil end  -- a nil bulk string or array at the top
+    return true, v
+  end
   if self.parts then return false end
   local buf, pos = self.buf, self.pos
   local stack, depth = self.stack, self.depth
@@ -144,23 +199,16 @@ function Parser:next()
       self.pos, self.depth = pos, depth
       return false
     end
-    local e, n
-    if t == 36 then  -- the common case, in one call: "$<digits>\r\n"
-      local _, he, digs = find(buf, "^%$(%d+)\r\n", pos)
-      if he and #digs < 19 then e, n = he - 1, tonumber(digs) end
-    end
+    local e = find(buf, "\r\n", pos, true)
     if not e then
-      e = find(buf, "\r\n", pos, true)
-      if not e then
-        if len - pos >= self.max_line then proto("line longer than %d bytes", self.max_line) end
-        self.pos, self.depth = pos, depth
-        return false
-      end
-      if e - pos > self.max_line then proto("line longer than %d bytes", self.max_line) end
+      if len - pos >= self.max_line then proto("line longer than %d bytes", self.max_line) end
+      self.pos, self.depth = pos, depth
+      return false
     end
-    local value
+    if e - pos > self.max_line then proto("line longer than %d bytes", self.max_line) end
+    local value, n
     if t == 36 or t == 33 or t == 61 then  -- $ bulk string, RESP3 ! blob error, = verbatim
-      n = n or header_int(buf, pos + 1, e - 1, "bulk length")
+      n = header_int(buf, pos + 1, e - 1, "bulk length")
       if n < 0 then
         if n ~= -1 then proto("bad bulk length %d", n) end
         if depth > 0 then value = null end
@@ -275,51 +323,36 @@ function Parser:next()
   end
 end
 
+-- `v` when it is a command: a list of strings; raises EPROTO otherwise.
+local function command(v)
+  if type(v) ~= "table" then proto("a command must be an array of bulk strings") end
+  for i = 1, #v do
+    if type(v[i]) ~= "string" then proto("a command must be an array of bulk strings") end
+  end
+  return v
+end
+
 -- For servers: returns true and the next command as a list of strings,
 -- or false when it has not all come yet. A command is an array of bulk
 -- strings, or an inline command (a line of words, as telnet sends). The
 -- parser should be made with max_depth = 1. Raises EPROTO on bad input.
--- The whole command at buf[pos..] when it is all there and plain (an
--- array of short bulk strings, every length well formed): its words and
--- the position after it; else nil, and the general parser decides.
-local function whole_command(buf, pos, max_array)
-  local _, e, count = find(buf, "^%*(%d+)\r\n", pos)
-  if not e or #count > 9 then return nil end
-  local n = tonumber(count)
-  if n > max_array then return nil end
-  local words, p = {}, e + 1
-  for i = 1, n do
-    local _, he, l = find(buf, "^%$(%d+)\r\n", p)
-    if not he or #l > 9 then return nil end
-    l = tonumber(l)
-    if l >= GATHER then return nil end
-    local stop = he + l  -- the last byte of the word
-    if byte(buf, stop + 1) ~= 13 or byte(buf, stop + 2) ~= 10 then return nil end
-    words[i] = sub(buf, he + 1, stop)
-    p = stop + 3
-  end
-  return words, p
-end
-
 function Parser:next_command()
+  local q = self.q
+  if not q and self.depth == 0 and not self.parts and self.pos <= #self.buf then q = refill(self, true) end
+  if q then
+    local i = self.qi + 1
+    local v = q[i]
+    if i == self.qn then self.q = false else self.qi = i end
+    if not self.qcmd then v = command(v ~= null and v or nil) end  -- queued by next()
+    return true, v
+  end
   if self.parts then return false end
   local buf, pos = self.buf, self.pos
   local t = byte(buf, pos)
-  if t == 42 and self.depth == 0 then
-    local words, after = whole_command(buf, pos, self.max_array)
-    if words then
-      self.pos = after
-      return true, words
-    end
-  end
   if t == nil or t == 42 or self.depth > 0 then
     local done, v = self:next()
     if not done then return false end
-    if type(v) ~= "table" then proto("a command must be an array of bulk strings") end
-    for i = 1, #v do
-      if type(v[i]) ~= "string" then proto("a command must be an array of bulk strings") end
-    end
-    return true, v
+    return true, command(v)
   end
   local e = find(buf, "\n", pos, true)
   if not e then
@@ -341,31 +374,22 @@ local LEN = setmetatable({}, { __index = function(t, n)
   return v
 end })
 
--- An argument as a string; raises on one that is neither a string nor a
--- number, naming it.
-local function arg(a, i, level)
+-- Raises the error of argument `a`, the `i`th of a command, which is
+-- neither a string nor a number.
+local function bad_argument(a, i, level)
   local ta = type(a)
-  if ta == "string" then return a end
-  if ta == "number" then
-    if mtype(a) == "integer" then return tostring(a) end
-    return format("%.17g", a)
-  end
   error(format("bad argument #%d to redis command (string or number expected, got %s)",
     i, ta == "table" and (a == null and "redis.null" or "table") or ta), level + 1)
 end
 
--- The bytes of one command: an array of bulk strings. `args` is a list of
--- `n` strings or numbers (integers as they are, floats with 17 digits);
--- anything else raises, naming the argument.
+-- The bytes of one command: an array of bulk strings, made in one call
+-- (tide.resp_encode). `args` is a list of `n` strings or numbers
+-- (integers as they are, floats with 17 digits); anything else raises,
+-- naming the argument.
 local function encode(args, n, level)
-  level = (level or 1) + 1
-  local out = { "*" .. n .. "\r\n" }
-  for i = 1, n do
-    local a = args[i]
-    if type(a) ~= "string" then a = arg(a, i, level) end
-    out[i + 1] = LEN[#a] .. a .. "\r\n"
-  end
-  return concat(out)
+  local bytes, i = encode_c(unpack(args, 1, n))
+  if not bytes then bad_argument(args[i], i, (level or 1) + 1) end
+  return bytes
 end
 
 -- A bulk string reply: "$<#s>\r\n<s>\r\n" (for servers).
@@ -376,13 +400,12 @@ end
 -- The same for up to three arguments given as values, without a table
 -- (the common commands: GET k, SET k v, INCR k).
 local function encode3(n, a, b, c, level)
-  level = (level or 1) + 1
-  if type(a) ~= "string" then a = arg(a, 1, level) end
-  if n == 1 then return "*1\r\n" .. LEN[#a] .. a .. "\r\n" end
-  if type(b) ~= "string" then b = arg(b, 2, level) end
-  if n == 2 then return "*2\r\n" .. LEN[#a] .. a .. "\r\n" .. LEN[#b] .. b .. "\r\n" end
-  if type(c) ~= "string" then c = arg(c, 3, level) end
-  return "*3\r\n" .. LEN[#a] .. a .. "\r\n" .. LEN[#b] .. b .. "\r\n" .. LEN[#c] .. c .. "\r\n"
+  local bytes, i
+  if n == 1 then bytes, i = encode_c(a)
+  elseif n == 2 then bytes, i = encode_c(a, b)
+  else bytes, i = encode_c(a, b, c) end
+  if not bytes then bad_argument(select(i, a, b, c), i, (level or 1) + 1) end
+  return bytes
 end
 
 return {
