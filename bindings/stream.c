@@ -263,13 +263,35 @@ void tide_stream_opened(tide_stream *s) {
   update(NULL, s);
 }
 
+/* [-1, +1, m] Replaces the boolean on top with a new userdata for a
+ * stream (a server's when it is true), owning none yet. */
+static int new_ud(lua_State *L) {
+  int server = lua_toboolean(L, 1);
+  *(tide_stream **)lua_newuserdatauv(L, sizeof(tide_stream *), server ? 2 : 0) = NULL;
+  luaL_setmetatable(L, server ? TIDE_SERVER_MT : TIDE_STREAM_MT);
+  return 1;
+}
+
 /* [-0, +1, m] Pushes a new userdata owning stream `s` (a server when
- * `server`); returns its slot. */
+ * `server`); returns its slot. The userdata is made in a protected call:
+ * when that fails (not enough memory), `s` is closed, which frees it and
+ * its handle, and the error is raised on; until it is owned, nothing else
+ * would close it. */
 tide_stream **tide_stream_push(lua_State *L, tide_stream *s, int server) {
-  tide_stream **ud = lua_newuserdatauv(L, sizeof(*ud), server ? 2 : 0);
+  tide_stream **ud;
+  if (!lua_checkstack(L, 2)) {
+    close_now(s);
+    luaL_error(L, "not enough memory");
+  }
+  lua_pushcfunction(L, new_ud);
+  lua_pushboolean(L, server);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    close_now(s);
+    lua_error(L);
+  }
+  ud = lua_touserdata(L, -1);
   *ud = s;
   s->ud = ud;
-  luaL_setmetatable(L, server ? TIDE_SERVER_MT : TIDE_STREAM_MT);
   return ud;
 }
 
