@@ -284,6 +284,8 @@ local function serve_conn(srv, c, handler)
     -- Run the handler.
     ok, status = xpcall(handler, capture, req, res)
     if not ok then
+      -- capture itself failed (not enough memory): the error is bare
+      if type(status) ~= "table" then status = { status } end
       if not handler_failed(c, res, status[1], status[2]) then return end
     elseif res._state ~= FINISHED then
       res:finish()
