@@ -201,11 +201,14 @@ local server_mt = {
   __close = function(s) s:close() end,
 }
 
+-- Awaits the next connection of `listener`.
+local function accept_next(listener) return await(listener:accept()) end
+
 -- The accept loop: one task per connection, until the listener closes.
 local function accept_loop(srv, listener, handler)
   while true do
-    local p = listener:accept()
-    local ok, sock = pcall(await, p)
+    -- accept() itself may raise (not enough memory): handled as a failed accept
+    local ok, sock = pcall(accept_next, listener)
     if not ok then
       if srv.closing then return end
       -- A failure of one accept (EMFILE, ...) must not stop the server:
@@ -251,6 +254,12 @@ function M.serve(opts, handler)
   local listener = tide.tcp.listen { host = o.host, port = o.port, backlog = o.backlog }
   local srv = new_server(o, listener.port, listener)
   srv._accept = spawn(accept_loop, srv, listener, handler)
+  -- An accept loop that failed (not enough memory, outside its pcall)
+  -- closes the server rather than leave it listening with nobody accepting.
+  srv._accept:catch(function(e)
+    if not srv.closing then srv:close() end
+    error(e, 0)
+  end)
   return srv
 end
 
