@@ -1521,21 +1521,30 @@ static void shutdown_cb(uv_shutdown_t *req, int status) {
 static int s_shutdown(lua_State *L) {
   tide_stream *s = *(tide_stream **)luaL_checkudata(L, 1, TIDE_STREAM_MT);
   uv_shutdown_t *req;
+  lpromise *lp = NULL;
   int err;
   if (s == NULL || (s->flags & S_CLOSING)) return luaL_error(L, "attempt to use a closed stream");
   if (s->shutdown) return tide_lp_push(L, s->shutdown), 1;
   if (s->flags & S_SHUT) return push_done(L, s);
+  /* The promise first: an allocation that fails then leaves the stream
+   * as it was, with no request in flight whose callback finds no promise. */
+  if (s->kind != TIDE_STREAM_FILE && s->kind != TIDE_STREAM_TTY && s->kind != TIDE_STREAM_CUSTOM)
+    lp = push_held(L, 1, sizeof(lpromise));
   s->flags |= S_SHUT;
   if (s->kind == TIDE_STREAM_FILE || s->kind == TIDE_STREAM_TTY) return push_done(L, s);
   cork_flush(s);
   if (s->kind == TIDE_STREAM_CUSTOM) return custom_shutdown(L, s);
-  if ((req = malloc(sizeof(*req))) == NULL) return luaL_error(L, "not enough memory");
+  if ((req = malloc(sizeof(*req))) == NULL) {
+    tide_lp_drop(lp);
+    return luaL_error(L, "not enough memory");
+  }
   req->data = s;
   if ((err = uv_shutdown(req, &s->h.stream, shutdown_cb)) != 0) {
     free(req);
+    tide_lp_drop(lp);
     return push_rejected(L, NULL, NULL, err);
   }
-  s->shutdown = push_held(L, 1, sizeof(lpromise));
+  s->shutdown = lp;
   update(L, s);
   return 1;
 }
