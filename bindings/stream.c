@@ -1786,6 +1786,26 @@ static int serve_conn_k(lua_State *L, int status, lua_KContext ctx) {
   return 0;
 }
 
+/* The catch handler of a connection's task (upvalues: the connection, the
+ * server): the task failed with its handler's end not run, because its
+ * body never started (not enough memory for the coroutine's first call)
+ * or its end raised. Reports the error, then closes the connection and
+ * lets the server go on, as serve_conn_k would have. */
+static int serve_failed(lua_State *L) {
+  tide_stream *s;
+  lua_settop(L, 1);                                    /* 1: the error */
+  lua_getiuservalue(L, lua_upvalueindex(2), 2);        /* 2: the handlers */
+  lua_pushvalue(L, lua_upvalueindex(1));
+  if (lua_rawget(L, 2) == LUA_TNIL) return 0;          /* serve_conn_k ran */
+  lua_settop(L, 1);
+  if (!tide_lp_is_cancelled_value(L, 1)) tide_lua_report(L, "error in connection handler: ", 0);
+  if ((s = *(tide_stream **)lua_touserdata(L, lua_upvalueindex(1))) != NULL)
+    tide_stream_close(L, s, DEFAULT_LINGER);
+  if ((s = *(tide_stream **)lua_touserdata(L, lua_upvalueindex(2))) != NULL)
+    handler_done(L, s, lua_upvalueindex(2), lua_upvalueindex(1));
+  return 0;
+}
+
 /* [-0, +0, m] Hands the connection waiting on serving server `s` to a new
  * task running its handler. */
 static void serve_one(lua_State *L, tide_stream *s) {
@@ -1806,6 +1826,12 @@ static void serve_one(lua_State *L, tide_stream *s) {
   lua_pushvalue(L, top + 4);
   lua_rawset(L, top + 2);                           /* handlers[conn] = task */
   s->conns++;
+  lua_getfield(L, top + 4, "catch");                /* task:catch(serve_failed) */
+  lua_pushvalue(L, top + 4);
+  lua_pushvalue(L, top + 3);
+  lua_pushvalue(L, top + 1);
+  lua_pushcclosure(L, serve_failed, 2);
+  lua_call(L, 2, 0);
   lua_settop(L, top);
 }
 
