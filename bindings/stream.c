@@ -171,6 +171,7 @@ void tide_io_unref(tide_io *io) {
 static int io_gc(lua_State *L) {
   tide_io **box = lua_touserdata(L, 1);
   tide_io *io = *box;
+  if (io == NULL) return 0;  /* its calloc failed */
   *box = NULL;
   io->lua_gone = 1;
   if (io->refs == 0) free(io);
@@ -2142,11 +2143,12 @@ int tide_open_stream(lua_State *L) {
   if (tide_io_get(L) != NULL) return 0;
   if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) signal(SIGPIPE, SIG_IGN);
   box = lua_newuserdatauv(L, sizeof(*box), 0);
-  if ((*box = io = calloc(1, sizeof(*io))) == NULL) return luaL_error(L, "not enough memory");
-  lua_createtable(L, 0, 1);
+  *box = NULL;
+  lua_createtable(L, 0, 1);  /* its __gc first: a failed allocation leaks nothing */
   lua_pushcfunction(L, io_gc);
   lua_setfield(L, -2, "__gc");
   lua_setmetatable(L, -2);
+  if ((*box = io = calloc(1, sizeof(*io))) == NULL) return luaL_error(L, "not enough memory");
   io->rt = tide_lua_get(L)->rt;
   io->loop = tide_rt_loop(io->rt);
   tide_lp_new(L, sizeof(lpromise), LP_PLAIN, 2);
