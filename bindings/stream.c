@@ -94,7 +94,8 @@ enum {
   S_UNLINK = 1u << 9,       /* pipe server: remove its socket file at close */
   S_READY = 1u << 10,       /* server: a connection waits for accept */
   S_CORKED = 1u << 11,      /* the cork job is queued */
-  S_ERR_TOLD = 1u << 12     /* a deferred write error was raised once */
+  S_ERR_TOLD = 1u << 12,    /* a deferred write error was raised once */
+  S_IMPL_CLOSED = 1u << 13  /* custom stream: impl.close was called */
 };
 
 enum { OP_CHUNK, OP_LINE, OP_EXACTLY, OP_UNTIL, OP_ALL, OP_ACCEPT };
@@ -136,6 +137,7 @@ typedef struct cwrite {
 
 static void update(lua_State *L, tide_stream *s);
 static void close_now(tide_stream *s);
+static void custom_close(tide_stream *s);
 static void settle_waiters(lua_State *L, tide_stream *s);
 static void room_release(lua_State *L, tide_stream *s);
 
@@ -1075,7 +1077,7 @@ static void cwrite_cb(tide_listener *l, tide_promise *src) {
  * stream's write error; a pending promise keeps the bytes queued until it
  * settles. */
 static void custom_send(lua_State *L, tide_stream *s, int idx, size_t len) {
-  int top = lua_gettop(L);
+  int top = lua_gettop(L), raised = 0;
   lpromise *lp;
   cwrite *w;
   idx = lua_absindex(L, idx);
@@ -1084,6 +1086,7 @@ static void custom_send(lua_State *L, tide_stream *s, int idx, size_t len) {
   if (tide_lua_pcall(L, 1, 1, NULL) != LUA_OK) {
     lua_pop(L, 1);  /* remove the traceback: the error object carries one */
     lua_pushvalue(L, -1);  /* the error, as the value to keep */
+    raised = 1;
   } else if (lua_isnil(L, -1)) {
     s->bytes_written += len;
   } else if ((lp = tide_lp_test(L, -1)) == NULL) {
@@ -1107,6 +1110,10 @@ static void custom_send(lua_State *L, tide_stream *s, int idx, size_t len) {
   }
   if (lua_gettop(L) > top + 1) set_err(L, &s->write_err, &s->werr_ref);
   lua_settop(L, top);
+  /* A write that raised may have lost its bytes part-way (not enough
+   * memory): the stream cannot go on, and its other end must learn it, as
+   * a socket's peer would. impl.close tells it; it runs once all the same. */
+  if (raised) custom_close(s);
 }
 
 /* [-0, +1, m] Calls impl.shutdown of custom stream `s` and pushes its
@@ -1129,7 +1136,8 @@ static int custom_shutdown(lua_State *L, tide_stream *s) {
 static void custom_close(tide_stream *s) {
   lua_State *L = live_state(s->io);
   int top;
-  if (L == NULL || s->impl_ref == LUA_NOREF) return;
+  if (L == NULL || s->impl_ref == LUA_NOREF || (s->flags & S_IMPL_CLOSED)) return;
+  s->flags |= S_IMPL_CLOSED;
   top = lua_gettop(L);
   if (impl_get(L, s, "close") != LUA_TNIL && tide_lua_pcall(L, 0, 0, NULL) != LUA_OK)
     tide_lua_report(L, "error in stream impl.close: ", lua_gettop(L));
