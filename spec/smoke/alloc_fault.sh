@@ -16,8 +16,10 @@
 # creation), and ALLOC_FAULT_RUNS more spread evenly over 1..N (default
 # 1000, which the bugs this test found did not slip through; n+ runs: a
 # quarter as many), starting ALLOC_FAULT_OFFSET (default
-# 0) into the stride. ALLOC_FAULT_ALL=1 runs every n in both modes
-# (minutes). ALLOC_FAULT_JOBS runs in parallel (default 2). The TLS part
+# 0) into the stride, coarse to fine, until ALLOC_FAULT_SECONDS (default
+# 45) have passed: a slow machine (make check) runs fewer. ALLOC_FAULT_ALL=1
+# runs every n in both modes (minutes: give it ALLOC_FAULT_SECONDS too).
+# ALLOC_FAULT_JOBS runs in parallel (default 2). The TLS part
 # runs when openssl can make the certificates (spec/tls/certs.sh). The
 # last line tells N, the runs and the time taken.
 set -euo pipefail
@@ -27,6 +29,7 @@ FIRST=${ALLOC_FAULT_FIRST:-100}
 RUNS=${ALLOC_FAULT_RUNS:-1000}
 OFFSET=${ALLOC_FAULT_OFFSET:-0}
 JOBS=${ALLOC_FAULT_JOBS:-2}
+BUDGET=${ALLOC_FAULT_SECONDS:-45}
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
@@ -52,12 +55,24 @@ sample() {  # sample SUFFIX FIRST RUNS: 1..FIRST, then RUNS spread over the rest
     for ((n = first + 1 + OFFSET % stride; n <= N; n += stride)); do echo "$n$suffix"; done
   fi
 }
-{ sample "" "$FIRST" "$RUNS"; sample "+" 0 $((RUNS / 4)); } >"$T/values"
+# Coarse to fine: the i-th value goes in the order of i's bits reversed
+# (first, middle, quarters, ...), so that runs cut short by the time
+# budget still spread over the whole script.
+spread() {
+  awk '{ v[NR - 1] = $0 } END {
+    for (b = 1; 2 ^ b < NR; b++) {}
+    for (i = 0; i < NR; i++) { r = 0; x = i; for (k = 0; k < b; k++) { r = r * 2 + x % 2; x = int(x / 2) } print r, v[i] }
+  }' | sort -n -k1,1 | cut -d' ' -f2
+}
+{ sample "" "$FIRST" "$RUNS"; sample "+" 0 $((RUNS / 4)); } | spread >"$T/values"
 
-# One run: prints nothing when it ended as it may, else what went wrong.
-export TIDE_BIN SCRIPT T
+# One run: prints nothing when it ended as it may, else what went wrong;
+# "skipped" once the time budget is spent.
+START=$(date +%s)
+export TIDE_BIN SCRIPT T START BUDGET
 one() {
   local v=$1 rc out err
+  if [ $(($(date +%s) - START)) -ge "$BUDGET" ]; then echo skipped; return; fi
   out="$T/$v.out" err="$T/$v.err"
   TIDE_ALLOC_FAIL=$v timeout -k 2 10 "$TIDE_BIN" "$SCRIPT" "${@:2}" >"$out" 2>"$err" && rc=0 || rc=$?
   local why=""
@@ -79,7 +94,8 @@ export -f one
 
 start=$SECONDS
 xargs -P "$JOBS" -I{} bash -c 'one "$@"' _ {} "${args[@]}" <"$T/values" >"$T/report" || true
-runs=$(wc -l <"$T/values")
+skipped=$(grep -c '^skipped$' "$T/report" || true)
+runs=$(($(wc -l <"$T/values") - skipped))
 bad=$(grep -c '^TIDE_ALLOC_FAIL=' "$T/report" || true)
-echo "$N allocations; $runs runs in $((SECONDS - start)) s; $bad failed"
+echo "$N allocations; $runs runs in $((SECONDS - start)) s ($skipped left for want of time); $bad failed"
 if [ "$bad" -gt 0 ]; then cat "$T/report"; exit 1; fi
