@@ -26,7 +26,24 @@
  * allocator goes with it.
  *
  * Under AddressSanitizer every block goes to malloc, so `make check`
- * still sees each Lua block on its own. */
+ * still sees each Lua block on its own.
+ *
+ * Fault injection (TIDE_ALLOC_FAIL, read when a state is made, so it
+ * applies to the binary's state, a host's and each pool worker's, each
+ * counting its own allocations). An allocation is a request for a new
+ * block or for a larger one; frees and shrinks never fail. Lua answers a
+ * failed allocation with an emergency collection and one more try of the
+ * same request: that retry fails too (it is not counted), so that each
+ * injected failure raises one "not enough memory" error where it happened.
+ *   TIDE_ALLOC_FAIL=n      the n-th allocation fails (counting from 1)
+ *   TIDE_ALLOC_FAIL=n+     every allocation from the n-th on fails
+ *   TIDE_ALLOC_FAIL=n/k    the n-th fails, then one in k after it
+ *   TIDE_ALLOC_FAIL=count  none fails
+ * In every mode a state prints, as it closes, how many allocations it made
+ * and how many of them failed ("tide: TIDE_ALLOC_FAIL: 12345 allocations,
+ * 1 failed"), for spec/smoke/alloc_fault.sh to find the range to sweep.
+ * When the variable is unset the cost is one predictable branch on the
+ * allocation path. */
 #include "binding.h"
 
 #include <stdio.h>
@@ -51,6 +68,17 @@
 #define KEEP_MIN (256 * 1024)       /* the lists may keep this much, or */
                                     /* as much as the state holds */
 
+/* TIDE_ALLOC_FAIL's state (see the top of this file). */
+typedef struct fault {
+  unsigned long long count;         /* allocations so far */
+  unsigned long long first;         /* the first to fail; 0: none */
+  unsigned long long every;         /* then one in `every`; 0: no more */
+  unsigned long long failed;        /* allocations failed */
+  void *ptr;                        /* the request failed last, which */
+  size_t osize, nsize;              /* Lua's retry repeats */
+  int retry;                        /* the next request may be that retry */
+} fault;
+
 typedef struct tide_alloc {
   void *free[NCLASSES];             /* freed blocks kept, one list per size */
   size_t kept;                      /* bytes the lists hold */
@@ -58,6 +86,7 @@ typedef struct tide_alloc {
   int live;                         /* the state was made: free at total 0 */
   int warn_on;                      /* warn(): on after "@on" */
   int warn_cont;                    /* warn(): inside a multi-part message */
+  fault *fault;                     /* TIDE_ALLOC_FAIL set: its state */
 } tide_alloc;
 
 static size_t class_of(size_t size) { return (size - 1) / GRAIN; }
@@ -85,10 +114,63 @@ static void pool_put(tide_alloc *a, void *b, size_t size) {
   a->kept += (c + 1) * GRAIN;
 }
 
+/* Returns 1 when the allocation (ptr, osize, nsize) is to fail. Each
+ * allocation is counted, except Lua's retry of a failed one: the same
+ * request again as the next allocation, which fails as well. */
+static int fault_hit(fault *f, void *ptr, size_t osize, size_t nsize) {
+  unsigned long long n;
+  if (f->retry) {
+    f->retry = 0;
+    if (ptr == f->ptr && osize == f->osize && nsize == f->nsize) return 1;
+  }
+  n = ++f->count;
+  if (f->first == 0 || n < f->first) return 0;
+  if (n != f->first && (f->every == 0 || (n - f->first) % f->every != 0)) return 0;
+  f->failed++;
+  f->ptr = ptr;
+  f->osize = osize;
+  f->nsize = nsize;
+  f->retry = 1;
+  return 1;
+}
+
+/* Reads TIDE_ALLOC_FAIL into a new fault state; NULL when it is unset (or
+ * wrong: then says so on stderr). */
+static fault *fault_new(void) {
+  const char *env = getenv("TIDE_ALLOC_FAIL");
+  unsigned long long first = 0, every = 0;
+  char *end;
+  fault *f;
+  if (env == NULL || *env == '\0') return NULL;
+  if (strcmp(env, "count") != 0) {
+    first = strtoull(env, &end, 10);
+    if (*end == '+') {
+      every = 1;
+      end++;
+    } else if (*end == '/') {
+      every = strtoull(end + 1, &end, 10);
+      if (every == 0) first = 0;    /* n/0 means nothing: refused */
+    }
+    if (first == 0 || *end != '\0') {
+      fprintf(stderr, "tide: TIDE_ALLOC_FAIL=%s: n, n+, n/k or count expected\n", env);
+      return NULL;
+    }
+  }
+  if ((f = calloc(1, sizeof(*f))) == NULL) return NULL;
+  f->first = first;
+  f->every = every;
+  return f;
+}
+
 /* Gives the kept blocks and the allocator itself back to malloc. */
 static void alloc_destroy(tide_alloc *a) {
   size_t c;
   void *b;
+  if (a->fault != NULL) {
+    fprintf(stderr, "tide: TIDE_ALLOC_FAIL: %llu allocations, %llu failed\n",
+            a->fault->count, a->fault->failed);
+    free(a->fault);
+  }
   for (c = 0; c < NCLASSES; c++) {
     while ((b = a->free[c]) != NULL) {
       a->free[c] = *(void **)b;
@@ -110,6 +192,8 @@ static void *alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     if (a->total == 0 && a->live) alloc_destroy(a);
     return NULL;
   }
+  if (a->fault != NULL && nsize > osize && fault_hit(a->fault, ptr, osize, nsize))
+    return NULL;
   if (osize > POOL_MAX && nsize > POOL_MAX) {
     b = realloc(ptr, nsize);
     if (b != NULL) a->total += nsize - osize;
@@ -167,6 +251,7 @@ lua_State *tide_lua_newstate(void) {
   tide_alloc *a = calloc(1, sizeof(*a));
   lua_State *L;
   if (a == NULL) return NULL;
+  a->fault = fault_new();
   if ((L = lua_newstate(alloc, a)) == NULL) {
     alloc_destroy(a);  /* not live yet: a failed state left it */
     return NULL;

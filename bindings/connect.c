@@ -10,6 +10,12 @@
  * Each attempt is a stream of its own (tide_stream_alloc) owned by the
  * request until it connects; then it gets its userdata and the promise is
  * fulfilled with it. A failed attempt is closed (tide_stream_abort).
+ * While pending, a request is on its state's list of connects (clist, a
+ * userdata the registry keeps): when the state closes with connects in
+ * flight, the list's __gc ends them as a cancel would, closing their
+ * attempt and timer themselves (the runtime's last walk would close those
+ * handles without the callbacks that free them, and the attempt's connect
+ * callback would then close its handle a second time).
  *
  * Stack discipline: helpers state their effect as [-o, +p, x]; callbacks
  * run on the main thread, leave its stack as they found it and end with
@@ -38,8 +44,14 @@ typedef struct creq {
   int err;                    /* the last attempt's error */
   int naddrs, next;
   struct sockaddr_storage addrs[MAX_ADDRS];
+  struct creq **pprev, *lnext;  /* on the state's clist while pending */
   char subject[1];            /* "host:port" or the path, for errors (grows) */
 } creq;
+
+/* The requests of a state that are pending. */
+typedef struct clist { creq *head; } clist;
+
+static const char clist_key = 'C';
 
 static lua_State *live_state(creq *c) { return tide_io_state(c->io); }
 
@@ -61,6 +73,11 @@ static void timer_close_cb(uv_handle_t *h) {
  * still running; the callbacks to come free it. */
 static void finish(creq *c) {
   tide_stream *s = c->s;
+  if (c->pprev != NULL) {  /* off the state's list */
+    *c->pprev = c->lnext;
+    if (c->lnext) c->lnext->pprev = c->pprev;
+    c->pprev = NULL;
+  }
   c->lp = NULL;
   c->s = NULL;
   if (c->resolving) uv_cancel((uv_req_t *)&c->gai);
@@ -186,19 +203,57 @@ static void creq_cancel(tide_promise *p, void *data) {
   finish(c);
 }
 
-/* [-0, +1, m] Pushes the promise of a new request for `subject`. */
+/* __gc of the list of pending requests: runs only when the state closes
+ * (the registry keeps the list). Ends each request as a cancel does,
+ * without touching its promise, which goes with the state. */
+static int clist_gc(lua_State *L) {
+  clist *l = lua_touserdata(L, 1);
+  while (l->head != NULL) finish(l->head);
+  return 0;
+}
+
+/* [-0, +0, m] The state's list of pending requests, made on first use. */
+static clist *clist_get(lua_State *L) {
+  clist *l;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &clist_key) == LUA_TNIL) {
+    lua_pop(L, 1);  /* remove the nil */
+    l = lua_newuserdatauv(L, sizeof(clist), 0);
+    l->head = NULL;
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, clist_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &clist_key);
+  }
+  l = lua_touserdata(L, -1);
+  lua_pop(L, 1);  /* remove the list */
+  return l;
+}
+
+/* [-0, +1, m] Pushes the promise of a new request for `subject`. The
+ * Lua allocations come first: one that fails leaves nothing to free. */
 static creq *creq_new(lua_State *L, int kind, const char *subject, double timeout,
                       const tide_stream_opts *o) {
   size_t len = strlen(subject);
-  creq *c = calloc(1, sizeof(creq) + len);
-  if (c == NULL) luaL_error(L, "not enough memory");
+  clist *l = clist_get(L);
+  lpromise *lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);
+  creq *c;
+  tide_lp_hold(L, -1);
+  if ((c = calloc(1, sizeof(creq) + len)) == NULL) {
+    tide_lp_drop(lp);
+    luaL_error(L, "not enough memory");
+  }
   c->io = tide_io_ref(tide_io_get(L));
   c->kind = kind;
   c->opts = *o;
   memcpy(c->subject, subject, len + 1);
   c->gai.data = c;
-  c->lp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);
-  tide_lp_hold(L, -1);
+  c->lp = lp;
+  c->lnext = l->head;  /* on the list while pending */
+  if (l->head) l->head->pprev = &c->lnext;
+  l->head = c;
+  c->pprev = &l->head;
   tide_promise_on_cancel(&c->lp->p, creq_cancel, c);
   if (timeout >= 0 && tide_timer_init(c->io->rt, &c->timer) == 0) {
     c->has_timer = 1;

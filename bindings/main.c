@@ -520,7 +520,20 @@ int main(int argc, char **argv) {
   lua_pushlightuserdata(L, rt);
   status = lua_pcall(L, 3, 1, 0);
   ok = status == LUA_OK && lua_toboolean(L, -1);
-  if (status != LUA_OK) fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -1));
+  if (status != LUA_OK) {
+    tide_lua *tl = tide_lua_get(L);
+    fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -1));
+    /* An error raised by C code in a callback of the loop (a failed
+     * allocation as it pushed a value) jumped out of libuv's uv_run, which
+     * leaves the loop half-way through a turn (libuv keeps a pointer to
+     * its stack frame): closing the state would close handles on it. The
+     * loop was running when `running` is still set; end the process now. */
+    if (tl != NULL && tl->running) {
+      fprintf(stderr, "%s: the error escaped from the event loop: exiting\n", progname);
+      fflush(NULL);
+      _exit(EXIT_FAILURE);
+    }
+  }
   tide_lua_closestate(L);
   tide_rt_free(rt);
   return ok ? EXIT_SUCCESS : EXIT_FAILURE;

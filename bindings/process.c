@@ -253,15 +253,23 @@ static int l_spawn(lua_State *L) {
   po.stdio = stdio;
   po.stdio_count = 3;
   po.exit_cb = exit_cb;
-  if ((p = calloc(1, sizeof(*p))) == NULL) return luaL_error(L, "not enough memory");
+  /* The Lua values first: an allocation that fails then leaves no C
+   * memory, and no child, behind. */
+  ud = lua_newuserdatauv(L, sizeof(*ud), PROC_NUV);   /* 6: the process */
+  *ud = NULL;
+  luaL_setmetatable(L, PROCESS_MT);
+  exitp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);  /* 7: its exit */
+  tide_lp_hold(L, -1);
+  if ((p = calloc(1, sizeof(*p))) == NULL) {
+    tide_lp_drop(exitp);
+    return luaL_error(L, "not enough memory");
+  }
   p->io = tide_io_ref(io);
   p->h.data = p;
-  ud = lua_newuserdatauv(L, sizeof(*ud), PROC_NUV);   /* 6: the process */
-  luaL_setmetatable(L, PROCESS_MT);
   err = uv_spawn(io->loop, &p->h, &po);
   if (err != 0) {
+    tide_lp_drop(exitp);
     uv_close((uv_handle_t *)&p->h, proc_close_cb);  /* uv_spawn initialised it */
-    *ud = NULL;
     for (i = 3; i <= 5; i++) {  /* close the pipes made for it */
       tide_stream **sud = luaL_testudata(L, i, TIDE_STREAM_MT);
       if (sud && *sud) tide_stream_abort(*sud);
@@ -279,8 +287,6 @@ static int l_spawn(lua_State *L) {
   }
   lua_pushinteger(L, p->pid);
   lua_setiuservalue(L, 6, PROC_PID);
-  exitp = tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);
-  tide_lp_hold(L, -1);
   p->exit = exitp;
   lua_setiuservalue(L, 6, PROC_EXIT);
   return 1;

@@ -469,13 +469,12 @@ static void event_cb(tide_rt *rt, tide_job *job) {
  * emit path of p:emit and of C producers (the pool's progress events). */
 int tide_lp_emit(lua_State *L, int idx, int first, int n) {
   lpromise *lp = lua_touserdata(L, idx);
-  int i;
+  int i, args_ref;
   event_job *ev;
   if (lp->p.state != TIDE_PENDING) return 0;
   idx = lua_absindex(L, idx);
   first = lua_absindex(L, first);
-  ev = malloc(sizeof(*ev));
-  if (ev == NULL) return luaL_error(L, "not enough memory");
+  /* The Lua side first: a failed allocation there leaves no job behind. */
   lua_createtable(L, n + 1, 1);
   for (i = 0; i <= n; i++) {
     lua_pushvalue(L, first + i);
@@ -483,10 +482,16 @@ int tide_lp_emit(lua_State *L, int idx, int first, int n) {
   }
   lua_pushinteger(L, n);
   lua_setfield(L, -2, "n");
-  ev->args_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  args_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  tide_lp_hold(L, idx);
+  if ((ev = malloc(sizeof(*ev))) == NULL) {
+    luaL_unref(L, LUA_REGISTRYINDEX, args_ref);
+    tide_lp_drop(lp);
+    return luaL_error(L, "not enough memory");
+  }
+  ev->args_ref = args_ref;
   ev->lp = lp;
   lp->events_queued++;
-  tide_lp_hold(L, idx);
   tide_job_queue(lp->p.rt, &ev->job, event_cb);
   return 1;
 }

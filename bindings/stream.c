@@ -102,7 +102,8 @@ enum {
   S_UNLINK = 1u << 9,       /* pipe server: remove its socket file at close */
   S_READY = 1u << 10,       /* server: a connection waits for accept */
   S_CORKED = 1u << 11,      /* the cork job is queued */
-  S_ERR_TOLD = 1u << 12     /* a deferred write error was raised once */
+  S_ERR_TOLD = 1u << 12,    /* a deferred write error was raised once */
+  S_IMPL_CLOSED = 1u << 13  /* custom stream: impl.close was called */
 };
 
 enum { OP_CHUNK, OP_LINE, OP_EXACTLY, OP_UNTIL, OP_ALL, OP_ACCEPT };
@@ -144,6 +145,7 @@ typedef struct cwrite {
 
 static void update(lua_State *L, tide_stream *s);
 static void close_now(tide_stream *s);
+static void custom_close(tide_stream *s);
 static void settle_waiters(lua_State *L, tide_stream *s);
 static void room_release(lua_State *L, tide_stream *s);
 static void cork_flush(tide_stream *s);
@@ -185,6 +187,7 @@ void tide_io_unref(tide_io *io) {
 static int io_gc(lua_State *L) {
   tide_io **box = lua_touserdata(L, 1);
   tide_io *io = *box;
+  if (io == NULL) return 0;  /* its calloc failed */
   *box = NULL;
   io->lua_gone = 1;
   if (io->refs == 0) io_free(io);
@@ -267,13 +270,35 @@ void tide_stream_opened(tide_stream *s) {
   update(NULL, s);
 }
 
+/* [-1, +1, m] Replaces the boolean on top with a new userdata for a
+ * stream (a server's when it is true), owning none yet. */
+static int new_ud(lua_State *L) {
+  int server = lua_toboolean(L, 1);
+  *(tide_stream **)lua_newuserdatauv(L, sizeof(tide_stream *), server ? SRV_NUV : 0) = NULL;
+  luaL_setmetatable(L, server ? TIDE_SERVER_MT : TIDE_STREAM_MT);
+  return 1;
+}
+
 /* [-0, +1, m] Pushes a new userdata owning stream `s` (a server when
- * `server`); returns its slot. */
+ * `server`); returns its slot. The userdata is made in a protected call:
+ * when that fails (not enough memory), `s` is closed, which frees it and
+ * its handle, and the error is raised on; until it is owned, nothing else
+ * would close it. */
 tide_stream **tide_stream_push(lua_State *L, tide_stream *s, int server) {
-  tide_stream **ud = lua_newuserdatauv(L, sizeof(*ud), server ? SRV_NUV : 0);
+  tide_stream **ud;
+  if (!lua_checkstack(L, 2)) {
+    close_now(s);
+    luaL_error(L, "not enough memory");
+  }
+  lua_pushcfunction(L, new_ud);
+  lua_pushboolean(L, server);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    close_now(s);
+    lua_error(L);
+  }
+  ud = lua_touserdata(L, -1);
   *ud = s;
   s->ud = ud;
-  luaL_setmetatable(L, server ? TIDE_SERVER_MT : TIDE_STREAM_MT);
   return ud;
 }
 
@@ -1038,7 +1063,7 @@ static void cwrite_cb(tide_listener *l, tide_promise *src) {
  * stream's write error; a pending promise keeps the bytes queued until it
  * settles. */
 static void custom_send(lua_State *L, tide_stream *s, int idx, size_t len) {
-  int top = lua_gettop(L);
+  int top = lua_gettop(L), raised = 0;
   lpromise *lp;
   cwrite *w;
   idx = lua_absindex(L, idx);
@@ -1047,6 +1072,7 @@ static void custom_send(lua_State *L, tide_stream *s, int idx, size_t len) {
   if (tide_lua_pcall(L, 1, 1) != LUA_OK) {
     lua_pop(L, 1);  /* remove the traceback: the error object carries one */
     lua_pushvalue(L, -1);  /* the error, as the value to keep */
+    raised = 1;
   } else if (lua_isnil(L, -1)) {
     s->bytes_written += len;
   } else if ((lp = tide_lp_test(L, -1)) == NULL) {
@@ -1070,6 +1096,10 @@ static void custom_send(lua_State *L, tide_stream *s, int idx, size_t len) {
   }
   if (lua_gettop(L) > top + 1) set_err(L, &s->write_err, &s->werr_ref);
   lua_settop(L, top);
+  /* A write that raised may have lost its bytes part-way (not enough
+   * memory): the stream cannot go on, and its other end must learn it, as
+   * a socket's peer would. impl.close tells it; it runs once all the same. */
+  if (raised) custom_close(s);
 }
 
 /* [-0, +1, m] Calls impl.shutdown of custom stream `s` and pushes its
@@ -1092,7 +1122,8 @@ static int custom_shutdown(lua_State *L, tide_stream *s) {
 static void custom_close(tide_stream *s) {
   lua_State *L = live_state(s->io);
   int top;
-  if (L == NULL || s->impl_ref == LUA_NOREF) return;
+  if (L == NULL || s->impl_ref == LUA_NOREF || (s->flags & S_IMPL_CLOSED)) return;
+  s->flags |= S_IMPL_CLOSED;
   top = lua_gettop(L);
   if (impl_get(L, s, "close") != LUA_TNIL && tide_lua_pcall(L, 0, 0) != LUA_OK)
     tide_lua_report(L, "error in stream impl.close: ", lua_gettop(L));
@@ -1515,21 +1546,30 @@ static void shutdown_cb(uv_shutdown_t *req, int status) {
 static int s_shutdown(lua_State *L) {
   tide_stream *s = *(tide_stream **)luaL_checkudata(L, 1, TIDE_STREAM_MT);
   uv_shutdown_t *req;
+  lpromise *lp = NULL;
   int err;
   if (s == NULL || (s->flags & S_CLOSING)) return luaL_error(L, "attempt to use a closed stream");
   if (s->shutdown) return tide_lp_push(L, s->shutdown), 1;
   if (s->flags & S_SHUT) return push_done(L, s);
+  /* The promise first: an allocation that fails then leaves the stream
+   * as it was, with no request in flight whose callback finds no promise. */
+  if (s->kind != TIDE_STREAM_FILE && s->kind != TIDE_STREAM_TTY && s->kind != TIDE_STREAM_CUSTOM)
+    lp = push_held(L, 1, sizeof(lpromise));
   s->flags |= S_SHUT;
   if (s->kind == TIDE_STREAM_FILE || s->kind == TIDE_STREAM_TTY) return push_done(L, s);
   cork_flush(s);
   if (s->kind == TIDE_STREAM_CUSTOM) return custom_shutdown(L, s);
-  if ((req = malloc(sizeof(*req))) == NULL) return luaL_error(L, "not enough memory");
+  if ((req = malloc(sizeof(*req))) == NULL) {
+    tide_lp_drop(lp);
+    return luaL_error(L, "not enough memory");
+  }
   req->data = s;
   if ((err = uv_shutdown(req, &s->h.stream, shutdown_cb)) != 0) {
     free(req);
+    tide_lp_drop(lp);
     return push_rejected(L, NULL, NULL, err);
   }
-  s->shutdown = push_held(L, 1, sizeof(lpromise));
+  s->shutdown = lp;
   update(L, s);
   return 1;
 }
@@ -1771,6 +1811,26 @@ static int serve_conn_k(lua_State *L, int status, lua_KContext ctx) {
   return 0;
 }
 
+/* The catch handler of a connection's task (upvalues: the connection, the
+ * server): the task failed with its handler's end not run, because its
+ * body never started (not enough memory for the coroutine's first call)
+ * or its end raised. Reports the error, then closes the connection and
+ * lets the server go on, as serve_conn_k would have. */
+static int serve_failed(lua_State *L) {
+  tide_stream *s;
+  lua_settop(L, 1);                                    /* 1: the error */
+  lua_getiuservalue(L, lua_upvalueindex(2), SRV_CONNS); /* 2: the handlers */
+  lua_pushvalue(L, lua_upvalueindex(1));
+  if (lua_rawget(L, 2) == LUA_TNIL) return 0;          /* serve_conn_k ran */
+  lua_settop(L, 1);
+  if (!tide_lp_is_cancelled_value(L, 1)) tide_lua_report(L, "error in connection handler: ", 0);
+  if ((s = *(tide_stream **)lua_touserdata(L, lua_upvalueindex(1))) != NULL)
+    tide_stream_close(L, s, DEFAULT_LINGER);
+  if ((s = *(tide_stream **)lua_touserdata(L, lua_upvalueindex(2))) != NULL)
+    handler_done(L, s, lua_upvalueindex(2), lua_upvalueindex(1));
+  return 0;
+}
+
 /* [-0, +0, m] Hands the connection waiting on serving server `s` to a new
  * task running its handler. */
 static void serve_one(lua_State *L, tide_stream *s) {
@@ -1791,6 +1851,12 @@ static void serve_one(lua_State *L, tide_stream *s) {
   lua_pushvalue(L, top + 4);
   lua_rawset(L, top + 2);                           /* handlers[conn] = task */
   s->conns++;
+  lua_getfield(L, top + 4, "catch");                /* task:catch(serve_failed) */
+  lua_pushvalue(L, top + 4);
+  lua_pushvalue(L, top + 3);
+  lua_pushvalue(L, top + 1);
+  lua_pushcclosure(L, serve_failed, 2);
+  lua_call(L, 2, 0);
   lua_settop(L, top);
 }
 
@@ -2103,11 +2169,12 @@ int tide_open_stream(lua_State *L) {
   if (tide_io_get(L) != NULL) return 0;
   if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) signal(SIGPIPE, SIG_IGN);
   box = lua_newuserdatauv(L, sizeof(*box), 0);
-  if ((*box = io = calloc(1, sizeof(*io))) == NULL) return luaL_error(L, "not enough memory");
-  lua_createtable(L, 0, 1);
+  *box = NULL;
+  lua_createtable(L, 0, 1);  /* its __gc first: a failed allocation leaks nothing */
   lua_pushcfunction(L, io_gc);
   lua_setfield(L, -2, "__gc");
   lua_setmetatable(L, -2);
+  if ((*box = io = calloc(1, sizeof(*io))) == NULL) return luaL_error(L, "not enough memory");
   io->rt = tide_lua_get(L)->rt;
   io->loop = tide_rt_loop(io->rt);
   tide_lp_new(L, sizeof(lpromise), LP_PLAIN, UV_EVENTS);

@@ -105,6 +105,8 @@ local function enqueue(e, item)
   return item.done
 end
 
+local break_end  -- below
+
 local function new_end(name, opts)
   local e = { name = name, queue = {}, latency = 0, max_chunk = 16 }
   set_controls(e, opts)
@@ -114,7 +116,12 @@ local function new_end(name, opts)
       if e.failed then return tide.rejected(e.failed) end
       if e.peer.src.closed or e.peer.failed then return tide.rejected(epipe()) end
       if e.chunk or e.latency > 0 or e.pump then return enqueue(e, { data = data }) end
-      return e.peer.src:push(data)
+      local ok, p = pcall(e.peer.src.push, e.peer.src, data)
+      if ok then return p end
+      -- The peer lost the bytes (not enough memory as it took them): the
+      -- connection breaks on both ends, as a socket's would.
+      for _, x in ipairs{ e, e.peer } do break_end(x, p, p) end
+      error(p, 0)
     end,
     shutdown = function()
       if e.failed then return tide.rejected(e.failed) end
@@ -164,7 +171,7 @@ end
 
 -- Ends end `e` in error: pending deliveries fail, its reads reject with
 -- `read_err`, its writes with `write_err`.
-local function break_end(e, read_err, write_err)
+function break_end(e, read_err, write_err)
   if not e.failed then
     e.failed = write_err
     if e.pump then e.pump:cancel(); e.pump = nil end

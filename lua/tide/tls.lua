@@ -172,6 +172,11 @@ local function pump(transport, sess, source)
   end
 end
 
+-- Encrypts `data` and writes its records to `transport`.
+local function send_records(transport, sess, data)
+  return transport:write(sess:encrypt(data))
+end
+
 -- The TLS stream over `transport` once `sess` finished its handshake.
 local function open(transport, sess, opts)
   local info = sess:info()
@@ -184,7 +189,12 @@ local function open(transport, sess, opts)
     transport = transport,
   }
   function impl.write(data)
-    return transport:write(sess:encrypt(data))
+    local ok, p = pcall(send_records, transport, sess, data)
+    if ok then return p end
+    -- The session took `data` but its records were lost (not enough
+    -- memory): the connection cannot go on; closing it tells the peer.
+    transport:close()
+    error(p, 0)
   end
   function impl.shutdown()  -- close_notify, then the transport's own end
     transport:write(sess:close_notify()):catch(ignore)

@@ -525,6 +525,18 @@ describe("tide.stream", function()
       assert.has_error(function() tide.stream{} end)
     end))
 
+    it("closes its impl, once, when impl.write raises (its bytes may be lost)", async(function()
+      local closes = 0
+      local s = tide.stream{ write = function() error(tide.error("ENOMEM", "not enough memory")) end,
+                             close = function() closes = closes + 1 end }
+      s:write("x"):await()
+      tide.sleep(0):await()
+      assert.equal(1, closes)
+      assert.equal("ENOMEM", rejection(s:write("y")).code)
+      s:close()
+      assert.equal(1, closes)
+    end))
+
     it("calls impl.close once, and the collector closes a forgotten stream", async(function()
       local closes = 0
       local s = tide.stream{ write = function() end, close = function() closes = closes + 1 end }

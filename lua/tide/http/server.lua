@@ -201,11 +201,14 @@ local server_mt = {
   __close = function(s) s:close() end,
 }
 
+-- Awaits the next connection of `listener`.
+local function accept_next(listener) return await(listener:accept()) end
+
 -- The accept loop: one task per connection, until the listener closes.
 local function accept_loop(srv, listener, handler)
   while true do
-    local p = listener:accept()
-    local ok, sock = pcall(await, p)
+    -- accept() itself may raise (not enough memory): handled as a failed accept
+    local ok, sock = pcall(accept_next, listener)
     if not ok then
       if srv.closing then return end
       -- A failure of one accept (EMFILE, ...) must not stop the server:
@@ -213,7 +216,15 @@ local function accept_loop(srv, listener, handler)
       report(srv._o, "tide: http accept error: " .. tostring(sock))
       tide.sleep(0.1):await()
     elseif sock then
-      spawn(conn_task, srv, sock, handler)
+      -- A task that fails outside conn_task's own pcall (not enough memory,
+      -- maybe before conn_task even started) still closes its socket; so
+      -- does this loop's end when it fails before the task is set up.
+      srv._accepted = sock
+      spawn(conn_task, srv, sock, handler):catch(function(e)
+        sock:close()
+        error(e, 0)
+      end)
+      srv._accepted = false
     else  -- the listener was closed: by server:close, or a worker told to stop
       if not srv.closing then srv:close() end
       return
@@ -240,6 +251,7 @@ local function new_server(o, port, listener)
     _o = o,
     _conns = {},
     _listener = listener,
+    _accepted = false,  -- a connection accepted whose task is not set up yet
   }, server_mt)
 end
 
@@ -251,6 +263,13 @@ function M.serve(opts, handler)
   local listener = tide.tcp.listen { host = o.host, port = o.port, backlog = o.backlog }
   local srv = new_server(o, listener.port, listener)
   srv._accept = spawn(accept_loop, srv, listener, handler)
+  -- An accept loop that failed (not enough memory, outside its pcall)
+  -- closes the server rather than leave it listening with nobody accepting.
+  srv._accept:catch(function(e)
+    if srv._accepted then srv._accepted:close() end
+    if not srv.closing then srv:close() end
+    error(e, 0)
+  end)
   return srv
 end
 

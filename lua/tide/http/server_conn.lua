@@ -287,6 +287,8 @@ local function serve_conn(srv, c, handler)
     local failure
     ok, failure = xpcall(handler, capture, req, res)
     if not ok then
+      -- capture itself failed (not enough memory): the error is bare
+      if type(failure) ~= "table" then failure = { failure } end
       if not handler_failed(c, res, failure[1], failure[2]) then return end
     elseif res._state ~= FINISHED then
       res:finish()
