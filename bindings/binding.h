@@ -137,6 +137,10 @@ void tide_lua_report(lua_State *L, const char *what, int tb_idx);
 void tide_lua_newclass(lua_State *L, const char *name, const luaL_Reg *meta,
                        const luaL_Reg *methods, lua_CFunction index);
 const char *tide_lua_index_key(lua_State *L);
+/* [-0, +1, m] Pushes the state's one userdata under registry key `key`,
+ * made zeroed on the first call, with `gc` as its __gc; returns its block.
+ * For what a file keeps per state and must end when the state closes. */
+void *tide_lua_singleton(lua_State *L, const void *key, size_t size, lua_CFunction gc);
 int tide_open_util(lua_State *L);
 double tide_lua_checkseconds(lua_State *L, int idx);
 uint64_t tide_lua_ms(double seconds);

@@ -214,19 +214,7 @@ static int clist_gc(lua_State *L) {
 
 /* [-0, +0, m] The state's list of pending requests, made on first use. */
 static clist *clist_get(lua_State *L) {
-  clist *l;
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &clist_key) == LUA_TNIL) {
-    lua_pop(L, 1);  /* remove the nil */
-    l = lua_newuserdatauv(L, sizeof(clist), 0);
-    l->head = NULL;
-    lua_createtable(L, 0, 1);
-    lua_pushcfunction(L, clist_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_setmetatable(L, -2);
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &clist_key);
-  }
-  l = lua_touserdata(L, -1);
+  clist *l = tide_lua_singleton(L, &clist_key, sizeof(clist), clist_gc);
   lua_pop(L, 1);  /* remove the list */
   return l;
 }

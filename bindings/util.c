@@ -130,6 +130,22 @@ static int error_tostring(lua_State *L) {
   return 1;
 }
 
+/* The state's one userdata under `key` (see binding.h). */
+void *tide_lua_singleton(lua_State *L, const void *key, size_t size, lua_CFunction gc) {
+  void *p;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) != LUA_TNIL) return lua_touserdata(L, -1);
+  lua_pop(L, 1);  /* remove the nil */
+  p = lua_newuserdatauv(L, size, 0);
+  memset(p, 0, size);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+  return p;
+}
+
 /* [-0, +0, m] Creates the metatable `name` of a userdata class: the
  * metamethods `meta` (or none), and an __index over the functions
  * `methods`: a closure of `index` with the methods table as its upvalue

@@ -116,18 +116,7 @@ static int box_gc(lua_State *L) {
 
 /* [-0, +1, m] Pushes the registry box of the watchdog (made when absent). */
 static watchdog **push_box(lua_State *L) {
-  watchdog **box;
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &wd_key) != LUA_TNIL) return lua_touserdata(L, -1);
-  lua_pop(L, 1);  /* remove the nil */
-  box = lua_newuserdatauv(L, sizeof(*box), 0);
-  *box = NULL;
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, box_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_setmetatable(L, -2);
-  lua_pushvalue(L, -1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &wd_key);
-  return box;
+  return tide_lua_singleton(L, &wd_key, sizeof(watchdog *), box_gc);
 }
 
 /* [-0, +0, m] Starts (or with `seconds` <= 0 stops) the watchdog of the
