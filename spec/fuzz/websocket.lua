@@ -1,0 +1,88 @@
+-- Fuzz script for tide.websocket's frame reader (see lua_target.c): the
+-- input is what the peer sends on a connection whose handshake is done,
+-- read by receive() until the connection ends. The first byte picks how:
+--   bit 0      the side reading: server (the peer's frames must be masked)
+--              or client (they must not be)
+--   bit 1      permessage-deflate agreed (RSV1 frames are inflated)
+--   bit 2      with deflate: the peer's context is reset after each
+--              message (no_context_takeover), else kept
+--   bits 3-5   the size of the pieces the bytes arrive in: 1 to 7 bytes,
+--              or (0) all at once
+-- Each input runs in its own tide.run on the virtual clock, over a
+-- tide.memory pair: the connection is tide.websocket.new on one end, the
+-- other end writes the rest of the input and shuts down. Small limits
+-- (max_frame, max_message), so that they are hit.
+--
+-- The contract (docs/websocket.md): receive() gives data and "text" or
+-- "binary" (text valid UTF-8, at most max_message bytes), and then nil
+-- once the connection ended, with close_code saying why: the peer's code
+-- (a valid one, 1005 when its close frame had none), 1006 when the bytes
+-- ended without a close frame, or 1002, 1007, 1009 for what the reader
+-- refused. 1011 (the reader failed on an error of its own), any error
+-- raised by receive, and a connection still open once every byte is read
+-- are findings.
+local tide = require "tide"
+local memory = require "tide.memory"
+local ws = require "tide.websocket"
+
+local byte, sub = string.byte, string.sub
+local utf8len = utf8.len
+
+local MAX_FRAME, MAX_MESSAGE = 600, 512
+
+-- Receives must end well within this much virtual time: the reader waits
+-- on nothing but the bytes, which are all there.
+local RECEIVE_TIMEOUT = 60
+
+-- Close codes a peer may send (section 7.4.1), and those the reader gives
+-- of its own: 1005 (no code in the close frame), 1006 (no close frame).
+local function peer_code(code)
+  return (code >= 1000 and code <= 1003) or (code >= 1007 and code <= 1014)
+    or (code >= 3000 and code <= 4999)
+end
+local OWN = { [1002] = true, [1005] = true, [1006] = true, [1007] = true, [1009] = true }
+
+local function options()
+  local o = {}
+  for k, v in pairs(ws.DEFAULTS) do o[k] = v end
+  o.max_frame, o.max_message, o.close_timeout = MAX_FRAME, MAX_MESSAGE, 1
+  return o
+end
+
+local function session(mode, input)
+  local client = mode & 1 == 1
+  local agreed
+  if mode & 2 ~= 0 then
+    local reset = mode & 4 ~= 0
+    agreed = { deflate_bits = 15, inflate_bits = 15, deflate_reset = reset, inflate_reset = reset }
+  end
+  local piece = (mode >> 3) & 7
+  local clock <close> = tide.virtual_clock()
+  local a, b = memory.pair{ chunk = piece > 0 and piece or false }
+  local c = ws.new(a, options(), client, agreed)
+  b:write(input)
+  b:shutdown()
+  local n = 0
+  while true do
+    local ok, data, kind = pcall(tide.await, c:receive(RECEIVE_TIMEOUT))
+    if not ok then error(data, 0) end  -- no error is documented here
+    if data == nil then break end
+    n = n + 1
+    assert(kind == "text" or kind == "binary", "message of kind " .. tostring(kind))
+    assert(type(data) == "string" and #data <= MAX_MESSAGE, "message past max_message")
+    assert(kind ~= "text" or utf8len(data), "text message that is not UTF-8")
+    assert(n <= #input, "more messages than bytes")
+  end
+  local code = c.close_code
+  assert(math.type(code) == "integer", "closed without a close code")
+  assert(OWN[code] or peer_code(code), "close code " .. code)
+  assert(type(c.close_reason) == "string", "closed without a reason")
+  assert(c.state == "closed", "receive gave nil on a connection " .. tostring(c.state))
+  a:close()
+  b:close()
+end
+
+return function(data)
+  local mode = byte(data, 1) or 0
+  tide.run(session, mode, sub(data, 2))
+end
