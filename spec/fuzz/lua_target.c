@@ -16,7 +16,11 @@
  * it would mutate blindly through the parsers. A line hook gives it the Lua
  * side: each (source, line) pair and each step from one line to the next
  * bumps a byte of lua_counters, which libFuzzer reads as extra coverage
- * features (the counters are cleared before each input).
+ * features (the counters are cleared before each input). Code that is not
+ * instrumented either (OpenSSL, zlib) is blind to the fuzzer as well; a
+ * script can name the outcome it saw with the global fuzz_feature(text),
+ * which bumps the counter of that text (an error message, say), so that
+ * an input that gets further into such code counts as new.
  *
  * Ownership: one lua_State per process, made on the first input and kept
  * (closing and reopening it per input would cost more than the parsing);
@@ -82,6 +86,16 @@ static void line_hook(lua_State *L, lua_Debug *ar) {
   last_line = here;
 }
 
+/* fuzz_feature(text): one more feature, the text's hash (FNV-1a). */
+static int fuzz_feature(lua_State *L) {
+  size_t len, i;
+  const char *s = luaL_checklstring(L, 1, &len);
+  uint32_t h = 2166136261u;
+  for (i = 0; i < len; i++) h = (h ^ (uint8_t)s[i]) * 16777619u;
+  lua_counters[h % NCOUNTERS]++;
+  return 0;
+}
+
 /* [-0, +1, -] A traceback for the error on top, as lua.c's msghandler. */
 static int msghandler(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
@@ -116,6 +130,7 @@ static lua_State *open_state(void) {
   lua_pushcfunction(L, luaopen_tide);
   lua_setfield(L, -2, "tide");
   lua_pop(L, 2);  /* remove preload and package */
+  lua_register(L, "fuzz_feature", fuzz_feature);
   lua_pushcfunction(L, msghandler);
   if (luaL_loadfile(L, FUZZ_SCRIPT) != LUA_OK) die(L, "loading " FUZZ_SCRIPT);
   if (lua_pcall(L, 0, 1, 1) != LUA_OK) die(L, "running " FUZZ_SCRIPT);

@@ -16,7 +16,7 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 # libFuzzer reads 0 as "no limit"
 [ "$FUZZ_SECONDS" -ge 1 ] 2>/dev/null || FUZZ_SECONDS=1
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(h1 fields resp websocket marshal)
+[ ${#targets[@]} -eq 0 ] && targets=(h1 fields resp websocket tls marshal)
 passed=0 failed=0
 for t in "${targets[@]}"; do
   bin=$BUILD/fuzz/$t

@@ -27,6 +27,7 @@ local ws = require "tide.websocket"
 
 local byte, sub = string.byte, string.sub
 local utf8len = utf8.len
+local fuzz_feature = rawget(_G, "fuzz_feature")
 
 local MAX_FRAME, MAX_MESSAGE = 600, 512
 
@@ -76,7 +77,11 @@ local function session(mode, input)
   local code = c.close_code
   assert(math.type(code) == "integer", "closed without a close code")
   assert(OWN[code] or peer_code(code), "close code " .. code)
+  assert(not (c.failed and code == 1011), "the reader failed: " .. tostring(c.close_reason))
   assert(type(c.close_reason) == "string", "closed without a reason")
+  -- zlib is not instrumented: the reason tells the fuzzer how an input
+  -- ended (see lua_target.c).
+  if fuzz_feature then fuzz_feature(code .. c.close_reason) end
   assert(c.state == "closed", "receive gave nil on a connection " .. tostring(c.state))
   a:close()
   b:close()
