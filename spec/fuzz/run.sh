@@ -8,6 +8,9 @@
 # counts as failed. Each target prints its executions and coverage; the
 # last line is "N passed, N failed", as for the other suites.
 #
+# FUZZ_RUNS=n stops a target after n executions, if its time does not end
+# it first (a long run: FUZZ_SECONDS=3600 FUZZ_RUNS=10000000).
+#
 # Usage: BUILD=build-fuzz FUZZ_SECONDS=10 bash spec/fuzz/run.sh [target...]
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -33,6 +36,7 @@ for t in "${targets[@]}"; do
   # unless FUZZ_GC_EVERY=1 makes each input of a Lua target end with a
   # full collection.
   flags=()
+  [ -n "${FUZZ_RUNS:-}" ] && flags+=(-runs="$FUZZ_RUNS")
   asan=detect_leaks=1
   [ "${FUZZ_GC_EVERY:-0}" != 1 ] && flags+=(-detect_leaks=0)
   if [ -f "spec/fuzz/$t.lua" ]; then
