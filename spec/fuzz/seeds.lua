@@ -130,6 +130,18 @@ local seeds = {
     return frame(RSV1 | BINARY, z(100):sub(1, 3), k) .. frame(FIN | CONT, z(100):sub(4), k)
   end },
   deflate_bomb = { 2, function(k) return frame(FIN | RSV1 | BINARY, z(5000), k) end },
+  -- Bit 6: an extension header first (offer or answer), then frames.
+  ext_offer = { 64, function(k)
+    return "permessage-deflate; client_max_window_bits=9; server_no_context_takeover, x-other\n"
+      .. frame(FIN | RSV1 | TEXT, deflated("hello hello hello"), k)
+  end },
+  ext_window = { 64 | 2 << 3, function(k)
+    return "permessage-deflate; server_max_window_bits=9; client_max_window_bits=10\n"
+      .. frame(FIN | RSV1 | BINARY, z(3000), k)
+  end },
+  ext_quoted = { 64, function(k)
+    return 'permessage-deflate; client_max_window_bits="12"\n' .. frame(FIN | TEXT, "plain", k)
+  end },
   pieces = { 7 << 3, function(k)
     return frame(FIN | TEXT, "all at once", k) .. frame(FIN | CLOSE, pack(">I2", 4000), k)
   end },

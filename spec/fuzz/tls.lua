@@ -18,8 +18,8 @@
 --
 -- The contract (docs/tls.md): the handshake fails with an ETLS error
 -- object (OpenSSL's reason), or ETIMEDOUT when the bytes stop before it is
--- done. Anything else raised, a handshake that ends otherwise, a process
--- crash or hang is a finding. A handshake cannot succeed from bytes that
+-- done. Anything else raised, a handshake that ends otherwise, a
+-- rejection left unhandled, a process crash or hang is a finding. A handshake cannot succeed from bytes that
 -- did not see the other side's random and key share, but if one did, the
 -- stream would be read to its end (reads may fail with ETLS).
 local tide = require "tide"
@@ -56,6 +56,7 @@ local function expected(e)
 end
 
 local function session(mode, input)
+  local unhandled = tide.stats().unhandled
   local client = mode & 1 == 1
   local piece = (mode >> 3) & 7
   local clock <close> = tide.virtual_clock()
@@ -85,6 +86,7 @@ local function session(mode, input)
   -- closed (the streams' timers) still closing: they finish in the next
   -- turn of the loop, and each run would leave its own (2.7 KB a run).
   tide.sleep(0):await()
+  assert(tide.stats().unhandled == unhandled, "a rejection went unhandled (printed above)")
 end
 
 return function(data)

@@ -9,6 +9,12 @@
 --   bits 3-5   the size of the pieces the bytes arrive in: 1 to 7 bytes
 --              (the first 48 pieces; the rest comes at once), or (0) all
 --              at once
+--   bit 6      the input starts with a Sec-WebSocket-Extensions value, up
+--              to the first "\n": a client's offer, which the server
+--              negotiates (handshake.negotiate_server), or a server's
+--              answer, which the client checks (handshake.accept_client);
+--              what they agree on (window bits, context takeover) replaces
+--              bits 1 and 2
 -- Each input runs in its own tide.run on the virtual clock, over a
 -- tide.memory pair: the connection is tide.websocket.new on one end, the
 -- other end writes the rest of the input and shuts down. Small limits
@@ -20,17 +26,21 @@
 -- features) ten times slower than the others. 48 pieces reach every place
 -- a frame's header can be cut at, in the first frames.
 --
--- The contract (docs/websocket.md): receive() gives data and "text" or
+-- The contract (docs/websocket.md): the negotiation gives an answer and
+-- the agreed parameters or nil (server), the agreed parameters or nil and
+-- a reason (client). receive() gives data and "text" or
 -- "binary" (text valid UTF-8, at most max_message bytes), and then nil
 -- once the connection ended, with close_code saying why: the peer's code
 -- (a valid one, 1005 when its close frame had none), 1006 when the bytes
 -- ended without a close frame, or 1002, 1007, 1009 for what the reader
 -- refused. 1011 (the reader failed on an error of its own), any error
--- raised by receive, and a connection still open once every byte is read
--- are findings.
+-- raised by receive, a connection still open once every byte is read and
+-- a rejection left unhandled (a write of the connection, say) are
+-- findings.
 local tide = require "tide"
 local memory = require "tide.memory"
 local ws = require "tide.websocket"
+local hs = require "tide.websocket.handshake"
 
 local byte, sub = string.byte, string.sub
 local utf8len = utf8.len
@@ -73,15 +83,49 @@ local function feed(b, input, size)
     local j = last and len or i + size - 1
     b:write(sub(input, i, j))
     i = j + 1
-    if not last then tide.resolved():next(ignore):await() end
+    if not last then
+      tide.resolved():next(ignore):await()
+      -- The session may have ended meanwhile (the connection failed).
+      if b.closed then return end
+    end
   end
   b:shutdown()
 end
 
+-- What the opening handshake agreed on, from the extension header `value`
+-- (see bit 6); nil: no compression.
+local function negotiate(client, value)
+  if client then
+    local want = { client_max_window_bits = true }
+    local a, why = hs.accept_client(value, want)
+    if not a then
+      assert(type(why) == "string", "refused without a reason")
+      return nil
+    end
+    return a
+  end
+  local answer, a = hs.negotiate_server(value, {})
+  if answer == nil then
+    assert(a == nil, "parameters agreed without an answer")
+    return nil
+  end
+  assert(type(answer) == "string" and type(a) == "table", "answer without parameters")
+  -- The client must accept the answer the server gives.
+  local back = hs.accept_client(answer, { client_max_window_bits = true })
+  assert(back, "the client refuses the server's answer " .. answer)
+  assert(back.inflate_bits == a.deflate_bits, "the answer says other window bits")
+  return a
+end
+
 local function session(mode, input)
+  local unhandled = tide.stats().unhandled
   local client = mode & 1 == 1
   local agreed
-  if mode & 2 ~= 0 then
+  if mode & 64 ~= 0 then
+    local e = input:find("\n", 1, true) or #input + 1
+    agreed = negotiate(client, sub(input, 1, e - 1))
+    input = sub(input, e + 1)
+  elseif mode & 2 ~= 0 then
     local reset = mode & 4 ~= 0
     agreed = { deflate_bits = 15, inflate_bits = 15, deflate_reset = reset, inflate_reset = reset }
   end
@@ -89,7 +133,7 @@ local function session(mode, input)
   local clock <close> = tide.virtual_clock()
   local a, b = memory.pair()
   local c = ws.new(a, options(), client, agreed)
-  tide.spawn(feed, b, input, piece)
+  local feeder = tide.spawn(feed, b, input, piece)
   local n = 0
   while true do
     local ok, data, kind = pcall(tide.await, c:receive(RECEIVE_TIMEOUT))
@@ -111,12 +155,14 @@ local function session(mode, input)
   -- input (an opcode, a close code): each would count as new.
   if fuzz_feature and OWN[code] then fuzz_feature(code .. c.close_reason:gsub("%d+", "#")) end
   assert(c.state == "closed", "receive gave nil on a connection " .. tostring(c.state))
+  feeder:cancel()  -- the connection may end before every byte went in
   a:close()
   b:close()
   -- A run that never waited on the loop returns with the handles it
   -- closed (the streams' timers) still closing: they finish in the next
   -- turn of the loop, and each run would leave its own (2.7 KB a run).
   tide.sleep(0):await()
+  assert(tide.stats().unhandled == unhandled, "a rejection went unhandled (printed above)")
 end
 
 return function(data)
