@@ -18,8 +18,9 @@
 --
 -- The contract (docs/tls.md): the handshake fails with an ETLS error
 -- object (OpenSSL's reason), or ETIMEDOUT when the bytes stop before it is
--- done. Anything else raised, a handshake that ends otherwise, a
--- rejection left unhandled, a process crash or hang is a finding. A handshake cannot succeed from bytes that
+-- done, and closes the stream it was given. Anything else raised, a
+-- handshake that ends otherwise, a rejection left unhandled, a process
+-- crash or hang is a finding. A handshake cannot succeed from bytes that
 -- did not see the other side's random and key share, but if one did, the
 -- stream would be read to its end (reads may fail with ETLS).
 local tide = require "tide"
@@ -79,6 +80,7 @@ local function session(mode, input)
     s:close()
   else
     expected(s)
+    assert(a.closed, "a failed handshake left its stream open")  -- docs/tls.md, wrap
   end
   a:close()
   b:close()
