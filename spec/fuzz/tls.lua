@@ -60,7 +60,7 @@ local function session(mode, input)
   local unhandled = tide.stats().unhandled
   local client = mode & 1 == 1
   local piece = (mode >> 3) & 7
-  local clock <close> = tide.virtual_clock()
+  local _clock <close> = tide.virtual_clock()
   local a, b = memory.pair{ chunk = piece > 0 and 16 << (piece - 1) or false }
   local opts = { handshake_timeout = HANDSHAKE_TIMEOUT }
   if client then

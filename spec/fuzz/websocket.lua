@@ -130,7 +130,7 @@ local function session(mode, input)
     agreed = { deflate_bits = 15, inflate_bits = 15, deflate_reset = reset, inflate_reset = reset }
   end
   local piece = (mode >> 3) & 7
-  local clock <close> = tide.virtual_clock()
+  local _clock <close> = tide.virtual_clock()
   local a, b = memory.pair()
   local c = ws.new(a, options(), client, agreed)
   local feeder = tide.spawn(feed, b, input, piece)
