@@ -151,9 +151,12 @@ local function session(mode, input)
   assert(not (c.failed and code == 1011), "the reader failed: " .. tostring(c.close_reason))
   assert(type(c.close_reason) == "string", "closed without a reason")
   -- zlib is not instrumented: the reason tells the fuzzer how an input
-  -- ended (see lua_target.c). Without its numbers, which come from the
-  -- input (an opcode, a close code): each would count as new.
-  if fuzz_feature and OWN[code] then fuzz_feature(code .. c.close_reason:gsub("%d+", "#")) end
+  -- ended (see lua_target.c), when it is the reader's (a peer's close
+  -- frame says what the input says), without its numbers (an opcode, a
+  -- close code from the input): each would count as new.
+  if fuzz_feature and (c.failed or code == 1005 or code == 1006) then
+    fuzz_feature(code .. c.close_reason:gsub("%d+", "#"))
+  end
   assert(c.state == "closed", "receive gave nil on a connection " .. tostring(c.state))
   feeder:cancel()  -- the connection may end before every byte went in
   a:close()
