@@ -57,12 +57,14 @@ for t in "${targets[@]}"; do
       "$work" "${seeds[@]}" > "$log" 2>&1
   rc=$?
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$')
+  # the time it ran: FUZZ_SECONDS, or less when FUZZ_RUNS ended it
+  secs=$(grep -o '^Done [0-9]* runs in [0-9]* second' "$log" | grep -o '[0-9]* second' | grep -o '[0-9]*')
   last=$(grep -E '^#[0-9]+' "$log" | tail -n 1)
   cov=$(echo "$last" | grep -o 'cov: [0-9]*')
   ft=$(echo "$last" | grep -o 'ft: [0-9]*')
   if [ "$rc" -eq 0 ]; then
     passed=$((passed + 1))
-    echo "ok   $t: ${execs:-?} executions in ${FUZZ_SECONDS}s, ${cov:-cov: ?} ${ft:-ft: ?}"
+    echo "ok   $t: ${execs:-?} executions in ${secs:-$FUZZ_SECONDS}s, ${cov:-cov: ?} ${ft:-ft: ?}"
   else
     failed=$((failed + 1))
     echo "FAIL $t (exit $rc): ${execs:-?} executions, ${cov:-cov: ?} ${ft:-ft: ?}; log $log"
