@@ -110,7 +110,7 @@ tsan:
 # ASan, UBSan and coverage in $(BUILD)-fuzz, then each target fed mutated
 # inputs for FUZZ_SECONDS seconds (make fuzz FUZZ_SECONDS=10).
 FUZZ_SECONDS ?= 60
-FUZZ_LUA   := h1 fields resp
+FUZZ_LUA   := h1 fields resp websocket tls
 FUZZ_C     := marshal
 FUZZ_SAN   := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 fuzz: deps

@@ -138,6 +138,9 @@ static void task_finish(tide_lua *tl, ltask *t, int status, int nres) {
   top = lua_gettop(L);
   tide_lp_push(L, &t->base);                           /* top+1: the task */
   if (status == LUA_OK) {
+    /* the rejection an await raised, caught: its cause goes too */
+    luaL_unref(L, LUA_REGISTRYINDEX, t->cause_ref);
+    t->cause_ref = LUA_NOREF;
     luaL_checkstack(L, nres + 1, "too many results");
     lua_xmove(co, L, nres);
     t->status = T_DONE;

@@ -49,6 +49,28 @@ describe("causal tracebacks", function()
     assert.matches("awaited by", err.traceback)
   end))
 
+  it("keep nothing of a rejection a task caught, once the task returned", async(function()
+    -- The cause of the last rejection an await raised stays in the
+    -- registry while the task runs, for the chain; it used to stay after a
+    -- task that caught it returned (a registry entry a task, for good).
+    local function failing()
+      tide.sleep(0):await()
+      error(tide.error("EBAD", "caught"))
+    end
+    local function entries()
+      collectgarbage()
+      collectgarbage()
+      local n = 0
+      for _ in pairs(debug.getregistry()) do n = n + 1 end
+      return n
+    end
+    local before = entries()
+    for _ = 1, 50 do
+      tide.spawn(function() assert(not pcall(tide.await, tide.spawn(failing))) end):await()
+    end
+    assert.is_true(entries() - before < 10, "registry entries: " .. before .. " -> " .. entries())
+  end))
+
   it("keep a task's own traceback when it raises another error than the one it awaited", function()
     local _, err = run_tide("-", [[
       local tide = require "tide"
