@@ -67,6 +67,7 @@ typedef struct tide_lua {
   unsigned reported;        /* unhandled rejections reported */
   int debug;                /* TIDE_DEBUG set: report misuse such as a second resolve */
   struct ltask *current;    /* the task running now, if any */
+  struct ltask *main_task;  /* the task tide.run waits for: its end stops the turn */
   int tracking;             /* new tasks go into registry["tide.tracked"] */
 } tide_lua;
 

@@ -173,6 +173,10 @@ static void task_finish(tide_lua *tl, ltask *t, int status, int nres) {
 #endif
   }
   lua_settop(L, top - 1);  /* and the coroutine */
+  /* tide.run's task ended: the turn must not go on to wait for I/O (a
+   * server still open would block it there, when it ended in a phase of
+   * the turn before the poll: a timer's, or a write's callback). */
+  if (t == tl->main_task) tide_rt_stop(tl->rt);
   tide_lp_drop(&t->base);  /* the hold taken by spawn */
 }
 
@@ -536,6 +540,7 @@ int tide_lua_run_task(lua_State *L, int nargs) {
   t = lua_touserdata(L, idx);
   tide_promise_mark_handled(&t->base.p);  /* its error goes to the caller */
   tl->running = 1;
+  tl->main_task = t;
   saved = tl->L;
   tl->L = L;
   /* Drain before each turn: a task that ends in the drain must not be
@@ -547,6 +552,7 @@ int tide_lua_run_task(lua_State *L, int nargs) {
   }
   tl->L = saved;
   tl->running = 0;
+  tl->main_task = NULL;
   if (t->base.p.state == TIDE_PENDING) {
     tide_lp_cancel(L, &t->base);
     lua_pushliteral(L, "tide.run: the task can never finish: it waits on a promise "
