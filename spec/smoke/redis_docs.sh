@@ -3,6 +3,7 @@
 # binary against a redis-server started here on a free port of 127.0.0.1
 # (REDIS_URL), and exits with status 0 with nothing on stderr.
 set -euo pipefail
+. spec/smoke/lib/doc_examples.sh
 command -v redis-server >/dev/null || { echo "redis-server missing: skipped"; exit 0; }
 tmp=$(mktemp -d)
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
@@ -13,11 +14,5 @@ for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; slee
 export REDIS_URL="redis://127.0.0.1:$port"
 n=$(python3 spec/smoke/lib/lua_blocks.py docs/redis.md "$tmp")
 [ "$n" -ge 8 ]
-for f in "$tmp"/example_*.lua; do
-  if ! timeout 20 "$TIDE_BIN" "$f" >"$tmp/out" 2>"$tmp/err"; then
-    echo "example failed:"; cat "$f" "$tmp/out" "$tmp/err"; exit 1
-  fi
-  echo "== $f"; cat "$tmp/out"
-  if [ -s "$tmp/err" ]; then echo "unexpected stderr:"; cat "$tmp/err"; exit 1; fi
-done
+run_examples "$tmp"
 echo "$n examples ran"

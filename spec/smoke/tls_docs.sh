@@ -3,6 +3,7 @@
 # ```lua block that requires "tide" runs under the binary in that folder
 # and exits with status 0, with nothing on stderr.
 set -euo pipefail
+. spec/smoke/lib/doc_examples.sh
 root=$PWD
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 python3 - "$tmp" <<'PY'
@@ -14,11 +15,5 @@ PY
 n=$(python3 spec/smoke/lib/lua_blocks.py docs/tls.md "$tmp")
 [ "$n" -ge 3 ]
 cd "$tmp"
-for f in "$tmp"/example_*.lua; do
-  if ! timeout 20 "$TIDE_BIN" "$f" >"$tmp/out" 2>"$tmp/err"; then
-    echo "example failed:"; cat "$f"; cat "$tmp/out" "$tmp/err"; exit 1
-  fi
-  echo "== $f"; cat "$tmp/out" "$tmp/err"
-  [ -s "$tmp/err" ] && exit 1
-done
+run_examples "$tmp"
 echo "$n examples ran"
